@@ -1,1 +1,11 @@
-pub fn placeholder() {}
+//! rds-csi: a Kubernetes CSI driver for MikroTik ROSE Data Server (RDS) volumes served over
+//! NVMe/TCP. The binary (`src/main.rs`) is a thin CLI over the modules here.
+
+pub mod cli;
+pub mod endpoint;
+pub mod error;
+pub mod identity;
+pub mod inflight;
+pub mod observability;
+pub mod runtime;
+pub mod server;

@@ -1,0 +1,7 @@
+//! Metrics registry, the `/metrics` `/healthz` `/readyz` endpoint, and tracing setup.
+
+pub mod http;
+pub mod logging;
+pub mod metrics;
+
+pub use metrics::Metrics;

@@ -1,0 +1,87 @@
+//! Docs stay true: every metric and flag a doc names exists in the code, and every metric the
+//! code registers is documented.
+
+use std::collections::BTreeSet;
+
+use clap::CommandFactory;
+use rds_csi::cli::Cli;
+use rds_csi::observability::Metrics;
+
+fn docs_text() -> String {
+    let mut text = String::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            text.push_str(&std::fs::read_to_string(p).unwrap());
+        }
+    }
+    text
+}
+
+fn words_with_prefix(text: &str, prefix: &str, allowed: impl Fn(char) -> bool) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(prefix) {
+        let before_ok = i == 0
+            || !rest[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let tail = &rest[i + prefix.len()..];
+        let end = tail.find(|c: char| !allowed(c)).unwrap_or(tail.len());
+        if before_ok && tail.starts_with(|c: char| c.is_ascii_lowercase()) {
+            out.insert(format!("{prefix}{}", &tail[..end]));
+        }
+        rest = &rest[i + prefix.len()..];
+    }
+    out
+}
+
+fn code_metric_names() -> BTreeSet<String> {
+    let m = Metrics::new("controller");
+    m.registry()
+        .gather()
+        .iter()
+        .map(|f| f.name().to_owned())
+        .collect()
+}
+
+#[test]
+fn metrics_named_in_docs_exist_and_every_metric_is_documented() {
+    let docs = docs_text();
+    let named = words_with_prefix(&docs, "rds_csi_", |c| c.is_ascii_lowercase() || c == '_');
+    let code = code_metric_names();
+    let unknown: Vec<_> = named.difference(&code).collect();
+    assert!(
+        unknown.is_empty(),
+        "docs name metrics the code lacks: {unknown:?}"
+    );
+    let undocumented: Vec<_> = code.difference(&named).collect();
+    assert!(
+        undocumented.is_empty(),
+        "metrics missing from docs: {undocumented:?}"
+    );
+}
+
+#[test]
+fn flags_named_in_docs_exist() {
+    let mut flags = BTreeSet::new();
+    let cmd = Cli::command();
+    for sub in cmd.get_subcommands() {
+        for a in sub.get_arguments() {
+            if let Some(l) = a.get_long() {
+                flags.insert(format!("--{l}"));
+            }
+        }
+    }
+    let named = words_with_prefix(&docs_text(), "--", |c| c.is_ascii_lowercase() || c == '-');
+    let unknown: Vec<_> = named
+        .iter()
+        .filter(|f| {
+            !flags.contains(*f)
+                && !["--help", "--check", "--release", "--workspace"].contains(&f.as_str())
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "docs name flags the CLI lacks: {unknown:?}"
+    );
+}
