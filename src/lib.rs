@@ -7,5 +7,6 @@ pub mod error;
 pub mod identity;
 pub mod inflight;
 pub mod observability;
+pub mod rds;
 pub mod runtime;
 pub mod server;
