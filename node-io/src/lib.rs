@@ -3,10 +3,20 @@
 //!
 //! This crate knows Linux, not CSI, Kubernetes or RouterOS. Every root path
 //! (`/sys`, `/proc`, `/dev`) is a parameter so tests run on fake trees.
+//!
+//! `unsafe` lives only in `sys` (syscall wrappers) and `ring` (io_uring submission).
 
 pub mod dev_num;
 pub mod device_path;
 pub mod fabrics;
+pub mod health;
+pub mod holders;
 pub mod mountinfo;
+pub mod probe;
+pub mod reader;
+mod ring;
+mod sys;
 pub mod sysfs;
 pub mod uevent;
+pub mod uevent_socket;
+pub mod wait;
