@@ -15,6 +15,9 @@ pub enum Error {
         "an operation on volume {volume_id:?} is already in progress; retry after it finishes"
     )]
     OperationPending { volume_id: String },
+    /// The request cannot continue as given, e.g. a stale pagination token (CSI: ABORTED).
+    #[error("{0}")]
+    Aborted(String),
     /// The object does not exist (CSI: NOT_FOUND).
     #[error("{0}")]
     NotFound(String),
@@ -48,7 +51,7 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::OperationPending { .. } => Code::Aborted,
+            Error::OperationPending { .. } | Error::Aborted(_) => Code::Aborted,
             Error::NotFound(_) => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
@@ -86,6 +89,7 @@ mod tests {
     fn every_variant_maps_to_its_csi_code() {
         let cases = [
             (Error::InvalidArgument("x".into()), Code::InvalidArgument),
+            (Error::Aborted("x".into()), Code::Aborted),
             (Error::NotFound("x".into()), Code::NotFound),
             (Error::AlreadyExists("x".into()), Code::AlreadyExists),
             (

@@ -1,7 +1,9 @@
 //! rds-csi: a Kubernetes CSI driver for MikroTik ROSE Data Server (RDS) volumes served over
 //! NVMe/TCP. The binary (`src/main.rs`) is a thin CLI over the modules here.
 
+pub mod attachment;
 pub mod cli;
+pub mod deadline;
 pub mod endpoint;
 pub mod error;
 pub mod identity;
@@ -10,3 +12,4 @@ pub mod observability;
 pub mod rds;
 pub mod runtime;
 pub mod server;
+pub mod volume_context;
