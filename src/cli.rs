@@ -212,6 +212,17 @@ pub struct SimulatorArgs {
     /// Print the host key line to pin (--rds-host-key), then exit.
     #[arg(long, env = "RDS_CSI_PRINT_HOST_KEY")]
     pub print_host_key: bool,
+    /// Faults to inject from the start, e.g. `latency=200ms` or `disk-full=yes`
+    /// (repeatable; the same spec as `/simulator fault ...` over SSH).
+    #[arg(long, env = "RDS_CSI_FAULT")]
+    pub fault: Vec<String>,
+    /// With --export nvmet: the nvmet configfs directory (tests point it at a fake tree).
+    #[arg(
+        long,
+        env = "RDS_CSI_NVMET_ROOT",
+        default_value = "/sys/kernel/config/nvmet"
+    )]
+    pub nvmet_root: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -12,4 +12,5 @@ pub mod observability;
 pub mod rds;
 pub mod runtime;
 pub mod server;
+pub mod simulator;
 pub mod volume_context;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             not_yet("controller", "the volume lifecycle and attachment issues")
         }
         Command::Node(_) => not_yet("node", "the node-service issue"),
-        Command::Simulator(_) => not_yet("simulator", "the RouterOS client and simulator issue"),
+        Command::Simulator(args) => rds_csi::simulator::run(args),
         Command::Demo(_) => not_yet("demo", "the deploy and demo issue"),
     }
 }

@@ -95,7 +95,7 @@ fn environment_variables_are_read_for_flags() {
 
 #[test]
 fn roles_not_yet_built_say_so_and_fail() {
-    for sub in ["controller", "node", "simulator", "demo"] {
+    for sub in ["controller", "node", "demo"] {
         let o = run(&[sub]);
         assert!(!o.status.success(), "{sub} pretended to run");
         assert!(
@@ -104,4 +104,11 @@ fn roles_not_yet_built_say_so_and_fail() {
             stderr(&o)
         );
     }
+}
+
+#[test]
+fn simulator_without_a_state_dir_names_the_flag() {
+    let o = run(&["simulator"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--state-dir"), "{}", stderr(&o));
 }

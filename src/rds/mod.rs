@@ -1,17 +1,24 @@
 //! RouterOS client for the RDS: the pure parts (command builder, output parser, errors,
-//! sizes, typed model). The SSH transport lives beside these and uses them.
+//! sizes, typed model) and the I/O half: the SSH transport, circuit breaker and typed client.
 
+pub mod breaker;
+pub mod client;
 pub mod command;
 pub mod error;
+pub mod hostkey;
 pub mod model;
 pub mod parse;
 pub mod size;
+pub(crate) mod transport;
 
+pub use breaker::BreakerState;
+pub use client::{RdsClient, RdsConfig};
 pub use command::{
     BasePath, Command, MountPoint, Nqn, NvmeExport, Port, RdsPath, Slot, SlotPrefix,
     ValidationError,
 };
 pub use error::{classify_output, RdsError, RdsErrorKind};
+pub use hostkey::HostKeyPolicy;
 pub use model::{
     render_disk_detail, render_disk_list, render_pool_capacity, Disk, ModelError, PoolCapacity,
 };
