@@ -112,6 +112,14 @@ pub struct ControllerArgs {
     /// other node is NOT_FOUND.
     #[arg(long, env = "RDS_CSI_STATIC_NODES", value_delimiter = ',')]
     pub static_nodes: Vec<String>,
+    /// Seconds during which a fully detached RWO volume may be taken over by another node
+    /// (a handoff); never while another node still holds it.
+    #[arg(long, env = "RDS_CSI_ATTACHMENT_GRACE_PERIOD", default_value_t = 30)]
+    pub attachment_grace_period: u64,
+    /// Topology segments every volume is accessible from, e.g. `topology.kubernetes.io/region=r1`
+    /// (comma-separated or repeated); none by default.
+    #[arg(long, env = "RDS_CSI_TOPOLOGY", value_delimiter = ',')]
+    pub topology: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

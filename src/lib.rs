@@ -3,11 +3,13 @@
 
 pub mod attachment;
 pub mod cli;
+pub mod controller;
 pub mod deadline;
 pub mod endpoint;
 pub mod error;
 pub mod identity;
 pub mod inflight;
+pub mod k8s;
 pub mod observability;
 pub mod rds;
 pub mod runtime;

@@ -13,9 +13,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Controller(_) => {
-            not_yet("controller", "the volume lifecycle and attachment issues")
-        }
+        Command::Controller(args) => rds_csi::controller::run(args),
         Command::Node(_) => not_yet("node", "the node-service issue"),
         Command::Simulator(args) => rds_csi::simulator::run(args),
         Command::Demo(_) => not_yet("demo", "the deploy and demo issue"),

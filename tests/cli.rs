@@ -95,7 +95,7 @@ fn environment_variables_are_read_for_flags() {
 
 #[test]
 fn roles_not_yet_built_say_so_and_fail() {
-    for sub in ["controller", "node", "demo"] {
+    for sub in ["node", "demo"] {
         let o = run(&[sub]);
         assert!(!o.status.success(), "{sub} pretended to run");
         assert!(
@@ -111,4 +111,14 @@ fn simulator_without_a_state_dir_names_the_flag() {
     let o = run(&["simulator"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--state-dir"), "{}", stderr(&o));
+}
+
+#[test]
+fn controller_without_kubernetes_flag_or_rds_settings_says_what_is_missing() {
+    let o = run(&["controller"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--no-kubernetes"), "{}", stderr(&o));
+    let o = run(&["controller", "--no-kubernetes"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--rds-address"), "{}", stderr(&o));
 }

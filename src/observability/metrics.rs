@@ -6,6 +6,9 @@ use prometheus::{Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Names of every registered metric family (the registry does not list unlabelled
+    /// vectors until they have a sample; docs are checked against this list).
+    names: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
     /// Volume RPCs refused with ABORTED because another operation on the volume was running.
     pub inflight_rejections: IntCounter,
 }
@@ -35,6 +38,7 @@ impl Metrics {
         .expect("static metric definition");
         let m = Metrics {
             registry,
+            names: Default::default(),
             inflight_rejections,
         };
         m.register(Box::new(build));
@@ -44,9 +48,19 @@ impl Metrics {
 
     /// Registers a collector; panics only on a programming error (duplicate name).
     pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        self.names
+            .lock()
+            .extend(c.desc().iter().map(|d| d.fq_name.clone()));
         self.registry
             .register(c)
             .expect("metric registered twice: a programming error");
+    }
+
+    /// Every metric name registered so far, sorted.
+    pub fn registered_names(&self) -> Vec<String> {
+        let mut v = self.names.lock().clone();
+        v.sort();
+        v
     }
 
     pub fn registry(&self) -> &Registry {

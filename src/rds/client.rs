@@ -37,7 +37,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
 pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
-pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 4 << 20;
+/// A 10 000-disk `print detail` is about 7.5 MB; a runaway answer is still bounded.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 32 << 20;
 
 /// Attempts per command when retrying is safe.
 const MAX_ATTEMPTS: u32 = 3;
@@ -309,6 +310,11 @@ impl RdsClient {
     }
 
     /// Disks whose slot starts with `prefix`.
+    /// Every disk on the RDS, volumes and snapshots of this driver among them.
+    pub async fn list_all_disks(&self, deadline: Instant) -> Result<Vec<Disk>, RdsError> {
+        self.read_disks(&Command::list_all_disks(), deadline).await
+    }
+
     pub async fn list_disks(
         &self,
         prefix: &SlotPrefix,

@@ -522,6 +522,11 @@ impl Command {
     }
 
     /// `/disk print detail where slot~"^<prefix>"`; the prefix has no regex metacharacters.
+    /// Every disk (ListVolumes filters by backing-file path: volume ids share no prefix).
+    pub fn list_all_disks() -> Self {
+        Command("/disk print detail".to_string())
+    }
+
     pub fn list_disks(prefix: &SlotPrefix) -> Self {
         Command(format!(
             "/disk print detail where slot~{}",

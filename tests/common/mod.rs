@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: real unix-socket gRPC clients.
 #![allow(dead_code)]
 
+pub mod controller;
+
 use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;

@@ -1,0 +1,214 @@
+//! `rds-csi controller`: flags → RDS client, attachment fencing, CSI services, and serving
+//! until SIGTERM.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use csi_proto::v1::controller_server::ControllerServer;
+use csi_proto::v1::identity_server::IdentityServer;
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+use super::{run_sweeper, Controller, ControllerConfig, Fencing};
+use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
+use crate::cli::ControllerArgs;
+use crate::identity::{Health, HealthCheck, IdentityService};
+use crate::inflight::InFlight;
+use crate::k8s::{LogEvents, NoAttachments, NodeDirectory, StaticNodes};
+use crate::observability::{logging, Metrics};
+use crate::rds::{BasePath, HostKeyPolicy, RdsClient, RdsConfig};
+use crate::runtime::{serve_until_stopped, ServeConfig};
+use crate::server::DEFAULT_DRAIN_TIMEOUT;
+
+/// Probe/readyz: ready when the RDS answered recently. Cached, so frequent probes do not
+/// each cost an SSH round trip.
+pub struct RdsHealth {
+    rds: RdsClient,
+    cache: Mutex<Option<(std::time::Instant, Health)>>,
+}
+
+impl RdsHealth {
+    pub fn new(rds: RdsClient) -> Self {
+        RdsHealth {
+            rds,
+            cache: Mutex::new(None),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl HealthCheck for RdsHealth {
+    async fn check(&self) -> Health {
+        if let Some((at, h)) = self.cache.lock().clone() {
+            if at.elapsed() < Duration::from_secs(5) {
+                return h;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let h = match self.rds.health(deadline).await {
+            Ok(_) => Health::ready(),
+            Err(e) => Health::not_ready(format!("RDS unreachable: {e}")),
+        };
+        *self.cache.lock() = Some((std::time::Instant::now(), h.clone()));
+        h
+    }
+}
+
+/// Any node id exists (`--no-kubernetes` without `--static-nodes`).
+struct AnyNode;
+
+#[tonic::async_trait]
+impl NodeDirectory for AnyNode {
+    async fn node_exists(&self, _node_id: &str) -> Result<bool, crate::error::Error> {
+        Ok(true)
+    }
+}
+
+fn required<T: Clone>(v: &Option<T>, flag: &str, what: &str) -> Result<T, String> {
+    v.clone()
+        .ok_or_else(|| format!("{flag} is required: {what}"))
+}
+
+fn rds_config(a: &ControllerArgs) -> Result<RdsConfig, String> {
+    let address = required(
+        &a.rds_address,
+        "--rds-address",
+        "the RDS management address, host or host:port",
+    )?;
+    let user = required(&a.rds_user, "--rds-user", "the SSH user on the RDS")?;
+    let key: PathBuf = required(
+        &a.rds_key_file,
+        "--rds-key-file",
+        "the SSH private key file",
+    )?;
+    let host_key = match (&a.rds_host_key, a.rds_insecure_skip_host_key_check) {
+        (Some(k), false) => HostKeyPolicy::Pinned(k.clone()),
+        (None, true) => HostKeyPolicy::InsecureSkip,
+        (Some(_), true) => {
+            return Err("--rds-host-key and --rds-insecure-skip-host-key-check exclude each other".into())
+        }
+        (None, false) => {
+            return Err("--rds-host-key is required: pin the RDS host key (a known_hosts line or SHA256:<fingerprint>; `rds-csi simulator --print-host-key` prints the simulator's)".into())
+        }
+    };
+    let base = required(
+        &a.volume_base_path,
+        "--volume-base-path",
+        "the directory on the RDS for volume files, e.g. /storage-pool/csi",
+    )?;
+    let base = BasePath::new(&base)
+        .map_err(|e| format!("invalid value {base:?} for --volume-base-path: {e}"))?;
+    Ok(RdsConfig::new(address, user, key, host_key, base))
+}
+
+fn topology(a: &ControllerArgs) -> Result<Option<HashMap<String, String>>, String> {
+    if a.topology.is_empty() {
+        return Ok(None);
+    }
+    a.topology
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("invalid value {kv:?} for --topology: expected key=value"))
+        })
+        .collect::<Result<HashMap<_, _>, _>>()
+        .map(Some)
+}
+
+pub fn run(args: ControllerArgs) -> ExitCode {
+    logging::init(args.common.log_format, &args.common.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rds-csi controller: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rds-csi controller: {e}");
+            tracing::error!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(args: ControllerArgs) -> Result<(), String> {
+    if !args.no_kubernetes {
+        return Err("Kubernetes integration (VolumeAttachment rebuild, Node lookups, events) is not in this build yet; run with --no-kubernetes (fencing then works from in-memory state, events go to the log)".into());
+    }
+    let rds_cfg = rds_config(&args)?;
+    let metrics = Metrics::new("controller");
+    let rds = RdsClient::new(rds_cfg, &metrics).map_err(|e| e.to_string())?;
+    let nodes: Arc<dyn NodeDirectory> = if args.static_nodes.is_empty() {
+        tracing::warn!(
+            "--no-kubernetes without --static-nodes: any node id is accepted by ControllerPublish"
+        );
+        Arc::new(AnyNode)
+    } else {
+        Arc::new(StaticNodes(
+            args.static_nodes.iter().cloned().collect::<BTreeSet<_>>(),
+        ))
+    };
+    let fencing = Fencing {
+        table: AttachmentTable::new(TableConfig {
+            grace_period: Duration::from_secs(args.attachment_grace_period),
+            ..TableConfig::default()
+        }),
+        metrics: AttachmentMetrics::new(&metrics),
+        events: Arc::new(LogEvents),
+        nodes,
+        wake_sweeper: tokio::sync::Notify::new(),
+    };
+    let inflight = {
+        let c = metrics.inflight_rejections.clone();
+        InFlight::new().with_reject_hook(move || c.inc())
+    };
+    let controller = Arc::new(Controller::new(
+        rds.clone(),
+        ControllerConfig {
+            nqn_prefix: args.nqn_prefix.clone(),
+            default_nvme_address: args.nvme_address.clone(),
+            topology: topology(&args)?,
+        },
+        inflight,
+        fencing,
+    ));
+    controller
+        .restore(&NoAttachments)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stop = CancellationToken::new();
+    let sweeper = tokio::spawn(run_sweeper(Arc::clone(&controller), stop.clone()));
+    let health: Arc<dyn HealthCheck> = Arc::new(RdsHealth::new(rds));
+    let routes = Routes::new(IdentityServer::new(IdentityService::new(
+        args.common.driver_name.clone(),
+        true,
+        Arc::clone(&health),
+    )))
+    .add_service(ControllerServer::from_arc(controller));
+    let result = serve_until_stopped(
+        ServeConfig {
+            endpoint: args.common.endpoint.clone(),
+            metrics_address: args.metrics_address.0,
+            drain: DEFAULT_DRAIN_TIMEOUT,
+        },
+        routes,
+        metrics,
+        health,
+        stop.clone(),
+    )
+    .await;
+    stop.cancel();
+    let _ = sweeper.await;
+    result.map_err(|e| e.to_string())
+}

@@ -1,0 +1,109 @@
+//! Everything the controller needs from Kubernetes, behind traits, so the rest of the driver
+//! is testable without an API server. `--no-kubernetes` uses the in-process implementations
+//! here; the kube-rs adapters implement the same traits against a real cluster.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::attachment::{Event, EventType, RestoreRecord};
+use crate::error::Error;
+
+/// Posts events about a volume (on its PVC). Failures are logged, never returned: an event
+/// that cannot be posted must not fail the RPC that caused it.
+#[tonic::async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    async fn post(&self, volume_id: &str, event: &Event);
+}
+
+/// Whether a node exists (ControllerPublish to an unknown node is NOT_FOUND).
+#[tonic::async_trait]
+pub trait NodeDirectory: Send + Sync + 'static {
+    async fn node_exists(&self, node_id: &str) -> Result<bool, Error>;
+}
+
+/// The attachments Kubernetes records (VolumeAttachments of this driver with attached=true,
+/// with their PVs' access mode and migration timeout), to rebuild the table at start.
+#[tonic::async_trait]
+pub trait AttachmentSource: Send + Sync + 'static {
+    async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error>;
+}
+
+/// `--no-kubernetes`: events go to the log.
+pub struct LogEvents;
+
+#[tonic::async_trait]
+impl EventSink for LogEvents {
+    async fn post(&self, volume_id: &str, event: &Event) {
+        match event.event_type {
+            EventType::Warning => tracing::warn!(
+                volume = volume_id,
+                reason = event.reason.as_str(),
+                "{}",
+                event.message
+            ),
+            EventType::Normal => tracing::info!(
+                volume = volume_id,
+                reason = event.reason.as_str(),
+                "{}",
+                event.message
+            ),
+        }
+    }
+}
+
+/// `--no-kubernetes --static-nodes a,b`: the nodes that exist.
+pub struct StaticNodes(pub BTreeSet<String>);
+
+#[tonic::async_trait]
+impl NodeDirectory for StaticNodes {
+    async fn node_exists(&self, node_id: &str) -> Result<bool, Error> {
+        Ok(self.0.contains(node_id))
+    }
+}
+
+/// `--no-kubernetes`: nothing to rebuild from (fencing starts empty and works in memory).
+pub struct NoAttachments;
+
+#[tonic::async_trait]
+impl AttachmentSource for NoAttachments {
+    async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// Keeps every event in memory, for tests and the demo's report.
+#[derive(Clone, Default)]
+pub struct RecordedEvents(pub Arc<Mutex<Vec<(String, Event)>>>);
+
+impl RecordedEvents {
+    pub fn reasons(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .iter()
+            .map(|(_, e)| e.reason.as_str().to_owned())
+            .collect()
+    }
+    pub fn all(&self) -> Vec<(String, Event)> {
+        self.0.lock().clone()
+    }
+}
+
+#[tonic::async_trait]
+impl EventSink for RecordedEvents {
+    async fn post(&self, volume_id: &str, event: &Event) {
+        LogEvents.post(volume_id, event).await;
+        self.0.lock().push((volume_id.to_owned(), event.clone()));
+    }
+}
+
+/// A fixed list of attachments (tests: a restart mid-migration from VolumeAttachment data).
+pub struct FixedAttachments(pub Vec<RestoreRecord>);
+
+#[tonic::async_trait]
+impl AttachmentSource for FixedAttachments {
+    async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error> {
+        Ok(self.0.clone())
+    }
+}

@@ -1,0 +1,802 @@
+//! CSI Controller volume and snapshot RPCs over a real unix socket, against the RDS
+//! simulator over real SSH: success, idempotency and every error code.
+
+mod common;
+
+use common::controller::*;
+use csi_proto::v1 as csi;
+use rds_csi::rds::size::{GIB, MIB};
+use tonic::Code;
+
+const GI: i64 = GIB as i64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_and_a_half_gib_volume_is_never_rounded_down() {
+    let mut c = start().await;
+    let req = create_req("pvc-onehalf", GI + GI / 2, rwo());
+    let v = c
+        .client
+        .create_volume(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.capacity_bytes, GI + GI / 2);
+    let disk = c
+        .sim
+        .disks()
+        .into_iter()
+        .find(|d| d.slot == "pvc-onehalf")
+        .unwrap();
+    assert_eq!(
+        disk.size_bytes as i64, v.capacity_bytes,
+        "reports what was really created"
+    );
+    // An odd byte count rounds up to the next MiB, never down.
+    let v = c
+        .client
+        .create_volume(create_req("pvc-odd", GI + 1, rwo()))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.capacity_bytes, GI + MIB as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_is_idempotent_and_an_incompatible_retry_is_already_exists() {
+    let mut c = start().await;
+    let a = c
+        .client
+        .create_volume(create_req("pvc-idem", 2 * GI, rwo()))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = c
+        .client
+        .create_volume(create_req("pvc-idem", 2 * GI, rwo()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a, b, "same volume, same context");
+    assert_eq!(
+        c.sim
+            .commands()
+            .iter()
+            .filter(|x| x.starts_with("/disk add"))
+            .count(),
+        1
+    );
+    let e = c
+        .client
+        .create_volume(create_req("pvc-idem", 3 * GI, rwo()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains("pvc-idem"));
+    // A different content source is incompatible too.
+    let mut clone = create_req("pvc-idem", 2 * GI, rwo());
+    clone.volume_content_source = Some(csi::VolumeContentSource {
+        r#type: Some(csi::volume_content_source::Type::Volume(
+            csi::volume_content_source::VolumeSource {
+                volume_id: "pvc-idem".into(),
+            },
+        )),
+    });
+    assert_eq!(
+        c.client.create_volume(clone).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_before_anything_reaches_the_rds() {
+    let mut c = start().await;
+    let before = c.sim.commands().len();
+    let cases: Vec<(csi::CreateVolumeRequest, Code, &str)> = vec![
+        (
+            create_req("PVC_Bad;rm", GI, rwo()),
+            Code::InvalidArgument,
+            "slot",
+        ),
+        (create_req("", GI, rwo()), Code::InvalidArgument, "name"),
+        (
+            create_req("pvc-nocaps", GI, rwo()),
+            Code::InvalidArgument,
+            "volume_capabilities",
+        ),
+        (
+            create_req(
+                "pvc-fsrwx",
+                GI,
+                mount_cap(csi::volume_capability::access_mode::Mode::MultiNodeMultiWriter),
+            ),
+            Code::InvalidArgument,
+            "KubeVirt",
+        ),
+        (
+            create_req("snap-x", GI, rwo()),
+            Code::InvalidArgument,
+            "reserved",
+        ),
+        (
+            {
+                let mut r = create_req("pvc-limit", GI, rwo());
+                r.capacity_range = Some(csi::CapacityRange {
+                    required_bytes: 0,
+                    limit_bytes: 512 * MIB as i64,
+                });
+                r
+            },
+            Code::OutOfRange,
+            "1 GiB",
+        ),
+        (
+            {
+                let mut r = create_req("pvc-param", GI, rwo());
+                r.parameters
+                    .insert("migrationTimeoutSeconds".into(), "10".into());
+                r
+            },
+            Code::InvalidArgument,
+            "30 to 3600",
+        ),
+        (
+            {
+                let mut r = create_req("pvc-param2", GI, rwo());
+                r.parameters.insert("bogus".into(), "1".into());
+                r
+            },
+            Code::InvalidArgument,
+            "bogus",
+        ),
+        (
+            {
+                let mut r = create_req("pvc-path", GI, rwo());
+                r.parameters
+                    .insert("volumePath".into(), "/storage-pool/csi2".into());
+                r
+            },
+            Code::InvalidArgument,
+            "volumePath",
+        ),
+    ];
+    for (mut req, code, word) in cases {
+        if req.name == "pvc-nocaps" {
+            req.volume_capabilities.clear();
+        }
+        let e = c.client.create_volume(req.clone()).await.unwrap_err();
+        assert_eq!(e.code(), code, "{}: {e:?}", req.name);
+        assert!(e.message().contains(word), "{}: {}", req.name, e.message());
+    }
+    assert_eq!(
+        c.sim.commands().len(),
+        before,
+        "nothing was sent: {:?}",
+        &c.sim.commands()[before..]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_context_carries_what_the_node_needs_and_only_empty_volumes_are_fresh() {
+    let mut c = start().await;
+    let v = c
+        .client
+        .create_volume(create_req("pvc-ctx", GI, rwo()))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let ctx = &v.volume_context;
+    assert_eq!(ctx["nqn"], "nqn.2000-02.com.mikrotik:pvc-ctx");
+    assert_eq!(ctx["nvmeAddress"], "127.0.0.1");
+    assert_eq!(ctx["nvmePort"], "4420");
+    assert_eq!(ctx["migrationTimeoutSeconds"], "300");
+    assert_eq!(ctx["fresh"], "true");
+    for k in ["ctrlLossTmo", "reconnectDelay", "keepAliveTmo"] {
+        assert!(ctx.contains_key(k), "{k}");
+    }
+    // A clone and a restore are never fresh, even though they are new disks.
+    let mut clone = create_req("pvc-clone", GI, rwo());
+    clone.volume_content_source = Some(csi::VolumeContentSource {
+        r#type: Some(csi::volume_content_source::Type::Volume(
+            csi::volume_content_source::VolumeSource {
+                volume_id: "pvc-ctx".into(),
+            },
+        )),
+    });
+    let cv = c
+        .client
+        .create_volume(clone)
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(cv.volume_context["fresh"], "false");
+    assert!(cv.content_source.is_some());
+    let snap = c
+        .client
+        .create_snapshot(csi::CreateSnapshotRequest {
+            source_volume_id: "pvc-ctx".into(),
+            name: "snapshot-ctx".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    let mut restore = create_req("pvc-restore", 2 * GI, rwo());
+    restore.volume_content_source = Some(csi::VolumeContentSource {
+        r#type: Some(csi::volume_content_source::Type::Snapshot(
+            csi::volume_content_source::SnapshotSource {
+                snapshot_id: snap.snapshot_id.clone(),
+            },
+        )),
+    });
+    let rv = c
+        .client
+        .create_volume(restore)
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(rv.volume_context["fresh"], "false");
+    assert_eq!(
+        rv.capacity_bytes,
+        2 * GI,
+        "a restore is grown to the request"
+    );
+    // A missing source is NOT_FOUND.
+    let mut missing = create_req("pvc-nosrc", GI, rwo());
+    missing.volume_content_source = Some(csi::VolumeContentSource {
+        r#type: Some(csi::volume_content_source::Type::Snapshot(
+            csi::volume_content_source::SnapshotSource {
+                snapshot_id: "snap-0000000000000000:pvc-ctx:1".into(),
+            },
+        )),
+    });
+    assert_eq!(
+        c.client.create_volume(missing).await.unwrap_err().code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_disk_and_file_and_unknown_ids_succeed() {
+    let mut c = start().await;
+    c.client
+        .create_volume(create_req("pvc-del", GI, rwo()))
+        .await
+        .unwrap();
+    let file = c.sim.data_dir().join("storage-pool/csi/pvc-del.img");
+    assert!(file.exists(), "{}", file.display());
+    c.client
+        .delete_volume(csi::DeleteVolumeRequest {
+            volume_id: "pvc-del".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(c.sim.disks().is_empty());
+    assert!(!file.exists());
+    for id in ["pvc-del", "pvc-never", "Not/A Volume"] {
+        c.client
+            .delete_volume(csi::DeleteVolumeRequest {
+                volume_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let e = c
+        .client
+        .delete_volume(csi::DeleteVolumeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_capabilities_confirms_only_what_is_safe() {
+    let mut c = start().await;
+    c.client
+        .create_volume(create_req("pvc-val", GI, rwo()))
+        .await
+        .unwrap();
+    let val = |cap| csi::ValidateVolumeCapabilitiesRequest {
+        volume_id: "pvc-val".into(),
+        volume_capabilities: vec![cap],
+        ..Default::default()
+    };
+    let r = c
+        .client
+        .validate_volume_capabilities(val(rwo()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.confirmed.is_some());
+    let r = c
+        .client
+        .validate_volume_capabilities(val(rwx_block()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.confirmed.is_some(), "RWX block is confirmed");
+    let r = c
+        .client
+        .validate_volume_capabilities(val(mount_cap(
+            csi::volume_capability::access_mode::Mode::MultiNodeMultiWriter,
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        r.confirmed.is_none() && r.message.contains("Block"),
+        "{}",
+        r.message
+    );
+    let mut unknown = val(rwo());
+    unknown.volume_id = "pvc-missing".into();
+    assert_eq!(
+        c.client
+            .validate_volume_capabilities(unknown)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let mut nocaps = val(rwo());
+    nocaps.volume_capabilities.clear();
+    assert_eq!(
+        c.client
+            .validate_volume_capabilities(nocaps)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_volumes_pages_through_concurrent_creates_without_repeats() {
+    let mut c = start().await;
+    for i in 0..5 {
+        c.client
+            .create_volume(create_req(&format!("pvc-list-{i}"), GI, rwo()))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut page_no = 0;
+    loop {
+        let r = c
+            .client
+            .list_volumes(csi::ListVolumesRequest {
+                max_entries: 2,
+                starting_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(r.entries.into_iter().map(|e| e.volume.unwrap().volume_id));
+        if page_no == 0 {
+            // A create between pages must not make the listing repeat or skip earlier entries.
+            c.client
+                .create_volume(create_req("pvc-list-9", GI, rwo()))
+                .await
+                .unwrap();
+        }
+        page_no += 1;
+        if r.next_token.is_empty() {
+            break;
+        }
+        token = r.next_token;
+    }
+    let mut sorted = seen.clone();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "no repeats");
+    for i in 0..5 {
+        assert!(seen.contains(&format!("pvc-list-{i}")), "{seen:?}");
+    }
+    let e = c
+        .client
+        .list_volumes(csi::ListVolumesRequest {
+            max_entries: 1,
+            starting_token: "invalid-token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_is_the_pools_free_space() {
+    let mut c = start().await;
+    let free0 = c
+        .client
+        .get_capacity(csi::GetCapacityRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .available_capacity;
+    assert_eq!(free0, 100 * GI);
+    c.client
+        .create_volume(create_req("pvc-cap", 10 * GI, rwo()))
+        .await
+        .unwrap();
+    let free1 = c
+        .client
+        .get_capacity(csi::GetCapacityRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .available_capacity;
+    assert_eq!(free1, 90 * GI);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expand_grows_byte_exact_never_shrinks_and_asks_the_node_for_filesystems() {
+    let mut c = start().await;
+    c.client
+        .create_volume(create_req("pvc-grow", GI, rwo()))
+        .await
+        .unwrap();
+    let exp = |bytes: i64, cap: Option<csi::VolumeCapability>| csi::ControllerExpandVolumeRequest {
+        volume_id: "pvc-grow".into(),
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        volume_capability: cap,
+        ..Default::default()
+    };
+    let r = c
+        .client
+        .controller_expand_volume(exp(3 * GI + GI / 2, Some(rwo())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.capacity_bytes, 3 * GI + GI / 2);
+    assert!(r.node_expansion_required);
+    let r = c
+        .client
+        .controller_expand_volume(exp(2 * GI, Some(rwo())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.capacity_bytes,
+        3 * GI + GI / 2,
+        "never shrinks; idempotent"
+    );
+    let r = c
+        .client
+        .controller_expand_volume(exp(4 * GI, Some(rwx_block())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.node_expansion_required, "block needs no node step");
+    let mut missing = exp(4 * GI, None);
+    missing.volume_id = "pvc-nope".into();
+    assert_eq!(
+        c.client
+            .controller_expand_volume(missing)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_idempotent_by_name_listable_and_deletable() {
+    let mut c = start().await;
+    c.client
+        .create_volume(create_req("pvc-src", GI, rwo()))
+        .await
+        .unwrap();
+    c.client
+        .create_volume(create_req("pvc-src2", GI, rwo()))
+        .await
+        .unwrap();
+    let snap = |name: &str, src: &str| csi::CreateSnapshotRequest {
+        source_volume_id: src.into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    let a = c
+        .client
+        .create_snapshot(snap("snapshot-a", "pvc-src"))
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    assert!(a.ready_to_use);
+    assert_eq!(a.source_volume_id, "pvc-src");
+    assert_eq!(a.size_bytes, GI);
+    let again = c
+        .client
+        .create_snapshot(snap("snapshot-a", "pvc-src"))
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    assert_eq!(a, again, "same name, same snapshot (id and creation time)");
+    let e = c
+        .client
+        .create_snapshot(snap("snapshot-a", "pvc-src2"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    assert_eq!(
+        c.client
+            .create_snapshot(snap("snapshot-x", "pvc-none"))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let b = c
+        .client
+        .create_snapshot(snap("snapshot-b", "pvc-src2"))
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    // The snapshot disk is not exported.
+    let sdisk = c
+        .sim
+        .disks()
+        .into_iter()
+        .find(|d| a.snapshot_id.starts_with(&d.slot))
+        .unwrap();
+    assert!(!sdisk.nvme_tcp_export);
+
+    let lister = c.client.clone();
+    let list = |req: csi::ListSnapshotsRequest| {
+        let mut client = lister.clone();
+        async move { client.list_snapshots(req).await }
+    };
+    let all = list(csi::ListSnapshotsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(all.len(), 2);
+    let by_id = list(csi::ListSnapshotsRequest {
+        snapshot_id: b.snapshot_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .entries;
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0].snapshot.as_ref().unwrap(), &b);
+    let by_src = list(csi::ListSnapshotsRequest {
+        source_volume_id: "pvc-src".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .entries;
+    assert_eq!(by_src.len(), 1);
+    let page = list(csi::ListSnapshotsRequest {
+        max_entries: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(page.entries.len(), 1);
+    let page2 = list(csi::ListSnapshotsRequest {
+        max_entries: 1,
+        starting_token: page.next_token,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(page2.entries.len(), 1);
+    assert_ne!(page.entries[0], page2.entries[0]);
+    let none = list(csi::ListSnapshotsRequest {
+        snapshot_id: "no-such-snapshot".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(none.entries.is_empty());
+
+    c.client
+        .delete_snapshot(csi::DeleteSnapshotRequest {
+            snapshot_id: a.snapshot_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.client
+        .delete_snapshot(csi::DeleteSnapshotRequest {
+            snapshot_id: a.snapshot_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        list(csi::ListSnapshotsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_after_disk_add_never_makes_a_duplicate_or_loses_the_disk() {
+    let mut c = start().await;
+    c.sim.fault("only=disk-add drop-after-exec=1");
+    let v = c
+        .client
+        .create_volume(create_req("pvc-lost", GI, rwo()))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.capacity_bytes, GI);
+    let again = c
+        .client
+        .create_volume(create_req("pvc-lost", GI, rwo()))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(again, v);
+    assert_eq!(c.sim.disks().len(), 1);
+    assert_eq!(
+        c.sim
+            .commands()
+            .iter()
+            .filter(|x| x.starts_with("/disk add"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_is_resource_exhausted_and_an_unreachable_rds_is_unavailable() {
+    let mut c = start().await;
+    c.sim.fault("disk-full=yes");
+    let e = c
+        .client
+        .create_volume(create_req("pvc-full", GI, rwo()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("pvc-full"));
+    c.sim.fault("clear");
+    // Refused connections trip the breaker: calls then fail fast with UNAVAILABLE.
+    c.sim.fault("refuse-connections=yes");
+    c.sim.fault("drop-next=1");
+    let mut last = None;
+    for _ in 0..8 {
+        let e = c
+            .client
+            .create_volume(create_req("pvc-down", GI, rwo()))
+            .await
+            .unwrap_err();
+        last = Some(e.code());
+        if e.code() == Code::Unavailable {
+            break;
+        }
+    }
+    assert_eq!(last, Some(Code::Unavailable));
+    assert!(c.sim.disks().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_operation_on_the_same_volume_is_aborted_at_once() {
+    let c = start().await;
+    c.sim.fault("latency=1500ms");
+    let mut a = c.client.clone();
+    let mut b = c.client.clone();
+    let first =
+        tokio::spawn(async move { a.create_volume(create_req("pvc-busy", GI, rwo())).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let t = std::time::Instant::now();
+    let e = b
+        .create_volume(create_req("pvc-busy", GI, rwo()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(500),
+        "answered at once"
+    );
+    first.await.unwrap().unwrap();
+    assert_eq!(metric(&c.metrics, "rds_csi_inflight_rejections_total"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_volume_reports_condition_and_publication() {
+    let mut c = start().await;
+    let v = c
+        .client
+        .create_volume(create_req("pvc-get", GI, rwo()))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let r = c
+        .client
+        .controller_get_volume(csi::ControllerGetVolumeRequest {
+            volume_id: "pvc-get".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !r.status
+            .as_ref()
+            .unwrap()
+            .volume_condition
+            .as_ref()
+            .unwrap()
+            .abnormal
+    );
+    c.client
+        .controller_publish_volume(publish_req(&v, "node-a", rwo()))
+        .await
+        .unwrap();
+    let r = c
+        .client
+        .controller_get_volume(csi::ControllerGetVolumeRequest {
+            volume_id: "pvc-get".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status.as_ref().unwrap().published_node_ids,
+        vec!["node-a".to_string()]
+    );
+    // The disk vanishes on the RDS behind our back while published: abnormal, not NOT_FOUND.
+    c.sim.ssh_exec("/disk remove [find slot=\"pvc-get\"]").await;
+    let r = c
+        .client
+        .controller_get_volume(csi::ControllerGetVolumeRequest {
+            volume_id: "pvc-get".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let cond = r.status.unwrap().volume_condition.unwrap();
+    assert!(
+        cond.abnormal && cond.message.contains("missing"),
+        "{}",
+        cond.message
+    );
+    let e = c
+        .client
+        .controller_get_volume(csi::ControllerGetVolumeRequest {
+            volume_id: "pvc-other".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
