@@ -181,6 +181,16 @@ pub struct NodeArgs {
     /// Root of devfs (tests).
     #[arg(long, env = "RDS_CSI_DEV_ROOT", default_value = "/dev")]
     pub dev_root: PathBuf,
+    /// Volumes this node may hold at once (NodeGetInfo max_volumes_per_node); 0 = no limit.
+    #[arg(long, env = "RDS_CSI_MAX_VOLUMES", default_value_t = 0)]
+    pub max_volumes: u32,
+    /// Topology segments this node reports, e.g. `topology.kubernetes.io/zone=a`
+    /// (comma-separated or repeated); none by default.
+    #[arg(long, env = "RDS_CSI_TOPOLOGY", value_delimiter = ',')]
+    pub topology: Vec<String>,
+    /// Seconds between passes of the reconnect reconciler (nvme-tcp only); 0 turns it off.
+    #[arg(long, env = "RDS_CSI_RECONCILE_INTERVAL", default_value_t = 30)]
+    pub reconcile_interval: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

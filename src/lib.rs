@@ -10,6 +10,7 @@ pub mod error;
 pub mod identity;
 pub mod inflight;
 pub mod k8s;
+pub mod node;
 pub mod observability;
 pub mod rds;
 pub mod runtime;

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Controller(args) => rds_csi::controller::run(args),
-        Command::Node(_) => not_yet("node", "the node-service issue"),
+        Command::Node(args) => rds_csi::node::run(args),
         Command::Simulator(args) => rds_csi::simulator::run(args),
         Command::Demo(_) => not_yet("demo", "the deploy and demo issue"),
     }

@@ -35,14 +35,15 @@ fn words_with_prefix(text: &str, prefix: &str, allowed: impl Fn(char) -> bool) -
     out
 }
 
-/// Every metric a controller process registers: the common ones, the RDS client's (a real
-/// client, built against a simulator's key) and the attachment table's.
+/// Every metric the driver registers: the common ones, the RDS client's (a real client,
+/// built against a simulator's key), the attachment table's and the node's.
 async fn code_metric_names() -> BTreeSet<String> {
     let dir = tempfile::tempdir().unwrap();
     let sim = rds_csi::simulator::harness::start_simulator(dir.path(), Default::default()).await;
     let m = Metrics::new("controller");
     let _rds = rds_csi::rds::RdsClient::new(sim.client_config("/storage-pool/csi"), &m).unwrap();
     let _att = rds_csi::attachment::AttachmentMetrics::new(&m);
+    let _node = rds_csi::node::metrics::NodeMetrics::new(&m);
     m.registered_names().into_iter().collect()
 }
 

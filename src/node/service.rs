@@ -1,0 +1,313 @@
+//! The CSI Node service: each method parses its request into a typed one, takes the
+//! volume's in-flight guard, calls one [`Node`] operation and counts the result.
+
+use std::sync::Arc;
+
+use csi_proto::v1 as csi;
+use csi_proto::v1::node_server::Node as CsiNode;
+use csi_proto::v1::volume_capability::access_mode::Mode;
+use csi_proto::v1::volume_capability::AccessType;
+use tonic::{Request, Response, Status};
+
+use crate::deadline;
+use crate::error::Error;
+use crate::node::mount::checked_path;
+use crate::node::ops::{check_volume_id, FsType, Node, PublishRequest, StageRequest};
+use crate::node::stage_record::Access;
+use crate::volume_context::VolumeContext;
+
+#[derive(Clone)]
+pub struct NodeService(pub Arc<Node>);
+
+/// A parsed volume capability.
+struct Capability {
+    access: Access,
+    fs_type: Option<FsType>,
+    mount_flags: Vec<String>,
+}
+
+fn capability(volume_id: &str, cap: Option<&csi::VolumeCapability>) -> Result<Capability, Error> {
+    let cap = cap.ok_or_else(|| {
+        Error::InvalidArgument(format!("volume {volume_id}: volume_capability is required"))
+    })?;
+    let mode = cap
+        .access_mode
+        .as_ref()
+        .and_then(|m| Mode::try_from(m.mode).ok())
+        .unwrap_or(Mode::Unknown);
+    if mode == Mode::Unknown {
+        return Err(Error::InvalidArgument(format!(
+            "volume {volume_id}: access_mode is required"
+        )));
+    }
+    match &cap.access_type {
+        Some(AccessType::Block(_)) => Ok(Capability {
+            access: Access::Block,
+            fs_type: None,
+            mount_flags: Vec::new(),
+        }),
+        Some(AccessType::Mount(m)) => {
+            // Two nodes writing one ext4/xfs corrupts it: multi-node is for raw block only
+            // (KubeVirt live migration).
+            if matches!(
+                mode,
+                Mode::MultiNodeMultiWriter
+                    | Mode::MultiNodeSingleWriter
+                    | Mode::MultiNodeReaderOnly
+            ) {
+                return Err(Error::InvalidArgument(format!(
+                    "volume {volume_id}: access mode {} is refused for a filesystem volume: ext4/xfs cannot be \
+                     mounted on two nodes; use a Block volume (volumeMode: Block) for multi-node access",
+                    mode.as_str_name()
+                )));
+            }
+            Ok(Capability {
+                access: Access::Filesystem,
+                fs_type: FsType::parse(volume_id, &m.fs_type)?,
+                mount_flags: m.mount_flags.clone(),
+            })
+        }
+        None => Err(Error::InvalidArgument(format!(
+            "volume {volume_id}: volume_capability needs block or mount access"
+        ))),
+    }
+}
+
+fn rpc_cap(t: csi::node_service_capability::rpc::Type) -> csi::NodeServiceCapability {
+    csi::NodeServiceCapability {
+        r#type: Some(csi::node_service_capability::Type::Rpc(
+            csi::node_service_capability::Rpc { r#type: t as i32 },
+        )),
+    }
+}
+
+impl NodeService {
+    /// Counts the outcome and maps the error, in one place for every volume RPC.
+    fn finish<T>(&self, op: &'static str, r: Result<T, Error>) -> Result<Response<T>, Status> {
+        match r {
+            Ok(v) => {
+                self.0.metrics.operation(op, None);
+                Ok(Response::new(v))
+            }
+            Err(e) => {
+                let s = Status::from(e);
+                self.0.metrics.operation(op, Some(s.code()));
+                tracing::warn!(op, code = ?s.code(), "{}", s.message());
+                Err(s)
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CsiNode for NodeService {
+    async fn node_stage_volume(
+        &self,
+        req: Request<csi::NodeStageVolumeRequest>,
+    ) -> Result<Response<csi::NodeStageVolumeResponse>, Status> {
+        let deadline = deadline::of(&req);
+        let start = std::time::Instant::now();
+        let r = req.into_inner();
+        let result = async {
+            check_volume_id(&r.volume_id)?;
+            let v = r.volume_id.as_str();
+            let staging_path = checked_path("staging_target_path", v, &r.staging_target_path)?;
+            let cap = capability(v, r.volume_capability.as_ref())?;
+            let context = VolumeContext::from_map(v, &r.volume_context)?;
+            // The StorageClass fsType (context) applies when the capability names none.
+            let fs_type = match cap.fs_type {
+                Some(f) => Some(f),
+                None => FsType::parse(v, context.fs_type.as_deref().unwrap_or(""))?,
+            };
+            let _g = self.0.inflight.try_acquire(v)?;
+            self.0
+                .stage(
+                    StageRequest {
+                        volume_id: r.volume_id.clone(),
+                        staging_path,
+                        access: cap.access,
+                        fs_type,
+                        mount_flags: cap.mount_flags,
+                        context,
+                    },
+                    deadline,
+                )
+                .await
+        }
+        .await;
+        if result.is_ok() {
+            self.0
+                .metrics
+                .stage_duration
+                .observe(start.elapsed().as_secs_f64());
+        }
+        self.finish("stage", result.map(|()| csi::NodeStageVolumeResponse {}))
+    }
+
+    async fn node_unstage_volume(
+        &self,
+        req: Request<csi::NodeUnstageVolumeRequest>,
+    ) -> Result<Response<csi::NodeUnstageVolumeResponse>, Status> {
+        let deadline = deadline::of(&req);
+        let r = req.into_inner();
+        let result = async {
+            check_volume_id(&r.volume_id)?;
+            let staging =
+                checked_path("staging_target_path", &r.volume_id, &r.staging_target_path)?;
+            let _g = self.0.inflight.try_acquire(&r.volume_id)?;
+            self.0.unstage(&r.volume_id, &staging, deadline).await
+        }
+        .await;
+        self.finish(
+            "unstage",
+            result.map(|()| csi::NodeUnstageVolumeResponse {}),
+        )
+    }
+
+    async fn node_publish_volume(
+        &self,
+        req: Request<csi::NodePublishVolumeRequest>,
+    ) -> Result<Response<csi::NodePublishVolumeResponse>, Status> {
+        let deadline = deadline::of(&req);
+        let r = req.into_inner();
+        let result = async {
+            check_volume_id(&r.volume_id)?;
+            let v = r.volume_id.as_str();
+            let staging_path = checked_path("staging_target_path", v, &r.staging_target_path)?;
+            let target_path = checked_path("target_path", v, &r.target_path)?;
+            let cap = capability(v, r.volume_capability.as_ref())?;
+            let _g = self.0.inflight.try_acquire(v)?;
+            self.0
+                .publish(
+                    PublishRequest {
+                        volume_id: r.volume_id.clone(),
+                        staging_path,
+                        target_path,
+                        access: cap.access,
+                        readonly: r.readonly,
+                        mount_flags: cap.mount_flags,
+                    },
+                    deadline,
+                )
+                .await
+        }
+        .await;
+        self.finish(
+            "publish",
+            result.map(|()| csi::NodePublishVolumeResponse {}),
+        )
+    }
+
+    async fn node_unpublish_volume(
+        &self,
+        req: Request<csi::NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<csi::NodeUnpublishVolumeResponse>, Status> {
+        let deadline = deadline::of(&req);
+        let r = req.into_inner();
+        let result = async {
+            check_volume_id(&r.volume_id)?;
+            let target = checked_path("target_path", &r.volume_id, &r.target_path)?;
+            let _g = self.0.inflight.try_acquire(&r.volume_id)?;
+            self.0.unpublish(&r.volume_id, &target, deadline).await
+        }
+        .await;
+        self.finish(
+            "unpublish",
+            result.map(|()| csi::NodeUnpublishVolumeResponse {}),
+        )
+    }
+
+    async fn node_get_volume_stats(
+        &self,
+        req: Request<csi::NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<csi::NodeGetVolumeStatsResponse>, Status> {
+        use csi::volume_usage::Unit;
+        let deadline = deadline::of(&req);
+        let r = req.into_inner();
+        let result = async {
+            check_volume_id(&r.volume_id)?;
+            let path = checked_path("volume_path", &r.volume_id, &r.volume_path)?;
+            let _g = self.0.inflight.try_acquire(&r.volume_id)?;
+            let (u, c) = self.0.stats(&r.volume_id, &path, deadline).await?;
+            let i = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+            let mut usage = vec![csi::VolumeUsage {
+                total: i(u.bytes_total),
+                available: u.bytes_available.map_or(0, i),
+                used: u.bytes_used.map_or(0, i),
+                unit: Unit::Bytes as i32,
+            }];
+            if let Some((total, available, used)) = u.inodes {
+                usage.push(csi::VolumeUsage {
+                    total: i(total),
+                    available: i(available),
+                    used: i(used),
+                    unit: Unit::Inodes as i32,
+                });
+            }
+            Ok(csi::NodeGetVolumeStatsResponse {
+                usage,
+                volume_condition: Some(csi::VolumeCondition {
+                    abnormal: c.abnormal,
+                    message: c.message,
+                }),
+            })
+        }
+        .await;
+        self.finish("stats", result)
+    }
+
+    async fn node_expand_volume(
+        &self,
+        req: Request<csi::NodeExpandVolumeRequest>,
+    ) -> Result<Response<csi::NodeExpandVolumeResponse>, Status> {
+        let deadline = deadline::of(&req);
+        let r = req.into_inner();
+        let result = async {
+            check_volume_id(&r.volume_id)?;
+            let path = checked_path("volume_path", &r.volume_id, &r.volume_path)?;
+            let required = r
+                .capacity_range
+                .as_ref()
+                .map_or(0, |c| u64::try_from(c.required_bytes).unwrap_or(0));
+            let _g = self.0.inflight.try_acquire(&r.volume_id)?;
+            let size = self
+                .0
+                .expand(&r.volume_id, &path, required, deadline)
+                .await?;
+            Ok(csi::NodeExpandVolumeResponse {
+                capacity_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+            })
+        }
+        .await;
+        self.finish("expand", result)
+    }
+
+    async fn node_get_capabilities(
+        &self,
+        _req: Request<csi::NodeGetCapabilitiesRequest>,
+    ) -> Result<Response<csi::NodeGetCapabilitiesResponse>, Status> {
+        use csi::node_service_capability::rpc::Type;
+        Ok(Response::new(csi::NodeGetCapabilitiesResponse {
+            capabilities: vec![
+                rpc_cap(Type::StageUnstageVolume),
+                rpc_cap(Type::GetVolumeStats),
+                rpc_cap(Type::ExpandVolume),
+                rpc_cap(Type::VolumeCondition),
+            ],
+        }))
+    }
+
+    async fn node_get_info(
+        &self,
+        _req: Request<csi::NodeGetInfoRequest>,
+    ) -> Result<Response<csi::NodeGetInfoResponse>, Status> {
+        let n = &self.0;
+        Ok(Response::new(csi::NodeGetInfoResponse {
+            node_id: n.node_id.clone(),
+            max_volumes_per_node: i64::from(n.max_volumes),
+            accessible_topology: (!n.topology.is_empty()).then(|| csi::Topology {
+                segments: n.topology.clone().into_iter().collect(),
+            }),
+        }))
+    }
+}

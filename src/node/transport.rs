@@ -1,0 +1,816 @@
+//! How a volume's block device reaches this node: NVMe/TCP through the kernel (production)
+//! or a loop device over the simulator's backing file (development and tests).
+//!
+//! Both answer the same questions — attach, resolve, detach, rescan — and resolve the device
+//! FRESH on every call: controllers renumber after a reconnect, loop numbers are reused after
+//! a detach, so a cached name can point at someone else's disk.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use node_io::dev_num::DevNum;
+use node_io::fabrics::{self, ConnectOptions, FabricsError, Nqn, OptionValue};
+use node_io::sysfs::{self, Controller, ControllerState};
+use node_io::wait::{self, WaitError, Waker};
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::node::host_identity::HostIdentity;
+use crate::node::mount::run_tool;
+use crate::node::stage_record::StageRecord;
+use crate::volume_context::{Tunables, VolumeContext};
+
+/// A volume's block device as resolved just now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Kernel name (`nvme1n1`, `loop3`).
+    pub name: String,
+    pub dev: DevNum,
+    pub size_bytes: u64,
+    /// `<dev-root>/<name>`.
+    pub path: PathBuf,
+}
+
+/// What identifies a volume's device to a transport, plus how to (re)connect it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The subsystem NQN (nvme-tcp) or the backing file's path on this node (loop).
+    pub id: String,
+    pub address: String,
+    pub port: u16,
+    pub tunables: Tunables,
+}
+
+impl Target {
+    pub fn from_record(r: &StageRecord) -> Self {
+        Target {
+            id: r.target.clone(),
+            address: r.address.clone(),
+            port: r.port,
+            tunables: Tunables {
+                ctrl_loss_tmo: r.ctrl_loss_tmo,
+                reconnect_delay: r.reconnect_delay,
+                keep_alive_tmo: r.keep_alive_tmo,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    NvmeTcp(NvmeTcp),
+    Loop(LoopDevices),
+}
+
+impl Transport {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transport::NvmeTcp(_) => "nvme-tcp",
+            Transport::Loop(_) => "loop",
+        }
+    }
+
+    /// The target of a volume from its context (nvme: NQN, checked against the prefix so
+    /// that whatever we connect we can also disconnect; loop: the backing file).
+    pub fn target(&self, volume_id: &str, ctx: &VolumeContext) -> Result<Target, Error> {
+        let id = match self {
+            Transport::NvmeTcp(n) => {
+                n.check_disconnectable(volume_id, &ctx.nqn)?;
+                ctx.nqn.clone()
+            }
+            Transport::Loop(l) => l
+                .backing_file(volume_id, ctx)?
+                .to_string_lossy()
+                .into_owned(),
+        };
+        Ok(Target {
+            id,
+            address: ctx.nvme_address.clone(),
+            port: ctx.nvme_port,
+            tunables: ctx.tunables,
+        })
+    }
+
+    /// Makes the device present (idempotent) and returns it, within `deadline`.
+    pub async fn attach(
+        &self,
+        volume_id: &str,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<Device, Error> {
+        match self {
+            Transport::NvmeTcp(n) => n.attach(volume_id, t, deadline).await,
+            Transport::Loop(l) => l.attach(volume_id, t, deadline).await,
+        }
+    }
+
+    /// The device now, or None when it is not present.
+    pub async fn resolve(&self, volume_id: &str, t: &Target) -> Result<Option<Device>, Error> {
+        let this = self.clone();
+        let (v, id) = (volume_id.to_owned(), t.id.clone());
+        // sysfs reads do not block on the device, but keep them off the async threads.
+        tokio::task::spawn_blocking(move || match &this {
+            Transport::NvmeTcp(n) => n.resolve(&v, &id),
+            Transport::Loop(l) => l.resolve(&v, &id),
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("volume {volume_id}: resolving the device: {e}")))?
+    }
+
+    /// Removes the device and waits until it is gone.
+    pub async fn detach(
+        &self,
+        volume_id: &str,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        match self {
+            Transport::NvmeTcp(n) => n.disconnect(volume_id, &t.id, deadline).await,
+            Transport::Loop(l) => l.detach(volume_id, &t.id, deadline).await,
+        }
+    }
+
+    /// Makes the kernel re-read the device size (after the RDS grew the file).
+    pub async fn rescan(
+        &self,
+        volume_id: &str,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        match self {
+            Transport::NvmeTcp(n) => n.rescan(volume_id, &t.id, deadline).await,
+            Transport::Loop(l) => {
+                let d = l
+                    .resolve(volume_id, &t.id)?
+                    .ok_or_else(|| not_attached(volume_id, &t.id))?;
+                run_tool("losetup", &["-c", &d.path.to_string_lossy()], deadline).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Why the transport path is unhealthy (nvme: no live controller), or None.
+    pub fn condition(&self, t: &Target) -> Option<String> {
+        match self {
+            Transport::NvmeTcp(n) => n.condition(&t.id),
+            Transport::Loop(_) => None,
+        }
+    }
+}
+
+fn not_attached(volume_id: &str, id: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "volume {volume_id}: no device is attached for {id}; stage the volume again"
+    ))
+}
+
+/// Runs blocking work on a blocking thread, answering by `deadline` at the latest.
+pub(crate) async fn blocking_until<T: Send + 'static>(
+    what: impl Into<String>,
+    deadline: Instant,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let what = what.into();
+    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => Err(Error::Internal(format!("{what}: {join}"))),
+        Err(_) => Err(Error::DeadlineExceeded(format!(
+            "{what} did not finish before the call's deadline; the device or the kernel may be unresponsive"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// NVMe/TCP
+
+#[derive(Debug, Clone)]
+pub struct NvmeTcp {
+    pub sys_root: PathBuf,
+    pub dev_root: PathBuf,
+    pub nqn_prefix: String,
+    pub host: HostIdentity,
+}
+
+/// Does `nqn` fall under the driver's prefix? The ONE predicate every disconnect goes
+/// through (hosts may boot from RDS disks under the same vendor prefix).
+pub fn under_prefix(prefix: &str, nqn: &str) -> bool {
+    !prefix.is_empty() && nqn.len() > prefix.len() && nqn.starts_with(prefix)
+}
+
+fn same_address(c: &Controller, address: &str, port: u16) -> bool {
+    let Some(a) = &c.address else { return false };
+    let host_eq = match (
+        a.traddr.parse::<std::net::IpAddr>(),
+        address.parse::<std::net::IpAddr>(),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a.traddr == address,
+    };
+    host_eq && a.trsvcid.as_deref().is_none_or(|p| p == port.to_string())
+}
+
+impl NvmeTcp {
+    /// Refuses NQNs outside `--nqn-prefix`: such a controller must never be disconnected
+    /// by this driver, so it must not be connected by it either.
+    pub fn check_disconnectable(&self, volume_id: &str, nqn: &str) -> Result<(), Error> {
+        if under_prefix(&self.nqn_prefix, nqn) {
+            Ok(())
+        } else {
+            Err(Error::FailedPrecondition(format!(
+                "volume {volume_id}: NQN {nqn} is outside --nqn-prefix {:?}; this driver only connects and \
+                 disconnects NQNs under it (other RDS disks, e.g. a boot disk, are left alone); fix the prefix \
+                 or the volume's NQN",
+                self.nqn_prefix
+            )))
+        }
+    }
+
+    fn sysfs_err(volume_id: &str, e: impl std::fmt::Display) -> Error {
+        Error::Internal(format!(
+            "volume {volume_id}: reading NVMe state from sysfs: {e}"
+        ))
+    }
+
+    fn device(&self, b: sysfs::BlockDevice) -> Device {
+        Device {
+            path: self.dev_root.join(&b.name),
+            name: b.name,
+            dev: b.dev,
+            size_bytes: b.size_bytes,
+        }
+    }
+
+    pub fn resolve(&self, volume_id: &str, nqn: &str) -> Result<Option<Device>, Error> {
+        match sysfs::resolve_block_device(&self.sys_root, nqn) {
+            Ok(d) => Ok(d.map(|b| self.device(b))),
+            Err(e @ sysfs::SysfsError::AmbiguousNamespaces { .. }) => {
+                Err(Error::FailedPrecondition(format!(
+                "volume {volume_id}: {e}; a volume's subsystem must export exactly one namespace"
+            )))
+            }
+            Err(e) => Err(Self::sysfs_err(volume_id, e)),
+        }
+    }
+
+    /// Controllers of `nqn` that are connected or reconnecting (not being deleted).
+    fn usable_controllers(&self, volume_id: &str, nqn: &str) -> Result<Vec<Controller>, Error> {
+        let mut c = sysfs::controllers_for_nqn(&self.sys_root, nqn)
+            .map_err(|e| Self::sysfs_err(volume_id, e))?;
+        c.retain(|c| !c.state.is_gone());
+        Ok(c)
+    }
+
+    fn options(&self, t: &Target) -> Result<ConnectOptions, FabricsError> {
+        let mut o = ConnectOptions::new(&t.address, t.port, &t.id)?;
+        o.hostnqn = Some(Nqn::new(self.host.host_nqn.clone())?);
+        o.hostid = Some(OptionValue::new("hostid", self.host.host_id.clone())?);
+        o.ctrl_loss_tmo = Some(t.tunables.ctrl_loss_tmo);
+        o.reconnect_delay = u32::try_from(t.tunables.reconnect_delay).ok();
+        o.keep_alive_tmo = u32::try_from(t.tunables.keep_alive_tmo).ok();
+        Ok(o)
+    }
+
+    /// Connects unless a live or reconnecting controller for the same NQN and address exists.
+    pub async fn connect(
+        &self,
+        volume_id: &str,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let existing = self.usable_controllers(volume_id, &t.id)?;
+        if existing.iter().any(|c| same_address(c, &t.address, t.port)) {
+            return Ok(());
+        }
+        let opts = self.options(t).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "volume {volume_id}: cannot build the NVMe/TCP connect options: {e}"
+            ))
+        })?;
+        let dev_root = self.dev_root.clone();
+        let what = format!(
+            "volume {volume_id}: connecting {} at {}:{}",
+            t.id, t.address, t.port
+        );
+        let w = what.clone();
+        blocking_until(what, deadline, move || match fabrics::connect(&dev_root, &opts) {
+            Ok(reply) => {
+                tracing::info!(instance = reply.instance, "{w}: connected as nvme{}", reply.instance);
+                Ok(())
+            }
+            // The kernel already has this exact controller: that is what we wanted.
+            Err(FabricsError::AlreadyConnected) => Ok(()),
+            Err(e) => Err(Error::Unavailable(format!(
+                "{w} failed: {e}; check that the RDS at {}:{} is reachable and exports the NQN to this host",
+                opts.traddr, opts.trsvcid
+            ))),
+        })
+        .await
+    }
+
+    pub async fn attach(
+        &self,
+        volume_id: &str,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<Device, Error> {
+        self.connect(volume_id, t, deadline).await?;
+        let (sys, nqn, v) = (self.sys_root.clone(), t.id.clone(), volume_id.to_owned());
+        let std_deadline = deadline.into_std();
+        let found = blocking_until(format!("volume {volume_id}: waiting for the device of {nqn}"), deadline, move || {
+            let mut waker = Waker::open();
+            wait::wait_for_block_device(&sys, &nqn, std_deadline, &mut waker).map_err(|e| match e {
+                WaitError::Timeout { .. } => Error::DeadlineExceeded(format!(
+                    "volume {v}: {e}; the controller is connected but no namespace appeared — check the export on the RDS"
+                )),
+                WaitError::Sysfs { .. } => Error::FailedPrecondition(format!("volume {v}: {e}")),
+            })
+        })
+        .await?;
+        Ok(self.device(found.device))
+    }
+
+    /// Deletes EVERY controller of `nqn` (multipath has several) and waits until they are
+    /// gone. Refused outside the prefix.
+    pub async fn disconnect(
+        &self,
+        volume_id: &str,
+        nqn: &str,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        self.check_disconnectable(volume_id, nqn)?;
+        let (sys, nqn_s, v) = (self.sys_root.clone(), nqn.to_owned(), volume_id.to_owned());
+        blocking_until(format!("volume {volume_id}: disconnecting {nqn}"), deadline, move || {
+            let all = sysfs::controllers_for_nqn(&sys, &nqn_s).map_err(|e| Self::sysfs_err(&v, e))?;
+            for c in all.iter().filter(|c| !c.state.is_gone()) {
+                let f = sys.join("class/nvme").join(c.name()).join("delete_controller");
+                match std::fs::OpenOptions::new().write(true).open(&f).and_then(|mut h| {
+                    std::io::Write::write_all(&mut h, b"1")
+                }) {
+                    Ok(()) => tracing::info!(volume = %v, controller = %c.name(), nqn = %nqn_s, "deleted controller"),
+                    // Gone between listing and writing: what we wanted.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => {}
+                    Err(e) => {
+                        return Err(Error::Internal(format!(
+                            "volume {v}: cannot disconnect {nqn_s}: writing {}: {e}; the device stays connected, retry NodeUnstageVolume",
+                            f.display()
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        self.wait_gone(volume_id, nqn, deadline).await
+    }
+
+    async fn wait_gone(&self, volume_id: &str, nqn: &str, deadline: Instant) -> Result<(), Error> {
+        loop {
+            let left = sysfs::controllers_for_nqn(&self.sys_root, nqn)
+                .map_err(|e| Self::sysfs_err(volume_id, e))?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let names: Vec<String> = left
+                    .iter()
+                    .map(|c| format!("{} ({})", c.name(), c.state))
+                    .collect();
+                return Err(Error::DeadlineExceeded(format!(
+                    "volume {volume_id}: controllers {} of {nqn} were asked to disconnect but are still present at the \
+                     deadline; NodeUnstageVolume is retried",
+                    names.join(", ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn rescan(&self, volume_id: &str, nqn: &str, deadline: Instant) -> Result<(), Error> {
+        let ctrls = self.usable_controllers(volume_id, nqn)?;
+        if ctrls.is_empty() {
+            return Err(not_attached(volume_id, nqn));
+        }
+        let (sys, v) = (self.sys_root.clone(), volume_id.to_owned());
+        blocking_until(
+            format!("volume {volume_id}: rescanning {nqn}"),
+            deadline,
+            move || {
+                for c in ctrls {
+                    let f = sys
+                        .join("class/nvme")
+                        .join(c.name())
+                        .join("rescan_controller");
+                    std::fs::write(&f, "1").map_err(|e| {
+                        Error::Internal(format!(
+                            "volume {v}: cannot rescan {}: writing {}: {e}",
+                            c.name(),
+                            f.display()
+                        ))
+                    })?;
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    pub fn condition(&self, nqn: &str) -> Option<String> {
+        let ctrls = match sysfs::controllers_for_nqn(&self.sys_root, nqn) {
+            Ok(c) => c,
+            Err(e) => return Some(format!("cannot read the NVMe controllers of {nqn}: {e}")),
+        };
+        if ctrls.is_empty() {
+            return Some(format!(
+                "no NVMe controller for {nqn}: the connection was lost and ctrl_loss_tmo expired; the reconciler reconnects it"
+            ));
+        }
+        if ctrls.iter().any(|c| c.state == ControllerState::Live) {
+            return None;
+        }
+        let list: Vec<String> = ctrls
+            .iter()
+            .map(|c| format!("{} ({})", c.name(), c.state))
+            .collect();
+        Some(format!(
+            "no live NVMe controller for {nqn}: {}; I/O waits until the RDS answers again",
+            list.join(", ")
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Loop devices (development and tests)
+
+#[derive(Debug, Clone)]
+pub struct LoopDevices {
+    pub data_dir: PathBuf,
+    pub sys_root: PathBuf,
+    pub dev_root: PathBuf,
+}
+
+impl LoopDevices {
+    /// `<data-dir>/<volumeFile without its leading />`, without `..` escapes.
+    pub fn backing_file(&self, volume_id: &str, ctx: &VolumeContext) -> Result<PathBuf, Error> {
+        let f = ctx.volume_file.as_deref().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "volume {volume_id}: the volume context has no volumeFile, which --transport loop needs"
+            ))
+        })?;
+        let rel = Path::new(f.trim_start_matches('/'));
+        // Raw segments too: Path::components() silently drops an inner ".".
+        if rel.as_os_str().is_empty()
+            || !rel.components().all(|c| matches!(c, Component::Normal(_)))
+            || f.split('/').any(|c| c == "." || c == "..")
+        {
+            return Err(Error::InvalidArgument(format!(
+                "volume {volume_id}: volumeFile {f:?} must be a path without '.' or '..'"
+            )));
+        }
+        Ok(self.data_dir.join(rel))
+    }
+
+    /// Loop devices backed by `file` that are not being detached (autoclear set by a
+    /// `losetup -d` on a busy device: it disappears at the last close, like a deleting
+    /// NVMe controller).
+    pub fn resolve(&self, volume_id: &str, file: &str) -> Result<Option<Device>, Error> {
+        let want = std::fs::canonicalize(file).unwrap_or_else(|_| PathBuf::from(file));
+        let block = self.sys_root.join("block");
+        let entries = std::fs::read_dir(&block).map_err(|e| {
+            Error::Internal(format!(
+                "volume {volume_id}: listing {}: {e}",
+                block.display()
+            ))
+        })?;
+        let mut found = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("loop") {
+                continue;
+            }
+            let dir = block.join(&name);
+            let read = |a: &str| {
+                std::fs::read_to_string(dir.join(a))
+                    .ok()
+                    .map(|s| s.trim_end_matches('\n').to_owned())
+            };
+            let Some(backing) = read("loop/backing_file") else {
+                continue;
+            };
+            if Path::new(&backing) != want || read("loop/autoclear").as_deref() == Some("1") {
+                continue;
+            }
+            let (Some(dev), Some(size)) = (read("dev"), read("size")) else {
+                continue;
+            };
+            let (Ok(dev), Ok(sectors)) = (dev.parse::<DevNum>(), size.parse::<u64>()) else {
+                continue;
+            };
+            found.push(Device {
+                path: self.dev_root.join(&name),
+                name,
+                dev,
+                size_bytes: sectors * 512,
+            });
+        }
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            _ => Err(Error::FailedPrecondition(format!(
+                "volume {volume_id}: {} all back {file}; detach the extra ones (losetup -d) — this driver attaches one",
+                found.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    pub async fn attach(
+        &self,
+        volume_id: &str,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<Device, Error> {
+        if let Some(d) = self.resolve(volume_id, &t.id)? {
+            return Ok(d);
+        }
+        if !Path::new(&t.id).is_file() {
+            return Err(Error::FailedPrecondition(format!(
+                "volume {volume_id}: backing file {} does not exist; is --loop-data-dir the simulator's data directory?",
+                t.id
+            )));
+        }
+        run_tool("losetup", &["-f", "--show", &t.id], deadline).await?;
+        self.resolve(volume_id, &t.id)?.ok_or_else(|| {
+            Error::Internal(format!(
+                "volume {volume_id}: losetup attached {} but no loop device shows it",
+                t.id
+            ))
+        })
+    }
+
+    pub async fn detach(
+        &self,
+        volume_id: &str,
+        file: &str,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let Some(d) = self.resolve(volume_id, file)? else {
+            return Ok(());
+        };
+        run_tool("losetup", &["-d", &d.path.to_string_lossy()], deadline).await?;
+        loop {
+            if self.resolve(volume_id, file)?.is_none() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::DeadlineExceeded(format!(
+                    "volume {volume_id}: {} was detached but still shows {file} at the deadline",
+                    d.name
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::fake_sys::{FakeSys, Ns, NS1};
+
+    const PREFIX: &str = "nqn.2000-02.com.mikrotik:pvc-";
+    const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
+    const OTHER: &str = "nqn.2000-02.com.mikrotik:pvc-2";
+    const BOOT: &str = "nqn.2000-02.com.mikrotik:boot";
+
+    fn nvme(s: &FakeSys, dev_root: &Path) -> NvmeTcp {
+        NvmeTcp {
+            sys_root: s.root().to_owned(),
+            dev_root: dev_root.to_owned(),
+            nqn_prefix: PREFIX.into(),
+            host: HostIdentity {
+                host_nqn: "nqn.2014-08.org.nvmexpress:uuid:6f1c0a4e-8a3b-4c1d-9e2f-0123456789ab"
+                    .into(),
+                host_id: "6f1c0a4e-8a3b-4c1d-9e2f-0123456789ab".into(),
+            },
+        }
+    }
+
+    fn target(nqn: &str, port: u16) -> Target {
+        Target {
+            id: nqn.into(),
+            address: "127.0.0.1".into(),
+            port,
+            tunables: Tunables::default(),
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(3)
+    }
+
+    /// Plays the kernel: a controller whose delete_controller got "1" disappears.
+    fn kernel_deletes(s: &FakeSys, ctrls: Vec<u32>) -> std::thread::JoinHandle<()> {
+        let root = s.root().to_owned();
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + Duration::from_secs(3);
+            let mut left = ctrls;
+            while !left.is_empty() && std::time::Instant::now() < until {
+                left.retain(|c| {
+                    let dir = root.join(format!("devices/virtual/nvme-fabrics/ctl/nvme{c}"));
+                    if std::fs::read_to_string(dir.join("delete_controller")).unwrap_or_default()
+                        == "1"
+                    {
+                        let _ = std::fs::remove_file(root.join(format!("class/nvme/nvme{c}")));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    }
+
+    #[test]
+    fn resolves_the_multipath_head_not_a_hidden_path() {
+        let s = FakeSys::new();
+        s.controller(0, NQN, 4420, "live")
+            .controller(1, NQN, 4421, "live")
+            .subsystem(0, NQN, &[0, 1])
+            .mp_head(0, &NS1)
+            .mp_path(0, 0, &NS1)
+            .mp_path(0, 1, &NS1);
+        let d = nvme(&s, Path::new("/dev"))
+            .resolve("pvc-1", NQN)
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.name.as_str(), d.dev), ("nvme0n1", DevNum::new(259, 1)));
+        assert_eq!(d.path, Path::new("/dev/nvme0n1"));
+        assert_eq!(d.size_bytes, 131072 * 512);
+    }
+
+    #[test]
+    fn after_renumbering_the_new_controllers_device_is_found() {
+        // nvme0 lost and being deleted; the reconnect came back as nvme3 with nvme3n1.
+        let s = FakeSys::new();
+        s.controller(0, NQN, 4420, "deleting")
+            .private_ns(0, &Ns { minor: 0, ..NS1 })
+            .controller(3, NQN, 4420, "live")
+            .private_ns(3, &Ns { minor: 7, ..NS1 })
+            .subsystem(0, NQN, &[0, 3]);
+        let d = nvme(&s, Path::new("/dev"))
+            .resolve("pvc-1", NQN)
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.name.as_str(), d.dev), ("nvme3n1", DevNum::new(259, 7)));
+    }
+
+    #[tokio::test]
+    async fn disconnect_deletes_every_controller_of_the_nqn_and_waits_until_gone() {
+        let s = FakeSys::new();
+        s.controller(0, NQN, 4420, "live")
+            .controller(1, NQN, 4421, "connecting")
+            .controller(2, OTHER, 4420, "live")
+            .subsystem(0, NQN, &[0, 1])
+            .mp_head(0, &NS1);
+        let kernel = kernel_deletes(&s, vec![0, 1, 2]);
+        nvme(&s, Path::new("/dev"))
+            .disconnect("pvc-1", NQN, soon())
+            .await
+            .unwrap();
+        kernel.join().unwrap();
+        for c in [0, 1] {
+            assert_eq!(
+                std::fs::read_to_string(s.ctl_dir(c).join("delete_controller")).unwrap(),
+                "1"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(s.ctl_dir(2).join("delete_controller")).unwrap(),
+            "",
+            "other NQN untouched"
+        );
+        assert!(sysfs::controllers_for_nqn(s.root(), NQN)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn disconnect_that_the_kernel_does_not_finish_is_an_error_not_success() {
+        let s = FakeSys::new();
+        s.controller(0, NQN, 4420, "live");
+        let e = nvme(&s, Path::new("/dev"))
+            .disconnect("pvc-1", NQN, Instant::now() + Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::DeadlineExceeded(_)), "{e}");
+        assert!(
+            e.to_string().contains("nvme0") && e.to_string().contains("pvc-1"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_disconnect_outside_the_prefix_is_refused_and_touches_nothing() {
+        let s = FakeSys::new();
+        s.controller(0, BOOT, 4420, "live");
+        let n = nvme(&s, Path::new("/dev"));
+        let e = n.disconnect("boot", BOOT, soon()).await.unwrap_err();
+        assert!(matches!(e, Error::FailedPrecondition(_)));
+        assert!(e.to_string().contains("--nqn-prefix"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(s.ctl_dir(0).join("delete_controller")).unwrap(),
+            ""
+        );
+        // The bare prefix is not "under" it either.
+        assert!(
+            !under_prefix(PREFIX, PREFIX) && !under_prefix("", NQN) && under_prefix(PREFIX, NQN)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_existing_controller_for_the_same_address_counts_as_connected() {
+        // dev_root without nvme-fabrics: any real connect attempt would fail.
+        let dev = tempfile::tempdir().unwrap();
+        let s = FakeSys::new();
+        s.controller(0, NQN, 4420, "connecting");
+        let n = nvme(&s, dev.path());
+        n.connect("pvc-1", &target(NQN, 4420), soon())
+            .await
+            .unwrap();
+        // Another port is another path: a connect is attempted (and fails here, naming it).
+        let e = n
+            .connect("pvc-1", &target(NQN, 4421), soon())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Unavailable(_)), "{e}");
+        assert!(
+            e.to_string().contains("nvme-fabrics") && e.to_string().contains("4421"),
+            "{e}"
+        );
+        // A controller being deleted does not count.
+        s.set_state_deleting(0);
+        assert!(n
+            .connect("pvc-1", &target(NQN, 4420), soon())
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn rescan_writes_each_usable_controller() {
+        let s = FakeSys::new();
+        s.controller(0, NQN, 4420, "live")
+            .controller(1, NQN, 4421, "deleting");
+        nvme(&s, Path::new("/dev"))
+            .rescan("pvc-1", NQN, soon())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(s.ctl_dir(0).join("rescan_controller")).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(s.ctl_dir(1).join("rescan_controller")).unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn condition_reports_a_lost_or_not_live_controller() {
+        let s = FakeSys::new();
+        let n = nvme(&s, Path::new("/dev"));
+        assert!(n.condition(NQN).unwrap().contains("ctrl_loss_tmo"));
+        s.controller(0, NQN, 4420, "connecting");
+        let m = n.condition(NQN).unwrap();
+        assert!(m.contains("nvme0 (connecting)"), "{m}");
+        s.controller(1, NQN, 4421, "live");
+        assert_eq!(n.condition(NQN), None);
+    }
+
+    #[test]
+    fn loop_backing_files_stay_inside_the_data_dir() {
+        let l = LoopDevices {
+            data_dir: "/data".into(),
+            sys_root: "/sys".into(),
+            dev_root: "/dev".into(),
+        };
+        let ctx = |f: &str| VolumeContext {
+            nvme_address: "127.0.0.1".into(),
+            nvme_port: 4420,
+            nqn: NQN.into(),
+            tunables: Tunables::default(),
+            migration_timeout_seconds: 300,
+            fs_type: None,
+            fresh: true,
+            volume_file: Some(f.into()),
+        };
+        assert_eq!(
+            l.backing_file("v", &ctx("/storage-pool/csi/pvc-1.img"))
+                .unwrap(),
+            Path::new("/data/storage-pool/csi/pvc-1.img")
+        );
+        for bad in ["/../etc/passwd", "/a/../../b", "/", "a/./b"] {
+            assert!(l.backing_file("v", &ctx(bad)).is_err(), "{bad}");
+        }
+    }
+}

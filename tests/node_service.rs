@@ -1,0 +1,393 @@
+//! The node plugin's service surface without devices: NodeGetInfo, capabilities, request
+//! validation, the host identity, and `rds-csi node` refusing bad configuration.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use csi_proto::v1 as csi;
+use csi_proto::v1::identity_client::IdentityClient;
+use csi_proto::v1::node_client::NodeClient;
+use rds_csi::node::{NodeConfig, NodePlugin, TransportConfig};
+use rds_csi::observability::Metrics;
+use rds_csi::server;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+fn config(dir: &Path, transport: TransportConfig) -> NodeConfig {
+    NodeConfig {
+        node_id: "worker-7".into(),
+        driver_name: "rds.csi.mikrotik.com".into(),
+        transport,
+        nqn_prefix: "nqn.2000-02.com.mikrotik:pvc-".into(),
+        state_dir: dir.join("state"),
+        host_nqn_file: dir.join("etc-nvme/hostnqn"),
+        host_id_file: dir.join("etc-nvme/hostid"),
+        proc_root: "/proc".into(),
+        sys_root: dir.join("sys"),
+        dev_root: dir.join("dev"),
+        max_volumes: 24,
+        topology: [(
+            "topology.rds.csi.mikrotik.com/zone".to_string(),
+            "rack-1".to_string(),
+        )]
+        .into(),
+        reconcile_interval: None,
+    }
+}
+
+struct Running {
+    sock: PathBuf,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+}
+
+async fn start(cfg: NodeConfig, sock: PathBuf) -> Running {
+    let plugin = NodePlugin::new(cfg, &Metrics::new("node")).unwrap();
+    let listener = server::bind(&rds_csi::endpoint::Endpoint::Unix(sock.clone()))
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(server::serve(
+        listener,
+        plugin.routes(),
+        stop.clone(),
+        Duration::from_secs(2),
+    ));
+    Running { sock, stop, task }
+}
+
+impl Running {
+    async fn node(&self) -> NodeClient<tonic::transport::Channel> {
+        NodeClient::new(common::unix_channel(&self.sock).await)
+    }
+    async fn shutdown(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn node_get_info_reports_the_node_and_the_host_nqn_is_generated_once_and_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let r = start(
+        config(d.path(), TransportConfig::NvmeTcp),
+        d.path().join("a.sock"),
+    )
+    .await;
+    let info = r
+        .node()
+        .await
+        .node_get_info(csi::NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.node_id, "worker-7");
+    assert_eq!(info.max_volumes_per_node, 24);
+    let topo = info.accessible_topology.unwrap().segments;
+    assert_eq!(
+        topo.get("topology.rds.csi.mikrotik.com/zone")
+            .map(String::as_str),
+        Some("rack-1")
+    );
+    r.shutdown().await;
+
+    let nqn = std::fs::read_to_string(d.path().join("etc-nvme/hostnqn")).unwrap();
+    let id = std::fs::read_to_string(d.path().join("etc-nvme/hostid")).unwrap();
+    assert!(
+        nqn.trim().starts_with("nqn.2014-08.org.nvmexpress:uuid:")
+            && nqn.trim().ends_with(id.trim()),
+        "{nqn} / {id}"
+    );
+    // A restart presents the same identity to the RDS.
+    let r = start(
+        config(d.path(), TransportConfig::NvmeTcp),
+        d.path().join("b.sock"),
+    )
+    .await;
+    r.node()
+        .await
+        .node_get_info(csi::NodeGetInfoRequest {})
+        .await
+        .unwrap();
+    r.shutdown().await;
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("etc-nvme/hostnqn")).unwrap(),
+        nqn
+    );
+}
+
+#[tokio::test]
+async fn capabilities_and_readiness_follow_the_transport() {
+    use csi::node_service_capability::{rpc::Type, Type as T};
+    let d = tempfile::tempdir().unwrap();
+    let r = start(
+        config(d.path(), TransportConfig::NvmeTcp),
+        d.path().join("c.sock"),
+    )
+    .await;
+    let caps = r
+        .node()
+        .await
+        .node_get_capabilities(csi::NodeGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got: Vec<i32> = caps
+        .capabilities
+        .iter()
+        .filter_map(|c| c.r#type.as_ref().map(|T::Rpc(r)| r.r#type))
+        .collect();
+    got.sort();
+    let want = [
+        Type::StageUnstageVolume,
+        Type::GetVolumeStats,
+        Type::ExpandVolume,
+        Type::VolumeCondition,
+    ];
+    assert_eq!(got, want.iter().map(|t| *t as i32).collect::<Vec<_>>());
+    // No <dev>/nvme-fabrics in the fake dev root: not ready, until it appears.
+    let mut id = IdentityClient::new(common::unix_channel(&r.sock).await);
+    assert_eq!(
+        id.probe(csi::ProbeRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .ready,
+        Some(false)
+    );
+    std::fs::create_dir_all(d.path().join("dev")).unwrap();
+    std::fs::write(d.path().join("dev/nvme-fabrics"), "").unwrap();
+    assert_eq!(
+        id.probe(csi::ProbeRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .ready,
+        Some(true)
+    );
+    let plugin_caps = id
+        .get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !format!("{plugin_caps:?}").contains("ControllerService"),
+        "the node serves no controller"
+    );
+    r.shutdown().await;
+}
+
+fn mount_cap(mode: csi::volume_capability::access_mode::Mode) -> csi::VolumeCapability {
+    use csi::volume_capability::{AccessMode, AccessType, MountVolume};
+    csi::VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: "ext4".into(),
+            ..Default::default()
+        })),
+        access_mode: Some(AccessMode { mode: mode as i32 }),
+    }
+}
+
+fn ctx(nqn: &str) -> HashMap<String, String> {
+    [
+        ("nvmeAddress", "10.0.0.5"),
+        ("nvmePort", "4420"),
+        ("nqn", nqn),
+        ("ctrlLossTmo", "600"),
+        ("reconnectDelay", "2"),
+        ("keepAliveTmo", "5"),
+        ("migrationTimeoutSeconds", "300"),
+        ("fresh", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[tokio::test]
+async fn bad_stage_requests_are_refused_before_touching_anything() {
+    use csi::volume_capability::access_mode::Mode;
+    let d = tempfile::tempdir().unwrap();
+    let r = start(
+        config(d.path(), TransportConfig::NvmeTcp),
+        d.path().join("v.sock"),
+    )
+    .await;
+    let mut c = r.node().await;
+    let staging = d.path().join("staging").to_string_lossy().into_owned();
+    let req = |id: &str, path: &str, mode: Mode, nqn: &str| csi::NodeStageVolumeRequest {
+        volume_id: id.into(),
+        staging_target_path: path.into(),
+        volume_capability: Some(mount_cap(mode)),
+        volume_context: ctx(nqn),
+        ..Default::default()
+    };
+    let good_nqn = "nqn.2000-02.com.mikrotik:pvc-1";
+    let cases = [
+        (
+            req("pvc-1", &staging, Mode::MultiNodeMultiWriter, good_nqn),
+            Code::InvalidArgument,
+            "Block",
+        ),
+        (
+            req("pvc-1", "relative/path", Mode::SingleNodeWriter, good_nqn),
+            Code::InvalidArgument,
+            "absolute",
+        ),
+        (
+            req("../etc", &staging, Mode::SingleNodeWriter, good_nqn),
+            Code::InvalidArgument,
+            "volume_id",
+        ),
+        (
+            req("", &staging, Mode::SingleNodeWriter, good_nqn),
+            Code::InvalidArgument,
+            "volume_id",
+        ),
+        // Outside --nqn-prefix (e.g. the host's boot disk): never connected, so never disconnected.
+        (
+            req(
+                "pvc-1",
+                &staging,
+                Mode::SingleNodeWriter,
+                "nqn.2000-02.com.mikrotik:boot",
+            ),
+            Code::FailedPrecondition,
+            "--nqn-prefix",
+        ),
+    ];
+    for (rq, code, word) in cases {
+        let s = c.node_stage_volume(rq).await.unwrap_err();
+        assert_eq!(s.code(), code, "{}", s.message());
+        assert!(
+            s.message().contains(word),
+            "{word:?} not in {}",
+            s.message()
+        );
+    }
+    assert!(
+        !d.path().join("state/staged").exists()
+            || std::fs::read_dir(d.path().join("state/staged"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    // Unknown volumes: unstage and unpublish are idempotent successes; publish needs a stage.
+    c.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+        volume_id: "pvc-9".into(),
+        staging_target_path: staging.clone(),
+    })
+    .await
+    .unwrap();
+    c.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: "pvc-9".into(),
+        target_path: d.path().join("gone").to_string_lossy().into(),
+    })
+    .await
+    .unwrap();
+    let s = c
+        .node_publish_volume(csi::NodePublishVolumeRequest {
+            volume_id: "pvc-9".into(),
+            staging_target_path: staging.clone(),
+            target_path: d.path().join("t").to_string_lossy().into(),
+            volume_capability: Some(mount_cap(Mode::SingleNodeWriter)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::FailedPrecondition);
+    assert!(
+        s.message().contains("pvc-9") && s.message().contains("not staged"),
+        "{}",
+        s.message()
+    );
+    r.shutdown().await;
+}
+
+fn node_cmd(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rds-csi"));
+    c.arg("node")
+        .arg("--endpoint")
+        .arg(format!("unix://{}", dir.join("csi.sock").display()))
+        .args(["--metrics-address", ""])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--host-nqn-file")
+        .arg(dir.join("hostnqn"))
+        .arg("--host-id-file")
+        .arg(dir.join("hostid"));
+    // The contract reads flags from the environment too: keep the test's own out.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RDS_CSI_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn a_cloned_default_host_nqn_stops_the_node_with_the_fix() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("hostnqn"),
+        "nqn.2014-08.org.nvmexpress:uuid:03000200-0400-0500-0006-000700080009\n",
+    )
+    .unwrap();
+    let out = node_cmd(d.path())
+        .args([
+            "--node-id",
+            "worker-1",
+            "--transport",
+            "loop",
+            "--loop-data-dir",
+        ])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started with a cloned host NQN: {err}"
+    );
+    assert!(
+        err.contains("cloned") && err.contains("hostnqn") && err.contains("remove"),
+        "{err}"
+    );
+    assert!(!d.path().join("csi.sock").exists(), "never served");
+}
+
+#[test]
+fn missing_flags_are_named_and_stop_the_node() {
+    let d = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--transport", "nvme-tcp"], "--node-id"),
+        (
+            &["--node-id", "w1", "--transport", "loop"],
+            "--loop-data-dir",
+        ),
+        (&["--node-id", "w1", "--topology", "zone"], "--topology"),
+    ];
+    for (args, flag) in cases {
+        let out = node_cmd(d.path()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{flag} not named: {err}");
+    }
+}
+
+#[test]
+fn every_node_metric_is_documented() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md")).unwrap();
+    assert_eq!(rds_csi::node::metrics::NAMES.len(), 4);
+    for name in rds_csi::node::metrics::NAMES {
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "{name} is not documented in docs/cli.md"
+        );
+    }
+}
