@@ -36,7 +36,8 @@ fn words_with_prefix(text: &str, prefix: &str, allowed: impl Fn(char) -> bool) -
 }
 
 /// Every metric the driver registers: the common ones, the RDS client's (a real client,
-/// built against a simulator's key), the attachment table's and the node's.
+/// built against a simulator's key), the attachment table's, the node's and the Kubernetes
+/// event recorder's.
 async fn code_metric_names() -> BTreeSet<String> {
     let dir = tempfile::tempdir().unwrap();
     let sim = rds_csi::simulator::harness::start_simulator(dir.path(), Default::default()).await;
@@ -44,6 +45,10 @@ async fn code_metric_names() -> BTreeSet<String> {
     let _rds = rds_csi::rds::RdsClient::new(sim.client_config("/storage-pool/csi"), &m).unwrap();
     let _att = rds_csi::attachment::AttachmentMetrics::new(&m);
     let _node = rds_csi::node::metrics::NodeMetrics::new(&m);
+    // A client is only configured here, never used: no API server is contacted.
+    let kube = ::kube::Client::try_from(::kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
+        .unwrap();
+    let _events = rds_csi::k8s::kube::KubeEvents::new(kube, "rds.csi.mikrotik.com", &m);
     m.registered_names().into_iter().collect()
 }
 

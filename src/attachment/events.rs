@@ -78,7 +78,7 @@ pub struct Event {
     pub message: String,
 }
 
-/// The event an effect posts (on the volume's PersistentVolume), if any. Grace-period use,
+/// The event an effect posts (on the volume's PVC), if any. Grace-period use,
 /// refusals without another node, and resumed migrations are metrics and logs only.
 pub fn event_for(effect: &Effect) -> Option<Event> {
     let (reason, message) = match effect {

@@ -139,6 +139,11 @@ impl AttachmentTable {
         effects
     }
 
+    /// Whether the table has any record of the volume (a node, or an open grace window).
+    pub fn contains(&self, volume: &str) -> bool {
+        self.shard(volume).lock().get(volume).is_some()
+    }
+
     /// Nodes the volume is published to, in attach order (for ListVolumes).
     pub fn published_nodes(&self, volume: &str) -> Vec<String> {
         self.shard(volume)

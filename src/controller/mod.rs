@@ -53,6 +53,8 @@ pub struct Controller {
     cfg: ControllerConfig,
     inflight: InFlight,
     fencing: Fencing,
+    /// Consulted by ControllerPublish for volumes the table has no record of.
+    attachment_source: Option<std::sync::Arc<dyn AttachmentSource>>,
 }
 
 impl Controller {
@@ -67,7 +69,16 @@ impl Controller {
             cfg,
             inflight,
             fencing,
+            attachment_source: None,
         }
+    }
+
+    /// Makes ControllerPublish consult `source` (VolumeAttachments) before applying the rules
+    /// to a volume the table has no record of: after a leader change between controller
+    /// replicas, this replica's table may not know what the previous leader attached.
+    pub fn with_attachment_source(mut self, source: std::sync::Arc<dyn AttachmentSource>) -> Self {
+        self.attachment_source = Some(source);
+        self
     }
 
     pub fn attachments(&self) -> &AttachmentTable {

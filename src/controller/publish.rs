@@ -30,8 +30,9 @@ impl Controller {
         for e in &effects {
             if let Some(ev) = event_for(e) {
                 let volume = e.volume();
-                self.fencing.events.post(volume, &ev).await;
-                self.fencing.metrics.event_posted(ev.reason);
+                if self.fencing.events.post(volume, &ev).await {
+                    self.fencing.metrics.event_posted(ev.reason);
+                }
             }
         }
     }
@@ -80,6 +81,7 @@ impl Controller {
                 .get(MIGRATION_TIMEOUT_SECONDS)
                 .map(String::as_str),
         )?;
+        self.consult_kubernetes(slot.as_str()).await?;
         let started = std::time::Instant::now();
         let outcome = self.fencing.table.publish(
             &PublishRequest {
@@ -100,6 +102,62 @@ impl Controller {
         Ok(csi::ControllerPublishVolumeResponse {
             publish_context: [(PUBLISH_NQN.to_owned(), nqn.to_string())].into(),
         })
+    }
+
+    /// For a volume the table has no record of (no node, no grace window), restores what
+    /// Kubernetes records for it first, so a publish after a leader change is judged against
+    /// the attachments the previous leader made. A lookup failure fails the publish
+    /// (UNAVAILABLE, retried by the attacher): fencing never guesses.
+    async fn consult_kubernetes(&self, volume: &str) -> Result<(), Error> {
+        let Some(source) = &self.attachment_source else {
+            return Ok(());
+        };
+        if self.fencing.table.contains(volume) {
+            return Ok(());
+        }
+        let records = match source.attachments_for_volume(volume).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                return Err(Error::Unavailable(format!(
+                    "volume {volume}: cannot check its VolumeAttachments before publishing it \
+                     (this controller has no record of it, e.g. after a leader change): {e}"
+                )))
+            }
+        };
+        let records: Vec<_> = records.into_iter().filter(|r| r.volume == volume).collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            volume,
+            nodes = ?records.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(),
+            "volume unknown to this controller is attached according to Kubernetes; restored"
+        );
+        let started = std::time::Instant::now();
+        let effects = self.fencing.table.restore(records);
+        self.fencing
+            .metrics
+            .observe_operation(Operation::Restore, started.elapsed());
+        self.apply(effects).await;
+        Ok(())
+    }
+
+    /// Drops every attachment of a deleted Kubernetes Node (StaleAttachmentCleared events;
+    /// a migration it was part of fails). Returns how many attachments were dropped.
+    pub async fn clear_node(&self, node: &str) -> usize {
+        let now = std::time::Instant::now();
+        let effects = self.fencing.table.clear_node(node, now);
+        self.fencing
+            .metrics
+            .observe_operation(Operation::ClearNode, now.elapsed());
+        let n = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::StaleCleared { .. }))
+            .count();
+        self.apply(effects).await;
+        self.fencing.wake_sweeper.notify_one();
+        n
     }
 
     pub async fn unpublish_volume(

@@ -18,7 +18,10 @@ use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
 use crate::cli::ControllerArgs;
 use crate::identity::{Health, HealthCheck, IdentityService};
 use crate::inflight::InFlight;
-use crate::k8s::{LogEvents, NoAttachments, NodeDirectory, StaticNodes};
+use crate::k8s::kube::{self as k8s_kube, KubeAttachments, KubeEvents, KubeNodes};
+use crate::k8s::{
+    AttachmentSource, EventSink, LogEvents, NoAttachments, NodeDirectory, StaticNodes,
+};
 use crate::observability::{logging, Metrics};
 use crate::rds::{BasePath, HostKeyPolicy, RdsClient, RdsConfig};
 use crate::runtime::{serve_until_stopped, ServeConfig};
@@ -142,38 +145,76 @@ pub fn run(args: ControllerArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: ControllerArgs) -> Result<(), String> {
-    if !args.no_kubernetes {
-        return Err("Kubernetes integration (VolumeAttachment rebuild, Node lookups, events) is not in this build yet; run with --no-kubernetes (fencing then works from in-memory state, events go to the log)".into());
+/// What the controller reaches Kubernetes through: the in-process stand-ins with
+/// `--no-kubernetes`, the kube-rs adapters otherwise.
+struct KubernetesSeams {
+    events: Arc<dyn EventSink>,
+    nodes: Arc<dyn NodeDirectory>,
+    attachments: Arc<dyn AttachmentSource>,
+    /// Set with a real cluster: the node watcher needs it.
+    client: Option<kube::Client>,
+}
+
+async fn kubernetes_seams(
+    args: &ControllerArgs,
+    metrics: &Metrics,
+) -> Result<KubernetesSeams, String> {
+    if args.no_kubernetes {
+        let nodes: Arc<dyn NodeDirectory> = if args.static_nodes.is_empty() {
+            tracing::warn!(
+                "--no-kubernetes without --static-nodes: any node id is accepted by ControllerPublish"
+            );
+            Arc::new(AnyNode)
+        } else {
+            Arc::new(StaticNodes(
+                args.static_nodes.iter().cloned().collect::<BTreeSet<_>>(),
+            ))
+        };
+        return Ok(KubernetesSeams {
+            events: Arc::new(LogEvents),
+            nodes,
+            attachments: Arc::new(NoAttachments),
+            client: None,
+        });
     }
-    let rds_cfg = rds_config(&args)?;
+    if !args.static_nodes.is_empty() {
+        return Err("--static-nodes only applies with --no-kubernetes (with Kubernetes, Node objects say which nodes exist)".into());
+    }
+    let (client, url) = k8s_kube::client(args.kubeconfig.as_deref()).await?;
+    k8s_kube::check_reachable(&client, &url).await?;
+    tracing::info!(api_server = url, "Kubernetes API server reached");
+    let driver = args.common.driver_name.clone();
+    Ok(KubernetesSeams {
+        events: Arc::new(KubeEvents::new(client.clone(), driver.clone(), metrics)),
+        nodes: Arc::new(KubeNodes::new(client.clone())),
+        attachments: Arc::new(KubeAttachments::new(client.clone(), driver)),
+        client: Some(client),
+    })
+}
+
+async fn serve(args: ControllerArgs) -> Result<(), String> {
     let metrics = Metrics::new("controller");
+    // Kubernetes first: where the controller runs decides everything else (and a bare
+    // `rds-csi controller` outside a cluster is told about --no-kubernetes first).
+    let seams = kubernetes_seams(&args, &metrics).await?;
+    let rds_cfg = rds_config(&args)?;
     let rds = RdsClient::new(rds_cfg, &metrics).map_err(|e| e.to_string())?;
-    let nodes: Arc<dyn NodeDirectory> = if args.static_nodes.is_empty() {
-        tracing::warn!(
-            "--no-kubernetes without --static-nodes: any node id is accepted by ControllerPublish"
-        );
-        Arc::new(AnyNode)
-    } else {
-        Arc::new(StaticNodes(
-            args.static_nodes.iter().cloned().collect::<BTreeSet<_>>(),
-        ))
-    };
+    let grace = Duration::from_secs(args.attachment_grace_period);
     let fencing = Fencing {
         table: AttachmentTable::new(TableConfig {
-            grace_period: Duration::from_secs(args.attachment_grace_period),
+            grace_period: grace,
             ..TableConfig::default()
         }),
         metrics: AttachmentMetrics::new(&metrics),
-        events: Arc::new(LogEvents),
-        nodes,
+        events: seams.events,
+        nodes: Arc::clone(&seams.nodes),
         wake_sweeper: tokio::sync::Notify::new(),
     };
     let inflight = {
         let c = metrics.inflight_rejections.clone();
         InFlight::new().with_reject_hook(move || c.inc())
     };
-    let controller = Arc::new(Controller::new(
+    let mut controller = Controller::new(
         rds.clone(),
         ControllerConfig {
             nqn_prefix: args.nqn_prefix.clone(),
@@ -182,13 +223,31 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
         },
         inflight,
         fencing,
-    ));
+    );
+    if seams.client.is_some() {
+        controller = controller.with_attachment_source(Arc::clone(&seams.attachments));
+    }
+    let controller = Arc::new(controller);
     controller
-        .restore(&NoAttachments)
+        .restore(seams.attachments.as_ref())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            format!(
+                "cannot rebuild the attachment table from VolumeAttachments at start (fencing \
+                 would start blind, so the controller does not serve): {e}"
+            )
+        })?;
     let stop = CancellationToken::new();
     let sweeper = tokio::spawn(run_sweeper(Arc::clone(&controller), stop.clone()));
+    let node_watch = seams.client.map(|client| {
+        tokio::spawn(k8s_kube::run_node_watcher(
+            Arc::clone(&controller),
+            client,
+            Arc::clone(&seams.nodes),
+            grace,
+            stop.clone(),
+        ))
+    });
     let health: Arc<dyn HealthCheck> = Arc::new(RdsHealth::new(rds));
     let routes = Routes::new(IdentityServer::new(IdentityService::new(
         args.common.driver_name.clone(),
@@ -210,5 +269,8 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
     .await;
     stop.cancel();
     let _ = sweeper.await;
+    if let Some(w) = node_watch {
+        let _ = w.await;
+    }
     result.map_err(|e| e.to_string())
 }

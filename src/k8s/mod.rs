@@ -10,11 +10,17 @@ use parking_lot::Mutex;
 use crate::attachment::{Event, EventType, RestoreRecord};
 use crate::error::Error;
 
-/// Posts events about a volume (on its PVC). Failures are logged, never returned: an event
-/// that cannot be posted must not fail the RPC that caused it.
+pub mod convert;
+pub mod kube;
+#[cfg(test)]
+mod tests;
+
+/// Posts events about a volume (on its PVC). Failures are logged, never returned as errors:
+/// an event that cannot be posted must not fail the RPC that caused it. Returns whether the
+/// event was posted (only posted events are counted in `rds_csi_events_posted_total`).
 #[tonic::async_trait]
 pub trait EventSink: Send + Sync + 'static {
-    async fn post(&self, volume_id: &str, event: &Event);
+    async fn post(&self, volume_id: &str, event: &Event) -> bool;
 }
 
 /// Whether a node exists (ControllerPublish to an unknown node is NOT_FOUND).
@@ -28,6 +34,17 @@ pub trait NodeDirectory: Send + Sync + 'static {
 #[tonic::async_trait]
 pub trait AttachmentSource: Send + Sync + 'static {
     async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error>;
+
+    /// The attachments Kubernetes records for one volume, consulted by ControllerPublish for a
+    /// volume the table has no record of (another controller replica may have attached it while
+    /// this one was not the leader). `Ok(None)`: this source cannot look up one volume, and
+    /// the table's own state is used as it is.
+    async fn attachments_for_volume(
+        &self,
+        _volume_id: &str,
+    ) -> Result<Option<Vec<RestoreRecord>>, Error> {
+        Ok(None)
+    }
 }
 
 /// `--no-kubernetes`: events go to the log.
@@ -35,7 +52,7 @@ pub struct LogEvents;
 
 #[tonic::async_trait]
 impl EventSink for LogEvents {
-    async fn post(&self, volume_id: &str, event: &Event) {
+    async fn post(&self, volume_id: &str, event: &Event) -> bool {
         match event.event_type {
             EventType::Warning => tracing::warn!(
                 volume = volume_id,
@@ -50,6 +67,7 @@ impl EventSink for LogEvents {
                 event.message
             ),
         }
+        true
     }
 }
 
@@ -92,9 +110,10 @@ impl RecordedEvents {
 
 #[tonic::async_trait]
 impl EventSink for RecordedEvents {
-    async fn post(&self, volume_id: &str, event: &Event) {
+    async fn post(&self, volume_id: &str, event: &Event) -> bool {
         LogEvents.post(volume_id, event).await;
         self.0.lock().push((volume_id.to_owned(), event.clone()));
+        true
     }
 }
 

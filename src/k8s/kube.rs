@@ -1,0 +1,504 @@
+//! The kube-rs implementations of the `k8s` traits, and the Node watch that clears the
+//! attachments of deleted nodes. Thin by design: every decision (what a VolumeAttachment means,
+//! which claim an event goes on, which node is gone) is a pure function in [`super::convert`].
+//!
+//! API access stays inside deploy/kubernetes/base/rbac-controller.yaml: persistentvolumes
+//! get/list, volumeattachments list, nodes get/list/watch, events.k8s.io events create/patch.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::kube::api::{Api, ListParams};
+use ::kube::config::{KubeConfigOptions, Kubeconfig};
+use ::kube::core::PartialObjectMeta;
+use ::kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use ::kube::runtime::{watcher, WatchStreamExt};
+use ::kube::{Client, Config, ResourceExt};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
+use parking_lot::Mutex;
+use prometheus::IntCounter;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::convert::{self, Clock, NodeEvent, NodeWatch};
+use super::{AttachmentSource, EventSink, NodeDirectory};
+use crate::attachment::{Event, EventReason, EventType, RestoreRecord};
+use crate::controller::Controller;
+use crate::error::Error;
+use crate::observability::Metrics;
+
+/// Counter of events that could not be posted (they are logged too).
+pub const EVENT_FAILURES_TOTAL: &str = "rds_csi_kubernetes_event_failures_total";
+
+/// A client from `--kubeconfig` when given, else the in-cluster configuration (falling back to
+/// `$KUBECONFIG` / `~/.kube/config`). The error names the source and the next step.
+/// Also returns the API server's URL, for messages.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<(Client, String), String> {
+    let (config, source) = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| {
+                format!(
+                    "cannot read the kubeconfig {}: {e}; check --kubeconfig (RDS_CSI_KUBECONFIG), \
+                     or run with --no-kubernetes",
+                    path.display()
+                )
+            })?;
+            let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| {
+                    format!(
+                        "the kubeconfig {} is not usable: {e}; check its current context, cluster \
+                         and user, or run with --no-kubernetes",
+                        path.display()
+                    )
+                })?;
+            (config, format!("the kubeconfig {}", path.display()))
+        }
+        None => {
+            let config = Config::infer().await.map_err(|e| {
+                format!(
+                    "no Kubernetes configuration: {e}; run the controller in a pod with its \
+                     ServiceAccount token mounted, pass --kubeconfig, or run with --no-kubernetes"
+                )
+            })?;
+            (
+                config,
+                "the in-cluster (or default kubeconfig) configuration".to_owned(),
+            )
+        }
+    };
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config)
+        .map_err(|e| format!("cannot build a Kubernetes client for {url} from {source}: {e}"))?;
+    Ok((client, url))
+}
+
+/// Fails with a message naming the API server and the next step when it cannot be reached.
+pub async fn check_reachable(client: &Client, url: &str) -> Result<(), String> {
+    let next = "check that it is up and that this pod can reach it (network policy, \
+                --kubeconfig), or run with --no-kubernetes";
+    match tokio::time::timeout(REACH_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "cannot reach the Kubernetes API server at {url}: {e}; {next}"
+        )),
+        Err(_) => Err(format!(
+            "the Kubernetes API server at {url} did not answer within {}s; {next}",
+            REACH_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// How long the start-up check waits for the API server.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn api_error(what: &str, e: &::kube::Error, rbac: &str) -> Error {
+    let hint = match e {
+        ::kube::Error::Api(s) if s.code == 401 || s.code == 403 => format!(
+            "the controller's ServiceAccount lacks a permission: check that its ClusterRole grants {rbac}"
+        ),
+        _ => "check that the API server is reachable; the operation is retried".to_owned(),
+    };
+    let said = match e {
+        ::kube::Error::Api(s) => format!("{} (HTTP {} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    };
+    Error::Unavailable(format!("cannot {what}: {said}; {hint}"))
+}
+
+/// The PVs of `driver` whose volume handle is `volume`: the PV named like the volume first (the
+/// external-provisioner names both after the claim), else a list of all PVs.
+async fn pvs_of_volume(
+    pvs: &Api<PersistentVolume>,
+    driver: &str,
+    volume: &str,
+) -> Result<Vec<PersistentVolume>, Error> {
+    let direct = pvs.get_opt(volume).await.map_err(|e| {
+        api_error(
+            &format!("get PersistentVolume {volume}"),
+            &e,
+            "get on persistentvolumes",
+        )
+    })?;
+    if let Some(pv) = direct.filter(|pv| convert::volume_id(pv, driver) == Some(volume)) {
+        return Ok(vec![pv]);
+    }
+    let all = pvs.list(&ListParams::default()).await.map_err(|e| {
+        api_error(
+            &format!("list PersistentVolumes to find volume {volume}"),
+            &e,
+            "list on persistentvolumes",
+        )
+    })?;
+    Ok(all
+        .items
+        .into_iter()
+        .filter(|pv| convert::volume_id(pv, driver) == Some(volume))
+        .collect())
+}
+
+/// Node lookups: GET Node (metadata only); 404 is "does not exist".
+pub struct KubeNodes {
+    api: Api<Node>,
+}
+
+impl KubeNodes {
+    pub fn new(client: Client) -> Self {
+        KubeNodes {
+            api: Api::all(client),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl NodeDirectory for KubeNodes {
+    async fn node_exists(&self, node_id: &str) -> Result<bool, Error> {
+        self.api
+            .get_metadata_opt(node_id)
+            .await
+            .map(|n| n.is_some())
+            .map_err(|e| api_error(&format!("look up Node {node_id:?}"), &e, "get on nodes"))
+    }
+}
+
+/// VolumeAttachments of this driver, with their PVs, as restore records.
+pub struct KubeAttachments {
+    vas: Api<VolumeAttachment>,
+    pvs: Api<PersistentVolume>,
+    driver: String,
+}
+
+impl KubeAttachments {
+    pub fn new(client: Client, driver: impl Into<String>) -> Self {
+        KubeAttachments {
+            vas: Api::all(client.clone()),
+            pvs: Api::all(client),
+            driver: driver.into(),
+        }
+    }
+
+    async fn list_attachments(&self) -> Result<Vec<VolumeAttachment>, Error> {
+        self.vas
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| {
+                api_error(
+                    "list VolumeAttachments",
+                    &e,
+                    "list on storage.k8s.io volumeattachments",
+                )
+            })
+    }
+
+    /// Converts, logging every skip and warning; `pvs` maps PV name → PV.
+    fn convert(
+        &self,
+        vas: &[VolumeAttachment],
+        pvs: &HashMap<String, PersistentVolume>,
+    ) -> Vec<RestoreRecord> {
+        let clock = Clock::now();
+        let mut out = Vec::new();
+        for va in vas {
+            let pv = convert::pv_name(va).and_then(|n| pvs.get(n));
+            match convert::restore_record(va, pv, &self.driver, &clock) {
+                Ok(r) => {
+                    if let Some(w) = &r.warning {
+                        tracing::warn!(volume = r.record.volume, node = r.record.node, "{w}");
+                    }
+                    out.push(r.record);
+                }
+                Err(skip) if skip.is_warning() => tracing::warn!("{skip}"),
+                Err(skip) => tracing::debug!("{skip}"),
+            }
+        }
+        out
+    }
+}
+
+#[tonic::async_trait]
+impl AttachmentSource for KubeAttachments {
+    async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error> {
+        let vas = self.list_attachments().await?;
+        let ours = vas.iter().any(|va| va.spec.attacher == self.driver);
+        let pvs = if ours {
+            self.pvs
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| api_error("list PersistentVolumes", &e, "list on persistentvolumes"))?
+                .items
+                .into_iter()
+                .filter_map(|pv| pv.metadata.name.clone().map(|n| (n, pv)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        Ok(self.convert(&vas, &pvs))
+    }
+
+    async fn attachments_for_volume(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<Vec<RestoreRecord>>, Error> {
+        let pvs: HashMap<String, PersistentVolume> =
+            pvs_of_volume(&self.pvs, &self.driver, volume_id)
+                .await?
+                .into_iter()
+                .filter_map(|pv| pv.metadata.name.clone().map(|n| (n, pv)))
+                .collect();
+        if pvs.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let vas: Vec<VolumeAttachment> = self
+            .list_attachments()
+            .await?
+            .into_iter()
+            .filter(|va| convert::pv_name(va).is_some_and(|n| pvs.contains_key(n)))
+            .collect();
+        Ok(Some(
+            self.convert(&vas, &pvs)
+                .into_iter()
+                .filter(|r| r.volume == volume_id)
+                .collect(),
+        ))
+    }
+}
+
+/// Posts events.k8s.io/v1 Events on the volume's claim (found through its PV; on the PV itself
+/// when it has no claim), reported by the driver name. One per process: the recorder folds
+/// repeats of an event into a series.
+pub struct KubeEvents {
+    recorder: Recorder,
+    pvs: Api<PersistentVolume>,
+    driver: String,
+    /// volume id → the object its events go on (a volume's claim never changes).
+    regarding: Mutex<HashMap<String, ObjectReference>>,
+    failures: IntCounter,
+}
+
+/// Upper bound of the volume → claim cache (cleared when reached; it only saves lookups).
+const REGARDING_CACHE_MAX: usize = 4096;
+
+impl KubeEvents {
+    pub fn new(client: Client, driver: impl Into<String>, metrics: &Metrics) -> Self {
+        let driver = driver.into();
+        let failures = IntCounter::new(
+            EVENT_FAILURES_TOTAL,
+            "Kubernetes events about volumes that could not be posted (logged instead)",
+        )
+        .expect("a valid metric definition");
+        metrics.register(Box::new(failures.clone()));
+        let reporter = Reporter {
+            controller: driver.clone(),
+            // The pod name (HOSTNAME in a pod), so replicas' events can be told apart.
+            instance: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
+        };
+        KubeEvents {
+            recorder: Recorder::new(client.clone(), reporter),
+            pvs: Api::all(client),
+            driver,
+            regarding: Mutex::new(HashMap::new()),
+            failures,
+        }
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.get()
+    }
+
+    async fn regarding(&self, volume_id: &str) -> Result<ObjectReference, String> {
+        if let Some(r) = self.regarding.lock().get(volume_id) {
+            return Ok(r.clone());
+        }
+        let pv = pvs_of_volume(&self.pvs, &self.driver, volume_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                format!(
+                    "no PersistentVolume of driver {} has volume handle {volume_id:?}",
+                    self.driver
+                )
+            })?;
+        let r = convert::claim_of(&pv).unwrap_or_else(|| convert::pv_reference(&pv));
+        let mut cache = self.regarding.lock();
+        if cache.len() >= REGARDING_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(volume_id.to_owned(), r.clone());
+        Ok(r)
+    }
+}
+
+/// The events.k8s.io `action` of a reason (what the driver was doing).
+pub fn action_of(reason: EventReason) -> &'static str {
+    match reason {
+        EventReason::VolumeAttached | EventReason::AttachmentConflict => "ControllerPublish",
+        EventReason::VolumeDetached => "ControllerUnpublish",
+        EventReason::StaleAttachmentCleared => "NodeDeleted",
+        EventReason::MigrationStarted
+        | EventReason::MigrationCompleted
+        | EventReason::MigrationFailed => "LiveMigration",
+    }
+}
+
+/// The kube-rs event for one of ours.
+pub fn kube_event(event: &Event) -> KubeEvent {
+    KubeEvent {
+        type_: match event.event_type {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: event.reason.as_str().to_owned(),
+        note: Some(event.message.clone()),
+        action: action_of(event.reason).to_owned(),
+        secondary: None,
+    }
+}
+
+#[tonic::async_trait]
+impl EventSink for KubeEvents {
+    async fn post(&self, volume_id: &str, event: &Event) -> bool {
+        let result = match self.regarding(volume_id).await {
+            Ok(r) => self
+                .recorder
+                .publish(&kube_event(event), &r)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "on {} {}/{}: {e}; check the controller's RBAC (events.k8s.io events: create, patch)",
+                        r.kind.as_deref().unwrap_or("object"),
+                        r.namespace.as_deref().unwrap_or(""),
+                        r.name.as_deref().unwrap_or("")
+                    )
+                }),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.failures.inc();
+                tracing::warn!(
+                    volume = volume_id,
+                    reason = event.reason.as_str(),
+                    message = event.message,
+                    "event not posted: {e}"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// Nodes the attachment table has attachments on.
+fn holding_nodes(ctl: &Controller) -> BTreeSet<String> {
+    ctl.attachments()
+        .snapshot()
+        .values()
+        .flat_map(|st| st.nodes().iter().map(|a| a.node.clone()))
+        .collect()
+}
+
+/// Watches Nodes (metadata only) and clears the attachments of deleted ones, a grace period
+/// after the deletion and only if the node still does not exist then.
+pub async fn run_node_watcher(
+    ctl: Arc<Controller>,
+    client: Client,
+    nodes: Arc<dyn NodeDirectory>,
+    grace: Duration,
+    stop: CancellationToken,
+) {
+    let api: Api<PartialObjectMeta<Node>> = Api::all(client);
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(|r| {
+            r.map(|ev| match ev {
+                watcher::Event::Apply(n) => NodeEvent::Applied(n.name_any()),
+                watcher::Event::Delete(n) => NodeEvent::Deleted(n.name_any()),
+                watcher::Event::Init => NodeEvent::ListStart,
+                watcher::Event::InitApply(n) => NodeEvent::Listed(n.name_any()),
+                watcher::Event::InitDone => NodeEvent::ListDone,
+            })
+            .map_err(|e| e.to_string())
+        });
+    drive_node_watch(ctl, events, nodes, grace, stop).await;
+}
+
+/// The node watch loop over any stream of node events (the kube watcher in production).
+pub async fn drive_node_watch(
+    ctl: Arc<Controller>,
+    events: impl Stream<Item = Result<NodeEvent, String>>,
+    nodes: Arc<dyn NodeDirectory>,
+    grace: Duration,
+    stop: CancellationToken,
+) {
+    let mut events = pin!(events);
+    let mut watch = NodeWatch::default();
+    let pending: Arc<Mutex<HashSet<String>>> = Arc::default();
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = events.next() => next,
+        };
+        let ev = match next {
+            None => return,
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => {
+                tracing::warn!(
+                    "Node watch failed: {e}; retrying with backoff (deleted nodes are found when \
+                     it recovers); check the controller's RBAC (nodes: list, watch)"
+                );
+                continue;
+            }
+        };
+        for node in watch.on_event(ev, || holding_nodes(&ctl)) {
+            if !pending.lock().insert(node.clone()) {
+                continue;
+            }
+            tracing::info!(
+                node,
+                grace_seconds = grace.as_secs(),
+                "Node deleted; its attachments are cleared after the grace period if it is still gone"
+            );
+            let (ctl, nodes, pending, stop) = (
+                Arc::clone(&ctl),
+                Arc::clone(&nodes),
+                Arc::clone(&pending),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(grace) => {}
+                }
+                let exists = nodes.node_exists(&node).await;
+                if convert::clear_after_recheck(&exists) {
+                    let n = ctl.clear_node(&node).await;
+                    tracing::info!(node, cleared = n, "attachments of deleted node cleared");
+                } else {
+                    match exists {
+                        Ok(_) => tracing::info!(
+                            node,
+                            "Node exists again (re-registered); its attachments are kept"
+                        ),
+                        Err(e) => tracing::warn!(
+                            node,
+                            "cannot confirm that Node {node:?} is gone: {e}; its attachments are \
+                             kept until the next relist finds it missing"
+                        ),
+                    }
+                }
+                pending.lock().remove(&node);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "kube_tests.rs"]
+mod tests;

@@ -1,0 +1,494 @@
+//! The kube-rs adapters against a fake API server: plain HTTP on loopback answering the few
+//! paths the adapters use with real-shaped JSON. It checks what goes over the wire (paths,
+//! the event body) and how answers (404, 403, lists) are read — not a real API server's
+//! semantics (admission, RBAC, watch bookmarks), which cannot run here.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::kube::{Client, Config};
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::attachment::{event_for, AccessMode, Effect};
+use crate::k8s::tests::{record, rig};
+
+const DRIVER: &str = "rds.csi.mikrotik.com";
+
+/// One request the fake saw.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+enum Answer {
+    Json(u16, Value),
+    /// A watch that stays open and sends nothing.
+    Hang,
+}
+
+type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
+
+struct FakeApi {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: CancellationToken,
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl FakeApi {
+    async fn start(handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> FakeApi {
+        let handler: Handler = Arc::new(handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let stop = CancellationToken::new();
+        let (seen2, stop2) = (Arc::clone(&seen), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    a = listener.accept() => a.unwrap(),
+                };
+                let (handler, seen, stop) =
+                    (Arc::clone(&handler), Arc::clone(&seen2), stop2.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (handler, seen) = (Arc::clone(&handler), Arc::clone(&seen));
+                        async move {
+                            let method = req.method().to_string();
+                            let path = req.uri().path().to_owned();
+                            let query = req.uri().query().unwrap_or("").to_owned();
+                            let raw = req.into_body().collect().await.unwrap().to_bytes();
+                            let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                            let s = Seen {
+                                method,
+                                path,
+                                query,
+                                body,
+                            };
+                            seen.lock().push(s.clone());
+                            let resp: Response<BoxBody<Bytes, Infallible>> = match handler(&s) {
+                                Answer::Json(code, v) => Response::builder()
+                                    .status(code)
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(v.to_string())).boxed())
+                                    .unwrap(),
+                                Answer::Hang => Response::builder()
+                                    .status(200)
+                                    .header("content-type", "application/json")
+                                    .body(BodyExt::boxed(StreamBody::new(tokio_stream::pending::<
+                                        Result<Frame<Bytes>, Infallible>,
+                                    >(
+                                    ))))
+                                    .unwrap(),
+                            };
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = conn => {}
+                    }
+                });
+            }
+        });
+        FakeApi { url, seen, stop }
+    }
+
+    fn client(&self) -> Client {
+        Client::try_from(Config::new(self.url.parse().unwrap())).unwrap()
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().clone()
+    }
+}
+
+fn not_found(kind: &str, name: &str) -> Answer {
+    Answer::Json(
+        404,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": format!("{kind} \"{name}\" not found"), "reason": "NotFound",
+               "details": {"name": name, "kind": kind}, "code": 404}),
+    )
+}
+
+fn forbidden(what: &str) -> Answer {
+    Answer::Json(
+        403,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": format!("{what} is forbidden: User \"system:serviceaccount:rds-csi:rds-csi-controller\" cannot do it"),
+               "reason": "Forbidden", "code": 403}),
+    )
+}
+
+fn node(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+           "metadata": {"name": name, "uid": "11111111-2222-3333-4444-555555555555", "resourceVersion": "77"},
+           "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}]}})
+}
+
+fn va(name: &str, attacher: &str, node: &str, pv: &str, attached: bool) -> Value {
+    json!({"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
+           "metadata": {"name": name, "creationTimestamp": "2026-11-02T10:00:00Z", "resourceVersion": "5"},
+           "spec": {"attacher": attacher, "nodeName": node, "source": {"persistentVolumeName": pv}},
+           "status": {"attached": attached}})
+}
+
+fn pv(name: &str, handle: &str, modes: &[&str], volume_mode: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolume",
+           "metadata": {"name": name, "uid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "resourceVersion": "9"},
+           "spec": {"accessModes": modes, "capacity": {"storage": "1Gi"}, "volumeMode": volume_mode,
+                    "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "vms",
+                                 "name": "vm-disk", "uid": "a1b2c3d4-0000-4000-8000-000000000001"},
+                    "csi": {"driver": DRIVER, "volumeHandle": handle,
+                            "volumeAttributes": {"migrationTimeoutSeconds": "120"}}}})
+}
+
+fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Answer {
+    Answer::Json(
+        200,
+        json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "100"}, "items": items}),
+    )
+}
+
+#[tokio::test]
+async fn node_lookup_is_true_for_a_node_false_on_404_and_an_error_naming_the_node_otherwise() {
+    let api = FakeApi::start(|s| match s.path.as_str() {
+        "/api/v1/nodes/node-a" => Answer::Json(200, node("node-a")),
+        "/api/v1/nodes/node-x" => forbidden("nodes \"node-x\""),
+        p => not_found("nodes", p.rsplit('/').next().unwrap()),
+    })
+    .await;
+    let nodes = KubeNodes::new(api.client());
+    assert!(
+        nodes.node_exists("node-a").await.unwrap(),
+        "a NotReady node exists"
+    );
+    assert!(!nodes.node_exists("node-gone").await.unwrap());
+    let e = nodes.node_exists("node-x").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable);
+    let m = e.to_string();
+    assert!(
+        m.contains("node-x") && m.contains("ClusterRole") && m.contains("get on nodes"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn attachments_are_listed_with_their_pvs_and_converted() {
+    let api = FakeApi::start(|s| match s.path.as_str() {
+        "/apis/storage.k8s.io/v1/volumeattachments" => list(
+            "VolumeAttachmentList",
+            "storage.k8s.io/v1",
+            vec![
+                va("csi-1", DRIVER, "node-a", "pvc-1", true),
+                va("csi-2", DRIVER, "node-b", "pvc-1", true),
+                va("csi-3", "ebs.csi.aws.com", "node-a", "pvc-9", true),
+                va("csi-4", DRIVER, "node-c", "pvc-2", false),
+                va("csi-5", DRIVER, "node-c", "pvc-gone", true),
+            ],
+        ),
+        "/api/v1/persistentvolumes" => list(
+            "PersistentVolumeList",
+            "v1",
+            vec![
+                pv("pvc-1", "pvc-1", &["ReadWriteMany"], "Block"),
+                pv("pvc-2", "pvc-2", &["ReadWriteOnce"], "Filesystem"),
+            ],
+        ),
+        p => not_found("x", p),
+    })
+    .await;
+    let src = KubeAttachments::new(api.client(), DRIVER);
+    let mut recs = src.attachments().await.unwrap();
+    recs.sort_by(|a, b| a.node.cmp(&b.node));
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(
+        (recs[0].volume.as_str(), recs[0].node.as_str()),
+        ("pvc-1", "node-a")
+    );
+    assert_eq!(
+        (recs[1].volume.as_str(), recs[1].node.as_str()),
+        ("pvc-1", "node-b")
+    );
+    assert!(recs
+        .iter()
+        .all(|r| r.mode == AccessMode::RwxBlock && r.migration_timeout.as_secs() == 120));
+}
+
+#[tokio::test]
+async fn attachments_for_volume_finds_the_pv_by_handle_and_only_its_attachments() {
+    let api = FakeApi::start(|s| match s.path.as_str() {
+        // Statically provisioned: the PV is not named after the volume id.
+        "/api/v1/persistentvolumes/vol-7" => not_found("persistentvolumes", "vol-7"),
+        "/api/v1/persistentvolumes" => list(
+            "PersistentVolumeList",
+            "v1",
+            vec![
+                pv("pv-static", "vol-7", &["ReadWriteOnce"], "Filesystem"),
+                pv("pvc-1", "pvc-1", &["ReadWriteOnce"], "Filesystem"),
+            ],
+        ),
+        "/apis/storage.k8s.io/v1/volumeattachments" => list(
+            "VolumeAttachmentList",
+            "storage.k8s.io/v1",
+            vec![
+                va("csi-1", DRIVER, "node-a", "pvc-1", true),
+                va("csi-7", DRIVER, "node-b", "pv-static", true),
+            ],
+        ),
+        p => not_found("x", p),
+    })
+    .await;
+    let src = KubeAttachments::new(api.client(), DRIVER);
+    let recs = src.attachments_for_volume("vol-7").await.unwrap().unwrap();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (recs[0].volume.as_str(), recs[0].node.as_str()),
+        ("vol-7", "node-b")
+    );
+    assert_eq!(recs[0].mode, AccessMode::Rwo);
+    // No PV at all: Kubernetes records nothing, and no VolumeAttachment list is needed.
+    let before = api.seen().len();
+    assert_eq!(
+        src.attachments_for_volume("vol-none").await.unwrap(),
+        Some(vec![])
+    );
+    assert!(api.seen()[before..]
+        .iter()
+        .all(|s| !s.path.contains("volumeattachments")));
+}
+
+#[tokio::test]
+async fn a_forbidden_list_is_an_error_naming_the_object_and_the_rbac_rule() {
+    let api = FakeApi::start(|_| forbidden("volumeattachments.storage.k8s.io")).await;
+    let e = KubeAttachments::new(api.client(), DRIVER)
+        .attachments()
+        .await
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("list VolumeAttachments")
+            && m.contains("list on storage.k8s.io volumeattachments"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn events_go_on_the_claim_with_the_driver_as_reporting_controller() {
+    let api = FakeApi::start(|s| match (s.method.as_str(), s.path.as_str()) {
+        ("GET", "/api/v1/persistentvolumes/pvc-1") => {
+            Answer::Json(200, pv("pvc-1", "pvc-1", &["ReadWriteMany"], "Block"))
+        }
+        ("POST", "/apis/events.k8s.io/v1/namespaces/vms/events") => {
+            Answer::Json(201, s.body.clone())
+        }
+        (_, p) => not_found("x", p),
+    })
+    .await;
+    let metrics = Metrics::new("controller");
+    let sink = KubeEvents::new(api.client(), DRIVER, &metrics);
+    let conflict = event_for(&Effect::Conflict {
+        volume: "pvc-1".into(),
+        requested_node: "node-b".into(),
+        holders: vec!["node-a".into()],
+    })
+    .unwrap();
+    assert!(sink.post("pvc-1", &conflict).await);
+    let cleared = event_for(&Effect::StaleCleared {
+        volume: "pvc-1".into(),
+        node: "node-a".into(),
+    })
+    .unwrap();
+    assert!(sink.post("pvc-1", &cleared).await);
+    assert_eq!(sink.failures(), 0);
+    let posts: Vec<Seen> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 2);
+    let b = &posts[0].body;
+    assert_eq!(b["regarding"]["kind"], "PersistentVolumeClaim");
+    assert_eq!(b["regarding"]["namespace"], "vms");
+    assert_eq!(b["regarding"]["name"], "vm-disk");
+    assert_eq!(
+        b["regarding"]["uid"],
+        "a1b2c3d4-0000-4000-8000-000000000001"
+    );
+    assert_eq!(b["reportingController"], DRIVER);
+    assert_eq!(b["reason"], "AttachmentConflict");
+    assert_eq!(b["type"], "Warning");
+    assert_eq!(b["action"], "ControllerPublish");
+    assert_eq!(b["note"], "node node-b refused: attached to node-a");
+    assert_eq!(posts[1].body["reason"], "StaleAttachmentCleared");
+    assert_eq!(posts[1].body["type"], "Normal");
+    // The PV was looked up once; the claim is cached.
+    let pv_gets = api
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/api/v1/persistentvolumes/pvc-1")
+        .count();
+    assert_eq!(pv_gets, 1);
+}
+
+#[tokio::test]
+async fn event_failures_are_counted_and_logged_never_returned() {
+    let api = FakeApi::start(|s| match (s.method.as_str(), s.path.as_str()) {
+        ("GET", "/api/v1/persistentvolumes/pvc-1") => {
+            Answer::Json(200, pv("pvc-1", "pvc-1", &["ReadWriteOnce"], "Filesystem"))
+        }
+        ("POST", _) => forbidden("events.events.k8s.io"),
+        ("GET", "/api/v1/persistentvolumes") => list("PersistentVolumeList", "v1", vec![]),
+        (_, p) => not_found("x", p),
+    })
+    .await;
+    let metrics = Metrics::new("controller");
+    let sink = KubeEvents::new(api.client(), DRIVER, &metrics);
+    let ev = event_for(&Effect::Attached {
+        volume: "pvc-1".into(),
+        node: "node-a".into(),
+    })
+    .unwrap();
+    assert!(!sink.post("pvc-1", &ev).await); // RBAC refuses the event
+    assert!(!sink.post("pvc-unknown", &ev).await); // no PV has this volume handle
+    assert_eq!(sink.failures(), 2);
+    assert!(
+        metrics
+            .render()
+            .lines()
+            .any(|l| l == format!("{EVENT_FAILURES_TOTAL} 2")),
+        "{}",
+        metrics.render()
+    );
+}
+
+#[tokio::test]
+async fn start_check_names_the_api_server_and_the_next_step() {
+    let api = FakeApi::start(|s| match s.path.as_str() {
+        "/version" => Answer::Json(
+            200,
+            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.2",
+            "gitCommit": "x", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"}),
+        ),
+        p => not_found("x", p),
+    })
+    .await;
+    // A kubeconfig file pointing at the fake.
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
+             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\n\
+             current-context: c\n",
+            api.url
+        ),
+    )
+    .unwrap();
+    let (kc_client, url) = client(Some(&kc)).await.unwrap();
+    assert!(url.starts_with(&api.url), "{url}");
+    check_reachable(&kc_client, &url).await.unwrap();
+
+    // Nothing listens on this port any more.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let c = Client::try_from(Config::new(closed.parse().unwrap())).unwrap();
+    let e = check_reachable(&c, &closed).await.unwrap_err();
+    assert!(e.contains(&closed) && e.contains("--no-kubernetes"), "{e}");
+
+    let missing = dir.path().join("nope");
+    let e = match client(Some(&missing)).await {
+        Err(e) => e,
+        Ok(_) => panic!("a missing kubeconfig was accepted"),
+    };
+    assert!(
+        e.contains(&missing.display().to_string()) && e.contains("--kubeconfig"),
+        "{e}"
+    );
+}
+
+fn meta_list(names: &[&str]) -> Answer {
+    Answer::Json(
+        200,
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+               "metadata": {"resourceVersion": "100"},
+               "items": names.iter().map(|n| json!({"apiVersion": "meta.k8s.io/v1",
+                   "kind": "PartialObjectMetadata", "metadata": {"name": n, "resourceVersion": "90"}}))
+                   .collect::<Vec<_>>()}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_watcher_over_http_clears_a_node_missing_from_the_list() {
+    let api = FakeApi::start(|s| match s.path.as_str() {
+        "/api/v1/nodes" if s.query.contains("watch=true") => Answer::Hang,
+        "/api/v1/nodes" => meta_list(&["node-a"]),
+        "/api/v1/nodes/node-a" => Answer::Json(200, node("node-a")),
+        p => not_found("nodes", p.rsplit('/').next().unwrap()),
+    })
+    .await;
+    let rig = rig(None).await;
+    let age = Duration::from_secs(5);
+    let _ = rig.ctl.attachments().restore(vec![
+        record("vol-a", "node-a", AccessMode::Rwo, age),
+        record("vol-z", "node-z", AccessMode::Rwo, age),
+    ]);
+    let client = api.client();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_node_watcher(
+        Arc::clone(&rig.ctl),
+        client.clone(),
+        Arc::new(KubeNodes::new(client)),
+        Duration::from_millis(100),
+        stop.clone(),
+    ));
+    let table = rig.ctl.attachments();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !table.published_nodes("vol-z").is_empty() {
+        assert!(
+            std::time::Instant::now() < until,
+            "node-z never cleared: {:?}",
+            api.seen()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(table.published_nodes("vol-a"), ["node-a"]);
+    assert!(rig
+        .events
+        .reasons()
+        .contains(&"StaleAttachmentCleared".to_string()));
+    // The node was rechecked by name before clearing.
+    assert!(api.seen().iter().any(|s| s.path == "/api/v1/nodes/node-z"));
+    let listed: BTreeSet<String> = api.seen().iter().map(|s| s.path.clone()).collect();
+    assert!(listed.contains("/api/v1/nodes"), "{listed:?}");
+    stop.cancel();
+    task.await.unwrap();
+}

@@ -1,0 +1,351 @@
+//! The controller's use of Kubernetes, with fakes of the traits and a real controller over the
+//! RDS simulator: ControllerPublish consulting VolumeAttachments for a volume it does not know
+//! (a leader change), and the node watch clearing a deleted node (never a NotReady one).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use csi_proto::v1 as csi;
+use csi_proto::v1::volume_capability::access_mode::Mode;
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::convert::NodeEvent;
+use super::kube::drive_node_watch;
+use super::{AttachmentSource, NodeDirectory, RecordedEvents, StaticNodes};
+use crate::attachment::{
+    AccessMode, AttachmentMetrics, AttachmentTable, MigrationTimeout, RestoreRecord, TableConfig,
+};
+use crate::controller::{Controller, ControllerConfig, Fencing};
+use crate::error::Error;
+use crate::inflight::InFlight;
+use crate::observability::Metrics;
+use crate::rds::RdsClient;
+use crate::simulator::harness::{start_simulator, SimHandle, SimOptions};
+
+/// "Kubernetes" as the previous leader left it: VolumeAttachments per volume.
+#[derive(Default)]
+struct FakeKubernetes {
+    records: Mutex<Vec<RestoreRecord>>,
+    fail: Mutex<bool>,
+    lookups: AtomicUsize,
+}
+
+#[tonic::async_trait]
+impl AttachmentSource for FakeKubernetes {
+    async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error> {
+        Ok(Vec::new()) // this replica started before the other one attached anything
+    }
+    async fn attachments_for_volume(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<Vec<RestoreRecord>>, Error> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if *self.fail.lock() {
+            return Err(Error::Unavailable(
+                "cannot list VolumeAttachments: connection refused".into(),
+            ));
+        }
+        Ok(Some(
+            self.records
+                .lock()
+                .iter()
+                .filter(|r| r.volume == volume_id)
+                .cloned()
+                .collect(),
+        ))
+    }
+}
+
+pub(crate) struct Rig {
+    pub(crate) ctl: Arc<Controller>,
+    pub(crate) events: RecordedEvents,
+    _sim: SimHandle,
+    _dir: tempfile::TempDir,
+}
+
+pub(crate) async fn rig(source: Option<Arc<dyn AttachmentSource>>) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
+    let metrics = Metrics::new("controller");
+    let rds = RdsClient::new(sim.client_config("/storage-pool/csi"), &metrics).unwrap();
+    let events = RecordedEvents::default();
+    let fencing = Fencing {
+        table: AttachmentTable::new(TableConfig::default()),
+        metrics: AttachmentMetrics::new(&metrics),
+        events: Arc::new(events.clone()),
+        nodes: Arc::new(StaticNodes(
+            ["node-a", "node-b", "node-c"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        )),
+        wake_sweeper: tokio::sync::Notify::new(),
+    };
+    let mut ctl = Controller::new(
+        rds,
+        ControllerConfig {
+            nqn_prefix: "nqn.2000-02.com.mikrotik:".into(),
+            default_nvme_address: Some("127.0.0.1".into()),
+            topology: None,
+        },
+        InFlight::new(),
+        fencing,
+    );
+    if let Some(s) = source {
+        ctl = ctl.with_attachment_source(s);
+    }
+    Rig {
+        ctl: Arc::new(ctl),
+        events,
+        _sim: sim,
+        _dir: dir,
+    }
+}
+
+fn cap(block: bool, mode: Mode) -> csi::VolumeCapability {
+    use csi::volume_capability::AccessType;
+    csi::VolumeCapability {
+        access_type: Some(if block {
+            AccessType::Block(csi::volume_capability::BlockVolume {})
+        } else {
+            AccessType::Mount(csi::volume_capability::MountVolume {
+                fs_type: "ext4".into(),
+                ..Default::default()
+            })
+        }),
+        access_mode: Some(csi::volume_capability::AccessMode { mode: mode as i32 }),
+    }
+}
+
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(20)
+}
+
+async fn create(r: &Rig, name: &str, c: &csi::VolumeCapability) -> csi::Volume {
+    r.ctl
+        .create_volume(
+            csi::CreateVolumeRequest {
+                name: name.into(),
+                capacity_range: Some(csi::CapacityRange {
+                    required_bytes: 1 << 30,
+                    limit_bytes: 0,
+                }),
+                volume_capabilities: vec![c.clone()],
+                ..Default::default()
+            },
+            deadline(),
+        )
+        .await
+        .unwrap()
+        .volume
+        .unwrap()
+}
+
+async fn publish(
+    r: &Rig,
+    v: &csi::Volume,
+    node: &str,
+    c: &csi::VolumeCapability,
+) -> Result<(), Error> {
+    r.ctl
+        .publish_volume(
+            csi::ControllerPublishVolumeRequest {
+                volume_id: v.volume_id.clone(),
+                node_id: node.into(),
+                volume_capability: Some(c.clone()),
+                volume_context: v.volume_context.clone(),
+                ..Default::default()
+            },
+            deadline(),
+        )
+        .await
+        .map(|_| ())
+}
+
+pub(crate) fn record(volume: &str, node: &str, mode: AccessMode, age: Duration) -> RestoreRecord {
+    RestoreRecord {
+        volume: volume.into(),
+        mode,
+        migration_timeout: MigrationTimeout::default(),
+        node: node.into(),
+        attached_at: Instant::now() - age,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_of_a_volume_attached_only_in_kubernetes_to_a_second_node_is_refused() {
+    let k8s = Arc::new(FakeKubernetes::default());
+    let r = rig(Some(k8s.clone())).await;
+    let rwo = cap(false, Mode::SingleNodeWriter);
+    let v = create(&r, "pvc-leader", &rwo).await;
+    // The previous leader attached it to node-a; this replica's table has never seen it.
+    k8s.records.lock().push(record(
+        "pvc-leader",
+        "node-a",
+        AccessMode::Rwo,
+        Duration::from_secs(60),
+    ));
+    assert!(r.ctl.attachments().is_empty());
+
+    let e = publish(&r, &v, "node-b", &rwo).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("node-a") && msg.contains("pvc-leader"),
+        "{msg}"
+    );
+    assert_eq!(
+        r.ctl.attachments().published_nodes("pvc-leader"),
+        ["node-a"]
+    );
+    assert!(r
+        .events
+        .reasons()
+        .contains(&"AttachmentConflict".to_string()));
+    assert_eq!(k8s.lookups.load(Ordering::SeqCst), 1);
+
+    // node-a itself (the attacher retrying after the leader change) is idempotent, and the
+    // now-known volume is not looked up again.
+    publish(&r, &v, "node-a", &rwo).await.unwrap();
+    assert_eq!(k8s.lookups.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rwx_block_attached_elsewhere_in_kubernetes_makes_the_publish_a_migration_and_a_third_node_is_refused(
+) {
+    let k8s = Arc::new(FakeKubernetes::default());
+    let r = rig(Some(k8s.clone())).await;
+    let rwx = cap(true, Mode::MultiNodeMultiWriter);
+    let v = create(&r, "pvc-vm", &rwx).await;
+    k8s.records.lock().push(record(
+        "pvc-vm",
+        "node-a",
+        AccessMode::RwxBlock,
+        Duration::from_secs(600),
+    ));
+    publish(&r, &v, "node-b", &rwx).await.unwrap();
+    assert_eq!(
+        r.ctl.attachments().published_nodes("pvc-vm"),
+        ["node-a", "node-b"],
+        "node-a is the migration source"
+    );
+    assert!(r.events.reasons().contains(&"MigrationStarted".to_string()));
+    let e = publish(&r, &v, "node-c", &rwx).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lookup_fails_the_publish_instead_of_guessing() {
+    let k8s = Arc::new(FakeKubernetes::default());
+    *k8s.fail.lock() = true;
+    let r = rig(Some(k8s.clone())).await;
+    let rwo = cap(false, Mode::SingleNodeWriter);
+    let v = create(&r, "pvc-blind", &rwo).await;
+    let e = publish(&r, &v, "node-a", &rwo).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+    assert!(
+        e.to_string().contains("pvc-blind") && e.to_string().contains("VolumeAttachments"),
+        "{e}"
+    );
+    assert!(r.ctl.attachments().is_empty(), "nothing recorded");
+    // Kubernetes is back: the retry succeeds.
+    *k8s.fail.lock() = false;
+    publish(&r, &v, "node-a", &rwo).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_source_publish_uses_the_table_alone() {
+    let r = rig(None).await;
+    let rwo = cap(false, Mode::SingleNodeWriter);
+    let v = create(&r, "pvc-plain", &rwo).await;
+    publish(&r, &v, "node-b", &rwo).await.unwrap();
+    assert_eq!(r.ctl.attachments().published_nodes("pvc-plain"), ["node-b"]);
+}
+
+/// Nodes that exist, changeable while the watch runs.
+#[derive(Default)]
+struct Nodes(Mutex<BTreeSet<String>>);
+
+#[tonic::async_trait]
+impl NodeDirectory for Nodes {
+    async fn node_exists(&self, node_id: &str) -> Result<bool, Error> {
+        Ok(self.0.lock().contains(node_id))
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_watch_clears_deleted_nodes_after_the_grace_period_and_never_updated_ones() {
+    let r = rig(None).await;
+    let age = Duration::from_secs(10);
+    let _ = r.ctl.attachments().restore(vec![
+        record("vol-a", "node-a", AccessMode::Rwo, age),
+        record("vol-b", "node-b", AccessMode::Rwo, age),
+        record("vol-z", "node-z", AccessMode::Rwo, age),
+        record("vol-r", "node-r", AccessMode::Rwo, age),
+    ]);
+    let nodes = Arc::new(Nodes::default());
+    nodes
+        .0
+        .lock()
+        .extend(["node-a", "node-b", "node-r"].iter().map(|s| s.to_string()));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<NodeEvent, String>>();
+    let stop = CancellationToken::new();
+    let grace = Duration::from_millis(200);
+    let task = tokio::spawn(drive_node_watch(
+        Arc::clone(&r.ctl),
+        tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        nodes.clone(),
+        grace,
+        stop.clone(),
+    ));
+    let send = |e: NodeEvent| tx.send(Ok(e)).unwrap();
+    // The first list: node-z (restored from a VolumeAttachment) no longer exists.
+    send(NodeEvent::ListStart);
+    for n in ["node-a", "node-b", "node-r"] {
+        send(NodeEvent::Listed(n.into()));
+    }
+    let t0 = Instant::now();
+    send(NodeEvent::ListDone);
+    // An update (NotReady, cordoned, being drained) is never a deletion.
+    send(NodeEvent::Applied("node-a".into()));
+    tx.send(Err("watch stream closed".into())).unwrap();
+    // node-b is deleted; node-r is deleted and re-registers within the grace period.
+    nodes.0.lock().remove("node-b");
+    send(NodeEvent::Deleted("node-b".into()));
+    send(NodeEvent::Deleted("node-r".into()));
+
+    let table = r.ctl.attachments();
+    wait_for("node-z and node-b cleared", || {
+        table.published_nodes("vol-z").is_empty() && table.published_nodes("vol-b").is_empty()
+    })
+    .await;
+    assert!(t0.elapsed() >= grace, "cleared before the grace period");
+    let cleared: Vec<String> = r
+        .events
+        .all()
+        .into_iter()
+        .filter(|(_, e)| e.reason.as_str() == "StaleAttachmentCleared")
+        .map(|(v, _)| v)
+        .collect();
+    assert_eq!(
+        cleared.iter().cloned().collect::<BTreeSet<_>>(),
+        ["vol-b", "vol-z"].iter().map(|s| s.to_string()).collect()
+    );
+    // Give node-r's recheck time to run too: it exists, so it keeps its attachment.
+    tokio::time::sleep(grace * 2).await;
+    assert_eq!(table.published_nodes("vol-a"), ["node-a"]);
+    assert_eq!(table.published_nodes("vol-r"), ["node-r"]);
+    stop.cancel();
+    task.await.unwrap();
+}
