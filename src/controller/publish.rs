@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::capabilities::{self, AccessType};
-use super::{naming, rds_errors, Controller};
+use super::Controller;
 use crate::attachment::{
     event_for, Effect, MigrationTimeout, Operation, PublishRequest, RequestedAccess,
 };
@@ -58,13 +58,7 @@ impl Controller {
             ))
         })?;
         let cap = capabilities::parse(cap)?;
-        let slot = naming::existing_volume_slot(&req.volume_id)
-            .ok_or_else(|| Error::NotFound(format!("volume {:?} does not exist", req.volume_id)))?;
-        self.rds
-            .get_disk(&slot, deadline)
-            .await
-            .map_err(|e| rds_errors::map(e, &format!("volume {slot}")))?
-            .ok_or_else(|| Error::NotFound(format!("volume {slot} does not exist on the RDS")))?;
+        let (slot, _disk) = self.existing_volume(&req.volume_id, deadline).await?;
         if !self.fencing.nodes.node_exists(&req.node_id).await? {
             return Err(Error::NotFound(format!(
                 "node {:?} does not exist; volume {slot} cannot be published to it",

@@ -77,6 +77,23 @@ impl Controller {
         })
     }
 
+    /// The volume `id` names and its disk on the RDS, or NOT_FOUND.
+    pub(super) async fn existing_volume(
+        &self,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<(Slot, Disk), Error> {
+        let slot = naming::existing_volume_slot(id)
+            .ok_or_else(|| Error::NotFound(format!("volume {id:?} does not exist")))?;
+        let disk = self
+            .rds
+            .get_disk(&slot, deadline)
+            .await
+            .map_err(|e| rds_errors::map(e, &format!("volume {slot}")))?
+            .ok_or_else(|| Error::NotFound(format!("volume {slot} does not exist on the RDS")))?;
+        Ok((slot, disk))
+    }
+
     fn volume(
         &self,
         disk: &Disk,
@@ -296,16 +313,9 @@ impl Controller {
                 req.volume_id
             )));
         }
-        let slot = naming::existing_volume_slot(&req.volume_id)
-            .ok_or_else(|| Error::NotFound(format!("volume {:?} does not exist", req.volume_id)))?;
+        let (slot, disk) = self.existing_volume(&req.volume_id, deadline).await?;
         let subject = format!("volume {slot}");
         let (required, limit) = capacity(req.capacity_range.as_ref(), slot.as_str())?;
-        let disk = self
-            .rds
-            .get_disk(&slot, deadline)
-            .await
-            .map_err(|e| rds_errors::map(e, &subject))?
-            .ok_or_else(|| Error::NotFound(format!("volume {slot} does not exist on the RDS")))?;
         let block = req
             .volume_capability
             .as_ref()
@@ -448,13 +458,7 @@ impl Controller {
                 req.volume_id
             )));
         }
-        let slot = naming::existing_volume_slot(&req.volume_id)
-            .ok_or_else(|| Error::NotFound(format!("volume {:?} does not exist", req.volume_id)))?;
-        self.rds
-            .get_disk(&slot, deadline)
-            .await
-            .map_err(|e| rds_errors::map(e, &format!("volume {slot}")))?
-            .ok_or_else(|| Error::NotFound(format!("volume {slot} does not exist on the RDS")))?;
+        let (slot, _disk) = self.existing_volume(&req.volume_id, deadline).await?;
         for c in &req.volume_capabilities {
             let parsed = capabilities::parse(c)?;
             if let Err(why) = capabilities::supported(&parsed) {
