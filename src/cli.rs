@@ -41,9 +41,10 @@ pub enum Command {
     /// sparse backing files, optional real NVMe/TCP export through the kernel's nvmet, and
     /// fault injection.
     Simulator(SimulatorArgs),
-    /// Walk one volume through its whole life on the built-in simulator (create, stage,
-    /// publish, write/read, live migration, expand, snapshot, clone, cleanup) and print a
-    /// table of steps with timings.
+    /// Walk volumes through their whole life on the built-in simulator (create, stage,
+    /// publish, write/read, a two-node live migration of a block volume, expand, snapshot,
+    /// restore, clone, cleanup) over the real CSI sockets, and print a table of steps with
+    /// timings. Node steps need root (loop devices, mkfs, mount) and are skipped without it.
     Demo(DemoArgs),
     /// Print the driver version and the CSI spec version it implements.
     Version,

@@ -5,6 +5,7 @@ pub mod attachment;
 pub mod cli;
 pub mod controller;
 pub mod deadline;
+pub mod demo;
 pub mod endpoint;
 pub mod error;
 pub mod identity;

@@ -16,15 +16,6 @@ fn main() -> ExitCode {
         Command::Controller(args) => rds_csi::controller::run(args),
         Command::Node(args) => rds_csi::node::run(args),
         Command::Simulator(args) => rds_csi::simulator::run(args),
-        Command::Demo(_) => not_yet("demo", "the deploy and demo issue"),
+        Command::Demo(args) => rds_csi::demo::run(args),
     }
-}
-
-/// Roles whose implementation has not landed say so plainly instead of pretending to run.
-fn not_yet(role: &str, lands_with: &str) -> ExitCode {
-    eprintln!(
-        "rds-csi {role}: not available in this build yet; it lands with {lands_with}. \
-         `rds-csi {role} --help` describes what it will do."
-    );
-    ExitCode::from(3)
 }

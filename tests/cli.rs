@@ -1,4 +1,4 @@
-//! The binary's command line: help, version, unavailable roles, and clear bad-flag errors.
+//! The binary's command line: help, version, the demo, and clear bad-flag errors.
 
 use std::process::{Command, Output};
 
@@ -94,13 +94,25 @@ fn environment_variables_are_read_for_flags() {
 }
 
 #[test]
-fn roles_not_yet_built_say_so_and_fail() {
-    let o = run(&["demo"]);
-    assert!(!o.status.success(), "demo pretended to run");
+fn demo_runs_its_table_and_ends_with_an_ok_line() {
+    let o = run(&["demo", "--help"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--keep"));
+    let o = Command::new(env!("CARGO_BIN_EXE_rds-csi"))
+        .arg("demo")
+        .env_remove("RDS_CSI_DEMO_FAULT")
+        .env_remove("RDS_CSI_KEEP")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "demo failed:\n{out}\n{}", stderr(&o));
+    assert!(out.contains("transport: loop devices"), "{out}");
+    assert!(out.contains("CreateVolume pvc-demo-fs"), "{out}");
+    assert!(!stderr(&o).contains("not available"), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("not available in this build yet"),
-        "{}",
-        stderr(&o)
+        out.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("demo: OK")),
+        "{out}"
     );
 }
 

@@ -1,0 +1,285 @@
+//! The demo's running parts, all in this process but talking over real transports: the RDS
+//! simulator (SSH on loopback), a controller and two node plugins, each served on its own
+//! unix socket and reached through tonic clients exactly as kubelet and the sidecars would.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use csi_proto::v1::controller_client::ControllerClient;
+use csi_proto::v1::controller_server::ControllerServer;
+use csi_proto::v1::identity_client::IdentityClient;
+use csi_proto::v1::identity_server::IdentityServer;
+use csi_proto::v1::node_client::NodeClient;
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::{Channel, Endpoint as GrpcEndpoint, Uri};
+
+use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
+use crate::controller::{run_sweeper, Controller, ControllerConfig, Fencing};
+use crate::endpoint::Endpoint;
+use crate::identity::{Health, HealthCheck, IdentityService, DEFAULT_DRIVER_NAME};
+use crate::inflight::InFlight;
+use crate::k8s::{NoAttachments, RecordedEvents, StaticNodes};
+use crate::node::{NodeConfig, NodePlugin, TransportConfig};
+use crate::observability::Metrics;
+use crate::rds::RdsClient;
+use crate::server::{self, ServeError};
+use crate::simulator::harness::{start_simulator, SimHandle, SimOptions};
+
+pub const BASE_PATH: &str = "/storage-pool/csi";
+pub const NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik:";
+/// The node ids the controller knows (`--static-nodes`); node plugins run for the first two.
+pub const NODE_IDS: [&str; 3] = ["demo-node-a", "demo-node-b", "demo-node-c"];
+
+/// A tonic connector to a unix socket. The URI is `http://localhost`, as Go gRPC clients
+/// (kubelet, the sidecars) send it.
+#[derive(Clone)]
+struct UnixConnector(PathBuf);
+
+impl tonic::codegen::Service<Uri> for UnixConnector {
+    type Response = TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let path = self.0.clone();
+        Box::pin(async move { Ok(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) })
+    }
+}
+
+pub async fn unix_channel(path: &Path) -> Result<Channel, String> {
+    GrpcEndpoint::try_from("http://localhost")
+        .map_err(|e| e.to_string())?
+        .connect_with_connector(UnixConnector(path.to_owned()))
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", path.display()))
+}
+
+/// The controller's readiness: the RDS answers over SSH.
+struct RdsReady(RdsClient);
+
+#[tonic::async_trait]
+impl HealthCheck for RdsReady {
+    async fn check(&self) -> Health {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        match self.0.health(deadline).await {
+            Ok(_) => Health::ready(),
+            Err(e) => Health::not_ready(format!("RDS unreachable: {e}")),
+        }
+    }
+}
+
+pub struct NodeHandle {
+    pub id: &'static str,
+    pub client: NodeClient<Channel>,
+    pub identity: IdentityClient<Channel>,
+    pub socket: PathBuf,
+    /// Everything of this node (kubelet-like paths, state, host identity) lives under it.
+    pub dir: PathBuf,
+}
+
+pub struct Stack {
+    pub sim: SimHandle,
+    pub controller: ControllerClient<Channel>,
+    pub identity: IdentityClient<Channel>,
+    pub controller_socket: PathBuf,
+    pub events: RecordedEvents,
+    pub metrics: Metrics,
+    pub nodes: Vec<NodeHandle>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<Result<(), ServeError>>>,
+    sweeper: Option<JoinHandle<()>>,
+}
+
+/// Starts the simulator under `dir`. The harness panics on a start failure (it is test
+/// scaffolding); the panic is caught here and becomes an error.
+pub async fn simulator(dir: PathBuf, faults: Vec<String>) -> Result<SimHandle, String> {
+    let opts = SimOptions {
+        faults,
+        ..SimOptions::default()
+    };
+    tokio::spawn(async move { start_simulator(&dir, opts).await })
+        .await
+        .map_err(|e| {
+            let why = e
+                .try_into_panic()
+                .ok()
+                .and_then(|p| {
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                })
+                .unwrap_or_else(|| "the task was cancelled".into());
+            format!("the RDS simulator did not start: {why}")
+        })
+}
+
+async fn serve_on(
+    socket: &Path,
+    routes: Routes,
+    stop: &CancellationToken,
+) -> Result<JoinHandle<Result<(), ServeError>>, String> {
+    let listener = server::bind(&Endpoint::Unix(socket.to_owned()))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(tokio::spawn(server::serve(
+        listener,
+        routes,
+        stop.clone(),
+        Duration::from_secs(5),
+    )))
+}
+
+impl Stack {
+    /// A controller over the simulator through a real RDS client (SSH, pinned host key),
+    /// `--no-kubernetes` style: events recorded in memory, the three demo nodes static.
+    pub async fn start(sim: SimHandle, work: &Path) -> Result<Stack, String> {
+        let metrics = Metrics::new("controller");
+        let rds = RdsClient::new(sim.client_config(BASE_PATH), &metrics)
+            .map_err(|e| format!("RDS client: {e}"))?;
+        let events = RecordedEvents::default();
+        let fencing = Fencing {
+            table: AttachmentTable::new(TableConfig::default()),
+            metrics: AttachmentMetrics::new(&metrics),
+            events: Arc::new(events.clone()),
+            nodes: Arc::new(StaticNodes(
+                NODE_IDS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<BTreeSet<_>>(),
+            )),
+            wake_sweeper: tokio::sync::Notify::new(),
+        };
+        let inflight = {
+            let c = metrics.inflight_rejections.clone();
+            InFlight::new().with_reject_hook(move || c.inc())
+        };
+        let controller = Arc::new(Controller::new(
+            rds.clone(),
+            ControllerConfig {
+                nqn_prefix: NQN_PREFIX.into(),
+                default_nvme_address: Some("127.0.0.1".into()),
+                topology: None,
+            },
+            inflight,
+            fencing,
+        ));
+        controller
+            .restore(&NoAttachments)
+            .await
+            .map_err(|e| format!("attachment table: {e}"))?;
+        let stop = CancellationToken::new();
+        let sweeper = tokio::spawn(run_sweeper(Arc::clone(&controller), stop.clone()));
+        let health: Arc<dyn HealthCheck> = Arc::new(RdsReady(rds));
+        let routes = Routes::new(IdentityServer::new(IdentityService::new(
+            DEFAULT_DRIVER_NAME.into(),
+            true,
+            health,
+        )))
+        .add_service(ControllerServer::from_arc(controller));
+        let socket = work.join("controller/csi.sock");
+        let mut stack_tasks = Vec::new();
+        let started = serve_on(&socket, routes, &stop).await;
+        let task = match started {
+            Ok(t) => t,
+            Err(e) => {
+                stop.cancel();
+                return Err(format!("controller socket: {e}"));
+            }
+        };
+        stack_tasks.push(task);
+        let channel = unix_channel(&socket).await?;
+        Ok(Stack {
+            sim,
+            controller: ControllerClient::new(channel.clone()),
+            identity: IdentityClient::new(channel),
+            controller_socket: socket,
+            events,
+            metrics,
+            nodes: Vec::new(),
+            stop,
+            tasks: stack_tasks,
+            sweeper: Some(sweeper),
+        })
+    }
+
+    /// A node plugin with the loop transport, served on `<work>/nodes/<id>/csi.sock`.
+    pub async fn add_node(
+        &mut self,
+        id: &'static str,
+        work: &Path,
+        data_dir: PathBuf,
+    ) -> Result<(), String> {
+        let dir = work.join("nodes").join(id);
+        let cfg = NodeConfig {
+            node_id: id.into(),
+            driver_name: DEFAULT_DRIVER_NAME.into(),
+            transport: TransportConfig::Loop { data_dir },
+            nqn_prefix: format!("{NQN_PREFIX}pvc-"),
+            state_dir: dir.join("state"),
+            host_nqn_file: dir.join("nvme/hostnqn"),
+            host_id_file: dir.join("nvme/hostid"),
+            proc_root: "/proc".into(),
+            sys_root: "/sys".into(),
+            dev_root: "/dev".into(),
+            max_volumes: 0,
+            topology: Default::default(),
+            reconcile_interval: None,
+        };
+        let metrics = Metrics::new("node");
+        let plugin = NodePlugin::new(cfg, &metrics).map_err(|e| format!("node {id}: {e}"))?;
+        let socket = dir.join("csi.sock");
+        let task = serve_on(&socket, plugin.routes(), &self.stop)
+            .await
+            .map_err(|e| format!("node {id} socket: {e}"))?;
+        self.tasks.push(task);
+        let channel = unix_channel(&socket).await?;
+        self.nodes.push(NodeHandle {
+            id,
+            client: NodeClient::new(channel.clone()),
+            identity: IdentityClient::new(channel),
+            socket,
+            dir,
+        });
+        Ok(())
+    }
+
+    pub fn sockets(&self) -> Vec<PathBuf> {
+        let mut s = vec![self.controller_socket.clone()];
+        s.extend(self.nodes.iter().map(|n| n.socket.clone()));
+        s
+    }
+
+    /// Stops the gRPC servers (they remove their sockets), the sweeper and the simulator.
+    pub async fn shutdown(mut self) -> Result<(), String> {
+        self.stop.cancel();
+        let mut errors = Vec::new();
+        for t in self.tasks.drain(..) {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(e) => errors.push(format!("server task: {e}")),
+            }
+        }
+        if let Some(s) = self.sweeper.take() {
+            let _ = s.await;
+        }
+        self.sim.shutdown().await;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}

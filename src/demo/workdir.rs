@@ -1,0 +1,202 @@
+//! The demo's work directory and the guarantee that nothing outlives the demo: on the normal
+//! path and on drop (a panic), every mount under it is unmounted, every loop device backed
+//! by a file under it is detached, and the directory is removed unless `--keep`.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+pub struct WorkDir {
+    root: PathBuf,
+    keep: bool,
+    finished: bool,
+}
+
+impl WorkDir {
+    /// A fresh private directory under the system temp dir (canonical: mountinfo and sysfs
+    /// show canonical paths).
+    pub fn create(keep: bool) -> Result<Self, String> {
+        let base = std::env::temp_dir();
+        for _ in 0..8 {
+            let name = format!(
+                "rds-csi-demo-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            );
+            let p = base.join(name);
+            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => {
+                    let root = std::fs::canonicalize(&p).map_err(|e| {
+                        format!("cannot resolve the work directory {}: {e}", p.display())
+                    })?;
+                    return Ok(WorkDir {
+                        root,
+                        keep,
+                        finished: false,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(format!(
+                    "cannot create a work directory in {}: {e}; set TMPDIR to a writable directory",
+                    base.display()
+                ))
+                }
+            }
+        }
+        Err(format!(
+            "cannot create a unique work directory in {}",
+            base.display()
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn keep(&self) -> bool {
+        self.keep
+    }
+
+    /// Mount points under the work dir (deepest last), as this mount namespace sees them.
+    pub fn mounts(&self) -> Vec<PathBuf> {
+        mounts_under(&self.root)
+    }
+
+    /// Loop devices whose backing file lies under the work dir.
+    pub fn loops(&self) -> Vec<String> {
+        loops_under(&self.root)
+    }
+
+    /// Removes whatever is still mounted or attached under the work dir; returns what it had
+    /// to remove (empty when the driver's own cleanup already did everything).
+    pub fn sweep(&self) -> Vec<String> {
+        let mut forced = Vec::new();
+        for m in self.mounts().into_iter().rev() {
+            if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
+                // SAFETY: c is a valid NUL-terminated path.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+            forced.push(format!("mount {}", m.display()));
+        }
+        for l in self.loops() {
+            let _ = std::process::Command::new("losetup")
+                .arg("-d")
+                .arg(format!("/dev/{l}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            forced.push(format!("loop device /dev/{l}"));
+        }
+        forced
+    }
+
+    /// Sweeps, then removes the directory unless `--keep`. Returns what was forced and the
+    /// error of the removal, if any.
+    pub fn finish(&mut self) -> (Vec<String>, Result<(), String>) {
+        self.finished = true;
+        let forced = self.sweep();
+        let removed = if self.keep {
+            Ok(())
+        } else {
+            std::fs::remove_dir_all(&self.root).map_err(|e| {
+                format!(
+                    "cannot remove {}: {e}; remove it by hand",
+                    self.root.display()
+                )
+            })
+        };
+        (forced, removed)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.finish();
+        }
+    }
+}
+
+pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_octal)
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(root))
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            let digits = std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(digits, 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Loop devices (not already being detached) backed by a file under `root`.
+pub fn loops_under(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
+            continue;
+        };
+        let autoclear =
+            std::fs::read_to_string(e.path().join("loop/autoclear")).unwrap_or_default();
+        // A deleted backing file shows as "<path> (deleted)".
+        let b = b.trim_end().trim_end_matches(" (deleted)");
+        if Path::new(b).starts_with(root) && autoclear.trim() != "1" {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_octal(r"/a\040b"), "/a b");
+        assert_eq!(unescape_octal(r"/plain"), "/plain");
+        assert_eq!(unescape_octal(r"/end\"), r"/end\");
+    }
+
+    #[test]
+    fn the_directory_is_removed_unless_kept() {
+        let mut w = WorkDir::create(false).unwrap();
+        let p = w.path().to_owned();
+        std::fs::write(p.join("f"), b"x").unwrap();
+        let (forced, removed) = w.finish();
+        assert!(forced.is_empty(), "{forced:?}");
+        removed.unwrap();
+        assert!(!p.exists());
+        let mut k = WorkDir::create(true).unwrap();
+        let kp = k.path().to_owned();
+        drop(k.finish());
+        assert!(kp.is_dir());
+        std::fs::remove_dir_all(kp).unwrap();
+    }
+}
