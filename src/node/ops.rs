@@ -620,7 +620,7 @@ impl Node {
             Ok(Some(d)) => d,
             Ok(None) => {
                 return bad(format!(
-                    "the device of volume {v} (staged as {} {}) is gone{}; unpublish and unstage it, then stage it again",
+                    "the device of volume {v} (staged as {} {}) is gone{}; if it does not come back, unpublish and unstage it, then stage it again",
                     rec.device,
                     rec.dev,
                     self.transport.condition(&t).map(|c| format!(": {c}")).unwrap_or_default()

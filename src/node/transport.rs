@@ -421,7 +421,7 @@ impl NvmeTcp {
         };
         if ctrls.is_empty() {
             return Some(format!(
-                "no NVMe controller for {nqn}: the connection was lost and ctrl_loss_tmo expired; the reconciler reconnects it"
+                "no NVMe controller for {nqn}: the connection was lost and ctrl_loss_tmo expired; the node's reconnect reconciler is retrying with backoff"
             ));
         }
         if ctrls.iter().any(|c| c.state == ControllerState::Live) {
