@@ -24,8 +24,8 @@
 # - Each target reads its seed corpus fuzz/corpus/<target>/ (real samples, committed) and
 #   fuzz/regressions/<target>/ (past crashers) read-only; the inputs libFuzzer finds go to a
 #   scratch corpus under the target dir, so the committed corpus never grows by itself.
-# - Build output goes to FUZZ_TARGET_DIR (default: $CARGO_TARGET_DIR, else fuzz/target): the
-#   instrumented build must not share a target dir with normal builds.
+# - Build output goes to FUZZ_TARGET_DIR (default: fuzz/target, cargo-fuzz's own), under
+#   <dir>/x86_64-unknown-linux-gnu/release; the scratch corpora and logs under <dir>/fuzz-work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -55,7 +55,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 echo "== $(cargo fuzz --version), $(rustc --version)"
 
-target_dir=${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/fuzz/target}}
+target_dir=${FUZZ_TARGET_DIR:-$root/fuzz/target}
 # -s none: runs on stable; -a: debug assertions + overflow checks. Same flags for build and
 # run, so `cargo fuzz run` finds the build up to date.
 flags=(-s none -a --target-dir "$target_dir")
