@@ -37,19 +37,26 @@ pub enum Disposition {
 }
 
 fn parse_duration(v: &str) -> Result<Duration, String> {
-    let bad = || format!("latency={v:?}: expected a duration such as 200ms, 5s or 1m");
+    // An hour is far beyond any RPC deadline the driver sets; more is a typo, and an
+    // unbounded number would overflow the seconds (found by fuzzing: 999999999999999999m).
+    const MAX: Duration = Duration::from_secs(3600);
+    let bad = || format!("latency={v:?}: expected a duration up to 1h such as 200ms, 5s or 1m");
     let (num, unit) = v
         .find(|c: char| !c.is_ascii_digit())
         .map(|i| v.split_at(i))
         .unwrap_or((v, ""));
     let n: u64 = num.parse().map_err(|_| bad())?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "" if n == 0 => Ok(Duration::ZERO),
-        _ => Err(bad()),
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+        "" if n == 0 => Duration::ZERO,
+        _ => return Err(bad()),
+    };
+    if d > MAX {
+        return Err(bad());
     }
+    Ok(d)
 }
 
 fn parse_bool(k: &str, v: &str) -> Result<bool, String> {
@@ -167,10 +174,14 @@ mod tests {
             "disk-full=maybe",
             "nope=1",
             "x",
+            "latency=61m",
+            "latency=999999999999999999m",
         ] {
             assert!(f.apply(&format!("latency=1s {bad}")).is_err(), "{bad}");
         }
         assert_eq!(f.fail_next, 2);
         assert_eq!(f.latency, Duration::ZERO);
+        f.apply("latency=60m").unwrap();
+        assert_eq!(f.latency, Duration::from_secs(3600));
     }
 }
