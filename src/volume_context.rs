@@ -3,6 +3,7 @@
 //! between the two halves of the driver (and must never change meaning across versions).
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use crate::error::Error;
 
@@ -20,6 +21,13 @@ pub const FRESH: &str = "fresh";
 /// The volume's backing file path on the RDS (e.g. `/storage-pool/csi/pvc-1.img`). Used only
 /// by the node's development `loop` transport, which attaches the simulator's file directly.
 pub const VOLUME_FILE: &str = "volumeFile";
+
+// Accepted values, shared by the StorageClass parser (which writes them) and the reader
+// below (which refuses anything else rather than wrapping it into a different number).
+pub const CTRL_LOSS_TMO_RANGE: RangeInclusive<i64> = -1..=86400;
+pub const RECONNECT_DELAY_RANGE: RangeInclusive<i64> = 1..=3600;
+pub const KEEP_ALIVE_TMO_RANGE: RangeInclusive<i64> = 1..=3600;
+pub const MIGRATION_TIMEOUT_RANGE: RangeInclusive<u32> = 30..=3600;
 
 /// Connection tunables for the kernel's NVMe/TCP host (seconds; -1 = forever for ctrl_loss).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,24 +112,32 @@ impl VolumeContext {
                 ))
             })
         };
-        let port = num(NVME_PORT)?;
+        let in_range = |k: &str, range: RangeInclusive<i64>| -> Result<i64, Error> {
+            let n = num(k)?;
+            if range.contains(&n) {
+                Ok(n)
+            } else {
+                Err(Error::InvalidArgument(format!(
+                    "volume {volume_id}: volume context {k}={n} is outside {}..={}; \
+                     recreate the PersistentVolume from a StorageClass this driver accepts",
+                    range.start(),
+                    range.end()
+                )))
+            }
+        };
+        let migration = MIGRATION_TIMEOUT_RANGE;
+        let migration = *migration.start() as i64..=*migration.end() as i64;
+        // Each value is range-checked first, so the narrowing below cannot wrap.
         Ok(VolumeContext {
             nvme_address: get(NVME_ADDRESS)?.to_owned(),
-            nvme_port: u16::try_from(port)
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "volume {volume_id}: nvmePort {port} is not a TCP port"
-                    ))
-                })?,
+            nvme_port: in_range(NVME_PORT, 1..=65535)? as u16,
             nqn: get(NQN)?.to_owned(),
             tunables: Tunables {
-                ctrl_loss_tmo: num(CTRL_LOSS_TMO)? as i32,
-                reconnect_delay: num(RECONNECT_DELAY)? as i32,
-                keep_alive_tmo: num(KEEP_ALIVE_TMO)? as i32,
+                ctrl_loss_tmo: in_range(CTRL_LOSS_TMO, CTRL_LOSS_TMO_RANGE)? as i32,
+                reconnect_delay: in_range(RECONNECT_DELAY, RECONNECT_DELAY_RANGE)? as i32,
+                keep_alive_tmo: in_range(KEEP_ALIVE_TMO, KEEP_ALIVE_TMO_RANGE)? as i32,
             },
-            migration_timeout_seconds: num(MIGRATION_TIMEOUT_SECONDS)? as u32,
+            migration_timeout_seconds: in_range(MIGRATION_TIMEOUT_SECONDS, migration)? as u32,
             fs_type: m.get(FS_TYPE).cloned(),
             fresh: m.get(FRESH).is_some_and(|v| v == "true"),
             volume_file: m.get(VOLUME_FILE).cloned(),
@@ -152,5 +168,44 @@ mod tests {
         m.remove(NQN);
         let e = VolumeContext::from_map("pvc-1", &m).unwrap_err();
         assert!(e.to_string().contains("pvc-1") && e.to_string().contains("nqn"));
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_not_wrapped() {
+        let good = VolumeContext {
+            nvme_address: "10.0.0.1".into(),
+            nvme_port: 4420,
+            nqn: "nqn.2000-02.com.mikrotik:pvc-1".into(),
+            tunables: Tunables::default(),
+            migration_timeout_seconds: 300,
+            fs_type: None,
+            fresh: false,
+            volume_file: None,
+        };
+        for (key, value) in [
+            (MIGRATION_TIMEOUT_SECONDS, "-1"),
+            (MIGRATION_TIMEOUT_SECONDS, "4294967596"),
+            (MIGRATION_TIMEOUT_SECONDS, "29"),
+            (CTRL_LOSS_TMO, "-2"),
+            (CTRL_LOSS_TMO, "4294967296"),
+            (RECONNECT_DELAY, "0"),
+            (KEEP_ALIVE_TMO, "3601"),
+            (NVME_PORT, "0"),
+            (NVME_PORT, "65536"),
+        ] {
+            let mut m = good.to_map();
+            m.insert(key.into(), value.into());
+            let e = VolumeContext::from_map("pvc-1", &m).unwrap_err();
+            assert!(
+                matches!(e, Error::InvalidArgument(_)),
+                "{key}={value}: {e:?}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains("pvc-1") && msg.contains(key), "{msg}");
+        }
+        let mut m = good.to_map();
+        m.insert(CTRL_LOSS_TMO.into(), "-1".into());
+        let ctx = VolumeContext::from_map("pvc-1", &m).unwrap();
+        assert_eq!(ctx.tunables.ctrl_loss_tmo, -1);
     }
 }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use crate::error::Error;
 use crate::rds::{BasePath, RdsPath};
-use crate::volume_context::Tunables;
+use crate::volume_context::{
+    Tunables, CTRL_LOSS_TMO_RANGE, KEEP_ALIVE_TMO_RANGE, RECONNECT_DELAY_RANGE,
+};
 
 pub const VOLUME_PATH: &str = "volumePath";
 pub const NVME_ADDRESS: &str = "nvmeAddress";
@@ -32,7 +34,7 @@ pub const ALL: &[&str] = &[
 const PROVISIONER_KEY_PREFIX: &str = "csi.storage.k8s.io/";
 
 pub const DEFAULT_MIGRATION_TIMEOUT_SECONDS: u32 = 300;
-pub const MIGRATION_TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 30..=3600;
+pub use crate::volume_context::MIGRATION_TIMEOUT_RANGE;
 pub const DEFAULT_NVME_PORT: u16 = 4420;
 pub const SUPPORTED_FS_TYPES: &[&str] = &["ext4", "xfs"];
 
@@ -51,6 +53,10 @@ fn invalid(key: &str, value: &str, expected: &str) -> Error {
     Error::InvalidArgument(format!(
         "StorageClass parameter {key}={value:?} is invalid: expected {expected}"
     ))
+}
+
+fn in_range(key: &str, value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, Error> {
+    int_in(key, value, *range.start(), *range.end())
 }
 
 fn int_in(key: &str, value: &str, lo: i64, hi: i64) -> Result<i64, Error> {
@@ -106,9 +112,15 @@ impl VolumeParams {
                     p.nvme_address = Some(v.clone());
                 }
                 NVME_PORT => p.nvme_port = int_in(k, v, 1, 65535)? as u16,
-                CTRL_LOSS_TMO => p.tunables.ctrl_loss_tmo = int_in(k, v, -1, 86400)? as i32,
-                RECONNECT_DELAY => p.tunables.reconnect_delay = int_in(k, v, 1, 3600)? as i32,
-                KEEP_ALIVE_TMO => p.tunables.keep_alive_tmo = int_in(k, v, 1, 3600)? as i32,
+                CTRL_LOSS_TMO => {
+                    p.tunables.ctrl_loss_tmo = in_range(k, v, CTRL_LOSS_TMO_RANGE)? as i32
+                }
+                RECONNECT_DELAY => {
+                    p.tunables.reconnect_delay = in_range(k, v, RECONNECT_DELAY_RANGE)? as i32
+                }
+                KEEP_ALIVE_TMO => {
+                    p.tunables.keep_alive_tmo = in_range(k, v, KEEP_ALIVE_TMO_RANGE)? as i32
+                }
                 MIGRATION_TIMEOUT_SECONDS => {
                     let n = v.trim().parse::<u32>().ok();
                     match n {
