@@ -156,15 +156,19 @@ struct Row {
     p999: u32,
 }
 
-fn summarize(stats: Mutex<Stats>) -> Row {
+/// `None` when the benchmark did not run (excluded by a criterion filter).
+fn summarize(stats: Mutex<Stats>) -> Option<Row> {
     let mut st = stats.into_inner();
+    if st.latencies_ns.is_empty() || st.elapsed.is_zero() {
+        return None;
+    }
     st.latencies_ns.sort_unstable();
-    Row {
+    Some(Row {
         ops_per_sec: st.ops as f64 / st.elapsed.as_secs_f64(),
         p50: pct(&st.latencies_ns, 0.50),
         p99: pct(&st.latencies_ns, 0.99),
         p999: pct(&st.latencies_ns, 0.999),
-    }
+    })
 }
 
 fn populate<T: Table>(table: &T, ids: &[String], nodes: &[String], now: Instant) {
@@ -221,7 +225,9 @@ fn bench(c: &mut Criterion) {
                         })
                     },
                 );
-                let row = summarize(stats);
+                let Some(row) = summarize(stats) else {
+                    continue;
+                };
                 eprintln!(
                     "  {kind:>7} {volumes:>7} volumes {threads}t: {:>10.0} ops/s  p50 {} ns  p99 {} ns  p99.9 {} ns",
                     row.ops_per_sec, row.p50, row.p99, row.p999
@@ -244,8 +250,12 @@ fn bench(c: &mut Criterion) {
     );
     for volumes in [10_000usize, 1_000_000] {
         for threads in [1usize, 2] {
-            let s = &rows[&(volumes, threads, "sharded")];
-            let g = &rows[&(volumes, threads, "global")];
+            let (Some(s), Some(g)) = (
+                rows.get(&(volumes, threads, "sharded")),
+                rows.get(&(volumes, threads, "global")),
+            ) else {
+                continue; // a filter left out one side; no ratio to show
+            };
             eprintln!(
                 "{volumes:>9} {threads:>3} | {:>11.0} {:>8} | {:>11.0} {:>8} | {:>6.2}",
                 s.ops_per_sec,

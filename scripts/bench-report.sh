@@ -5,9 +5,7 @@
 #   scripts/bench-report.sh --quick    CI mode: criterion --quick (each bench stops as soon as
 #                                      two doublings agree within 5%, at most its measurement
 #                                      time); figures are rough; ~30 s after the build. The
-#                                      1M-volume attachment config stays in: it costs ~5 s,
-#                                      and a criterion filter that left it out would make the
-#                                      bench's own summary index an empty sample (panic)
+#                                      1M-volume attachment config stays in: it costs ~5 s
 #
 # Benches: root crate  inflight, rds (10k-disk parse; 32 prints over one reused SSH
 #          connection vs one connection per command), attachment (sharded vs global lock,
@@ -56,20 +54,21 @@ echo "== building benches: ${names[*]}"
 t0=$(date +%s)
 # Only the bench targets (plus the binaries cargo builds for them): `--benches` would also
 # build every library's unit-test harness and every binary in release mode.
-if ! cargo bench --workspace $(printf -- '--bench %s ' "${names[@]}") --no-run >"$out/build.log" 2>&1; then
+# --no-default-features: no bench touches the kube-rs adapters (a large share of the build).
+if ! cargo bench --workspace --no-default-features $(printf -- '--bench %s ' "${names[@]}") --no-run >"$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
   echo "bench build FAILED" >&2
   exit 1
 fi
 echo "   built in $(( $(date +%s) - t0 ))s"
 
-# Each bench run with --workspace: the same feature resolution as the build above, so
+# Each bench run with the same flags: the same feature resolution as the build above, so
 # running a bench never rebuilds its dependencies (`-p node-io` would).
 failed=()
 for name in "${names[@]}"; do
   echo "== $name"
   t0=$(date +%s)
-  if cargo bench --workspace --bench "$name" -- "${crit[@]}" >"$out/$name.log" 2>&1; then
+  if cargo bench --workspace --no-default-features --bench "$name" -- "${crit[@]}" >"$out/$name.log" 2>&1; then
     echo "   ran in $(( $(date +%s) - t0 ))s"
   else
     echo "   FAILED after $(( $(date +%s) - t0 ))s; last lines of $out/$name.log:"
