@@ -18,6 +18,7 @@ use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
 use crate::cli::ControllerArgs;
 use crate::identity::{Health, HealthCheck, IdentityService};
 use crate::inflight::InFlight;
+#[cfg(feature = "kubernetes")]
 use crate::k8s::kube::{self as k8s_kube, KubeAttachments, KubeEvents, KubeNodes};
 use crate::k8s::{
     AttachmentSource, EventSink, LogEvents, NoAttachments, NodeDirectory, StaticNodes,
@@ -152,7 +153,17 @@ struct KubernetesSeams {
     nodes: Arc<dyn NodeDirectory>,
     attachments: Arc<dyn AttachmentSource>,
     /// Set with a real cluster: the node watcher needs it.
+    #[cfg(feature = "kubernetes")]
     client: Option<kube::Client>,
+}
+
+impl KubernetesSeams {
+    fn in_cluster(&self) -> bool {
+        #[cfg(feature = "kubernetes")]
+        return self.client.is_some();
+        #[cfg(not(feature = "kubernetes"))]
+        return false;
+    }
 }
 
 async fn kubernetes_seams(
@@ -174,12 +185,28 @@ async fn kubernetes_seams(
             events: Arc::new(LogEvents),
             nodes,
             attachments: Arc::new(NoAttachments),
+            #[cfg(feature = "kubernetes")]
             client: None,
         });
     }
     if !args.static_nodes.is_empty() {
         return Err("--static-nodes only applies with --no-kubernetes (with Kubernetes, Node objects say which nodes exist)".into());
     }
+    #[cfg(not(feature = "kubernetes"))]
+    {
+        let _ = metrics;
+        Err(
+            "this rds-csi was built without the `kubernetes` cargo feature: run the controller \
+             with --no-kubernetes, or rebuild with default features"
+                .into(),
+        )
+    }
+    #[cfg(feature = "kubernetes")]
+    kube_seams(args, metrics).await
+}
+
+#[cfg(feature = "kubernetes")]
+async fn kube_seams(args: &ControllerArgs, metrics: &Metrics) -> Result<KubernetesSeams, String> {
     let (client, url) = k8s_kube::client(args.kubeconfig.as_deref()).await?;
     k8s_kube::check_reachable(&client, &url).await?;
     tracing::info!(api_server = url, "Kubernetes API server reached");
@@ -197,6 +224,7 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
     // Kubernetes first: where the controller runs decides everything else (and a bare
     // `rds-csi controller` outside a cluster is told about --no-kubernetes first).
     let seams = kubernetes_seams(&args, &metrics).await?;
+    let in_cluster = seams.in_cluster();
     let rds_cfg = rds_config(&args)?;
     let rds = RdsClient::new(rds_cfg, &metrics).map_err(|e| e.to_string())?;
     let grace = Duration::from_secs(args.attachment_grace_period);
@@ -224,7 +252,7 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
         inflight,
         fencing,
     );
-    if seams.client.is_some() {
+    if in_cluster {
         controller = controller.with_attachment_source(Arc::clone(&seams.attachments));
     }
     let controller = Arc::new(controller);
@@ -239,6 +267,7 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
         })?;
     let stop = CancellationToken::new();
     let sweeper = tokio::spawn(run_sweeper(Arc::clone(&controller), stop.clone()));
+    #[cfg(feature = "kubernetes")]
     let node_watch = seams.client.map(|client| {
         tokio::spawn(k8s_kube::run_node_watcher(
             Arc::clone(&controller),
@@ -248,6 +277,8 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
             stop.clone(),
         ))
     });
+    #[cfg(not(feature = "kubernetes"))]
+    let node_watch: Option<tokio::task::JoinHandle<()>> = None;
     let health: Arc<dyn HealthCheck> = Arc::new(RdsHealth::new(rds));
     let routes = Routes::new(IdentityServer::new(IdentityService::new(
         args.common.driver_name.clone(),

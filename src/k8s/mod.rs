@@ -10,9 +10,11 @@ use parking_lot::Mutex;
 use crate::attachment::{Event, EventType, RestoreRecord};
 use crate::error::Error;
 
+#[cfg(feature = "kubernetes")]
 pub mod convert;
+#[cfg(feature = "kubernetes")]
 pub mod kube;
-#[cfg(test)]
+#[cfg(all(test, feature = "kubernetes"))]
 mod tests;
 
 /// Posts events about a volume (on its PVC). Failures are logged, never returned as errors:
