@@ -17,6 +17,8 @@ pub mod reader;
 mod ring;
 mod sys;
 pub mod sysfs;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod uevent;
 pub mod uevent_socket;
 pub mod wait;

@@ -11,9 +11,6 @@ pub mod service;
 pub mod stage_record;
 pub mod transport;
 
-#[cfg(test)]
-mod fake_sys;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

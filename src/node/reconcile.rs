@@ -247,8 +247,8 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::fake_sys::{FakeSys, NS1};
     use crate::node::stage_record::Access;
+    use node_io::testing::{FakeSys, NS1};
 
     const PREFIX: &str = "nqn.2000-02.com.mikrotik:pvc-";
     const A: &str = "nqn.2000-02.com.mikrotik:pvc-a";

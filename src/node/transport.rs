@@ -575,7 +575,7 @@ impl LoopDevices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::fake_sys::{FakeSys, Ns, NS1};
+    use node_io::testing::{FakeSys, Ns, NS1};
 
     const PREFIX: &str = "nqn.2000-02.com.mikrotik:pvc-";
     const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
@@ -749,7 +749,7 @@ mod tests {
             "{e}"
         );
         // A controller being deleted does not count.
-        s.set_state_deleting(0);
+        s.set_state(0, "deleting");
         assert!(n
             .connect("pvc-1", &target(NQN, 4420), soon())
             .await

@@ -1,13 +1,20 @@
-//! A fake sysfs tree shaped like the kernel 6.1 NVMe/TCP capture
-//! (/work/shared/reference/sysfs-nvme-tcp-6.1.txt), for the transport and reconciler tests.
-//! A trimmed copy of node-io's test builder (node-io/tests/common/mod.rs).
+//! Test fixtures for crates that use node-io (feature `testing`): a fake sysfs tree shaped
+//! like the kernel 6.1 NVMe/TCP capture in /work/shared/reference/sysfs-nvme-tcp-6.1.txt.
+//! node-io's own integration tests and the driver's node tests build their trees here, so
+//! the two can never disagree about what the kernel shows.
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+pub const NQN: &str = "nqn.2024-01.io.example:vol1";
+pub const OTHER_NQN: &str = "nqn.2024-01.io.example:vol2";
+pub const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:0e0e0e0e-1111-2222-3333-444444444444";
+pub const UUID: &str = "afc78958-a1ea-4f47-8976-3ed6be4ecb93";
 
+/// A temporary /sys with the NVMe/TCP shapes the kernel shows; builders chain.
 pub struct FakeSys {
-    _dir: tempfile::TempDir,
+    /// Owns (and removes) the tree; `None` for a second handle made with [`FakeSys::at`].
+    pub dir: Option<tempfile::TempDir>,
     root: PathBuf,
 }
 
@@ -15,6 +22,7 @@ pub struct Ns {
     pub ns: u32,
     pub nsid: u32,
     pub minor: u32,
+    pub uuid: &'static str,
     pub sectors: u64,
 }
 
@@ -22,17 +30,29 @@ pub const NS1: Ns = Ns {
     ns: 1,
     nsid: 1,
     minor: 1,
+    uuid: UUID,
     sectors: 131072,
 };
 
 impl FakeSys {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
+        let s = Self {
+            root: dir.path().to_path_buf(),
+            dir: Some(dir),
+        };
         for d in ["class/nvme", "class/nvme-subsystem", "class/block", "block"] {
-            fs::create_dir_all(root.join(d)).unwrap();
+            fs::create_dir_all(s.root().join(d)).unwrap();
         }
-        FakeSys { _dir: dir, root }
+        s
+    }
+
+    /// A second handle on an existing tree (for a thread that changes it later).
+    pub fn at(root: &Path) -> Self {
+        Self {
+            dir: None,
+            root: root.to_path_buf(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -40,17 +60,17 @@ impl FakeSys {
     }
 
     pub fn ctl_dir(&self, ctrl: u32) -> PathBuf {
-        self.root
+        self.root()
             .join(format!("devices/virtual/nvme-fabrics/ctl/nvme{ctrl}"))
     }
 
-    fn subsys_dir(&self, subsys: u32) -> PathBuf {
-        self.root.join(format!(
+    pub fn subsys_dir(&self, subsys: u32) -> PathBuf {
+        self.root().join(format!(
             "devices/virtual/nvme-subsystem/nvme-subsys{subsys}"
         ))
     }
 
-    fn attrs(dir: &Path, attrs: &[(&str, &str)]) {
+    pub fn attrs(dir: &Path, attrs: &[(&str, &str)]) {
         fs::create_dir_all(dir).unwrap();
         for (k, v) in attrs {
             fs::write(dir.join(k), format!("{v}\n")).unwrap();
@@ -68,7 +88,12 @@ impl FakeSys {
                     &format!("traddr=127.0.0.1,trsvcid={port},src_addr=127.0.0.1"),
                 ),
                 ("cntlid", &(ctrl + 1).to_string()),
+                ("cntrltype", "io"),
+                ("ctrl_loss_tmo", "30"),
                 ("dev", &format!("247:{ctrl}")),
+                ("hostid", "0e0e0e0e-1111-2222-3333-444444444444"),
+                ("hostnqn", HOSTNQN),
+                ("kato", "5"),
                 ("state", state),
                 ("subsysnqn", nqn),
                 ("transport", "tcp"),
@@ -78,15 +103,27 @@ impl FakeSys {
         fs::write(dir.join("rescan_controller"), "").unwrap();
         symlink(
             format!("../../devices/virtual/nvme-fabrics/ctl/nvme{ctrl}"),
-            self.root.join(format!("class/nvme/nvme{ctrl}")),
+            self.root().join(format!("class/nvme/nvme{ctrl}")),
         )
         .unwrap();
         self
     }
 
+    pub fn set_state(&self, ctrl: u32, state: &str) {
+        fs::write(self.ctl_dir(ctrl).join("state"), format!("{state}\n")).unwrap();
+    }
+
+    /// /sys/class/nvme-subsystem/nvme-subsys<S> with one link per controller.
     pub fn subsystem(&self, subsys: u32, nqn: &str, ctrls: &[u32]) -> &Self {
         let dir = self.subsys_dir(subsys);
-        Self::attrs(&dir, &[("subsysnqn", nqn), ("subsystype", "nvm")]);
+        Self::attrs(
+            &dir,
+            &[
+                ("iopolicy", "numa"),
+                ("subsysnqn", nqn),
+                ("subsystype", "nvm"),
+            ],
+        );
         for c in ctrls {
             symlink(
                 format!("../../nvme-fabrics/ctl/nvme{c}"),
@@ -96,20 +133,25 @@ impl FakeSys {
         }
         symlink(
             format!("../../devices/virtual/nvme-subsystem/nvme-subsys{subsys}"),
-            self.root
+            self.root()
                 .join(format!("class/nvme-subsystem/nvme-subsys{subsys}")),
         )
         .unwrap();
         self
     }
 
-    fn ns_attrs(dir: &Path, ns: &Ns, hidden: bool) {
+    pub fn ns_attrs(dir: &Path, ns: &Ns, hidden: bool) {
+        let uuid = ns.uuid;
+        let wwid = format!("uuid.{uuid}");
         Self::attrs(
             dir,
             &[
                 ("hidden", if hidden { "1" } else { "0" }),
                 ("nsid", &ns.nsid.to_string()),
                 ("size", &ns.sectors.to_string()),
+                ("ro", "0"),
+                ("uuid", uuid),
+                ("wwid", &wwid),
             ],
         );
         if !hidden {
@@ -117,15 +159,15 @@ impl FakeSys {
         }
     }
 
-    fn block_link(&self, name: &str, under: &str) {
+    pub fn block_link(&self, name: &str, under: &str) {
         symlink(
             format!("../devices/virtual/{under}/{name}"),
-            self.root.join("block").join(name),
+            self.root().join("block").join(name),
         )
         .unwrap();
     }
 
-    /// multipath=Y head nvme<S>n<N> under the subsystem.
+    /// multipath=Y head nvme<S>n<N> under the subsystem, with a /dev node.
     pub fn mp_head(&self, subsys: u32, ns: &Ns) -> &Self {
         let name = format!("nvme{subsys}n{}", ns.ns);
         let dir = self.subsys_dir(subsys).join(&name);
@@ -135,11 +177,12 @@ impl FakeSys {
         self
     }
 
-    /// multipath=Y hidden path nvme<S>c<C>n<N> under the controller.
+    /// multipath=Y hidden path nvme<S>c<C>n<N> under the controller, no /dev node.
     pub fn mp_path(&self, subsys: u32, ctrl: u32, ns: &Ns) -> &Self {
         let name = format!("nvme{subsys}c{ctrl}n{}", ns.ns);
         let dir = self.ctl_dir(ctrl).join(&name);
         Self::ns_attrs(&dir, ns, true);
+        fs::write(dir.join("ana_state"), "optimized\n").unwrap();
         symlink(format!("../../nvme{ctrl}"), dir.join("device")).unwrap();
         self.block_link(&name, &format!("nvme-fabrics/ctl/nvme{ctrl}"));
         self
@@ -154,10 +197,33 @@ impl FakeSys {
         self.block_link(&name, &format!("nvme-fabrics/ctl/nvme{ctrl}"));
         self
     }
+
+    /// The two-port multipath=Y capture: nvme0, nvme1, head nvme0n1, paths nvme0c0n1/nvme0c1n1.
+    pub fn multipath_y() -> Self {
+        let s = Self::new();
+        s.controller(0, NQN, 4420, "live")
+            .controller(1, NQN, 4421, "live")
+            .subsystem(0, NQN, &[0, 1])
+            .mp_head(0, &NS1)
+            .mp_path(0, 0, &NS1)
+            .mp_path(0, 1, &NS1);
+        s
+    }
+
+    /// The two-port multipath=N capture: nvme0n1 (minor 0) and nvme1n1 (minor 1).
+    pub fn multipath_n() -> Self {
+        let s = Self::new();
+        s.controller(0, NQN, 4420, "live")
+            .controller(1, NQN, 4421, "live")
+            .subsystem(0, NQN, &[0, 1])
+            .private_ns(0, &Ns { minor: 0, ..NS1 })
+            .private_ns(1, &Ns { minor: 1, ..NS1 });
+        s
+    }
 }
 
-impl FakeSys {
-    pub fn set_state_deleting(&self, ctrl: u32) {
-        fs::write(self.ctl_dir(ctrl).join("state"), "deleting\n").unwrap();
+impl Default for FakeSys {
+    fn default() -> Self {
+        Self::new()
     }
 }
