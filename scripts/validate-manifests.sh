@@ -339,6 +339,15 @@ def container_checks(where, o, c, driver_names):
                 err(where, f"{cname}: the controller needs --{need} (or RDS_CSI_{need.upper().replace('-', '_')})")
     if role == "node" and "node-id" not in seen:
         err(where, f"{cname}: the node plugin needs --node-id")
+    ps = pod_spec(o) or {}
+    if role == "node" and ps.get("hostPID") is not True:
+        err(where, f"{name_of(o)}: the node plugin needs hostPID: true (the holder scan must see every process on the host, or unstage could disconnect a device a host process still uses)")
+    if role == "controller" and o.get("kind") == "Deployment":
+        spec = o.get("spec") or {}
+        if spec.get("replicas", 1) != 1:
+            err(where, f"{name_of(o)}: replicas: {spec.get('replicas')}; the controller runs as ONE replica (its attachment table fences volumes and is kept in sync by being the only writer; see deploy/README.md)")
+        if (spec.get("strategy") or {}).get("type") != "Recreate":
+            err(where, f"{name_of(o)}: strategy must be Recreate, so an old and a new controller never fence from two tables at once")
     name = seen.get("driver-name", "rds.csi.mikrotik.com")
     driver_names.add(name)
     maddr = seen.get("metrics-address")

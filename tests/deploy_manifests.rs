@@ -165,6 +165,26 @@ fn broken_manifests_are_rejected_with_reasons() {
         "  # The same for events.k8s.io/v1 Events (the kube-rs recorder).\n",
         "",
     );
+    // A second controller replica (two attachment tables), and a rolling update (two at once).
+    edit(
+        &deploy,
+        &format!("{k}base/controller.yaml"),
+        "  replicas: 1\n",
+        "  replicas: 2\n",
+    );
+    edit(
+        &deploy,
+        &format!("{k}base/controller.yaml"),
+        "    type: Recreate\n",
+        "    type: RollingUpdate\n",
+    );
+    // A node plugin that cannot see the host's processes.
+    edit(
+        &deploy,
+        &format!("{k}base/node.yaml"),
+        "      hostPID: true\n      hostPIDs: true\n",
+        "      hostPIDs: true\n",
+    );
     // RWX on a filesystem volume.
     edit(
         &deploy,
@@ -189,6 +209,9 @@ fn broken_manifests_are_rejected_with_reasons() {
         "has no key 'rds-user'",
         "kubernetes/base/rbac-node.yaml] line ",
         "PersistentVolumeClaim/rds-vm-disk: ReadWriteMany is accepted for volumeMode: Block only",
+        "Deployment/rds-csi/rds-csi-controller: replicas: 2; the controller runs as ONE replica",
+        "Deployment/rds-csi/rds-csi-controller: strategy must be Recreate",
+        "DaemonSet/rds-csi/rds-csi-node: the node plugin needs hostPID: true",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
