@@ -391,3 +391,63 @@ fn every_node_metric_is_documented() {
         );
     }
 }
+
+/// A volume already staged (its record on disk, as a previous NodeStage left it): a request
+/// for the same staging path with another capability is ALREADY_EXISTS, one for another path
+/// FAILED_PRECONDITION; neither touches the record.
+#[tokio::test]
+async fn restaging_incompatibly_is_already_exists_at_the_same_path_and_a_precondition_elsewhere() {
+    use csi::volume_capability::access_mode::Mode;
+    use rds_csi::node::stage_record::{Access, StageRecord};
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), TransportConfig::NvmeTcp);
+    let state_dir = cfg.state_dir.clone();
+    let r = start(cfg, d.path().join("v.sock")).await;
+    let mut c = r.node().await;
+    let staging = d.path().join("staging");
+    let nqn = "nqn.2000-02.com.mikrotik:pvc-1";
+    let record = StageRecord {
+        volume_id: "pvc-1".into(),
+        target: nqn.into(),
+        access: Access::Filesystem,
+        staging_path: staging.clone(),
+        device: "nvme0n1".into(),
+        dev: "259:0".into(),
+        fs_type: Some("ext4".into()),
+        address: "10.0.0.5".into(),
+        port: 4420,
+        ctrl_loss_tmo: 600,
+        reconnect_delay: 2,
+        keep_alive_tmo: 5,
+    };
+    record.save(&state_dir).unwrap();
+    let block = csi::VolumeCapability {
+        access_type: Some(csi::volume_capability::AccessType::Block(Default::default())),
+        access_mode: Some(csi::volume_capability::AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
+    };
+    let req = |path: &Path, cap: csi::VolumeCapability| csi::NodeStageVolumeRequest {
+        volume_id: "pvc-1".into(),
+        staging_target_path: path.to_string_lossy().into(),
+        volume_capability: Some(cap),
+        volume_context: ctx(nqn),
+        ..Default::default()
+    };
+    let s = c.node_stage_volume(req(&staging, block)).await.unwrap_err();
+    assert_eq!(s.code(), Code::AlreadyExists, "{}", s.message());
+    assert!(s.message().contains("pvc-1") && s.message().contains("unstage it first"));
+    let s = c
+        .node_stage_volume(req(
+            &d.path().join("other"),
+            mount_cap(Mode::SingleNodeWriter),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::FailedPrecondition, "{}", s.message());
+    assert_eq!(
+        StageRecord::load(&state_dir, "pvc-1").unwrap().as_ref(),
+        Some(&record)
+    );
+    r.shutdown().await;
+}

@@ -266,7 +266,7 @@ impl Node {
         let existing = StageRecord::load(&self.state_dir, v)?;
         if let Some(e) = &existing {
             if e.target != t.id || e.staging_path != r.staging_path || e.access != r.access {
-                return Err(Error::FailedPrecondition(format!(
+                let msg = format!(
                     "volume {v} is already staged on this node from {} at {} ({:?}); the request names {} at {} ({:?}); \
                      unstage it first",
                     e.target,
@@ -275,7 +275,14 @@ impl Node {
                     t.id,
                     r.staging_path.display(),
                     r.access
-                )));
+                );
+                // CSI: staged at this very path but incompatible is ALREADY_EXISTS; staged
+                // elsewhere on the node is a precondition the CO must clear first.
+                return Err(if e.staging_path == r.staging_path {
+                    Error::AlreadyExists(msg)
+                } else {
+                    Error::FailedPrecondition(msg)
+                });
             }
         } else {
             // Recorded BEFORE connecting: a crash after the connect still leaves what
