@@ -721,6 +721,46 @@ async fn unstage_refuses_while_a_process_holds_the_device_and_detaches_after_it_
     h.stop().await;
 }
 
+/// A leaked mount in another mount namespace: no fd holds the device and neither mountinfo
+/// the scan reads lists it, yet disconnecting would pull the disk from under a live
+/// filesystem. The kernel's exclusive-open claim sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unstage_refuses_while_the_filesystem_is_mounted_in_another_namespace() {
+    need_loop!("unstage_refuses_while_the_filesystem_is_mounted_in_another_namespace");
+    let mut h = Harness::start().await;
+    let v = h.volume("pvc-leaked", true, &[]);
+    h.stage(&v, mount_cap("ext4")).await.unwrap();
+    let dev = v.device();
+    let name = dev.file_name().unwrap().to_string_lossy().into_owned();
+    let elsewhere = node_io::testing::MountedElsewhere::new(&dev).expect("mount elsewhere");
+    let m = expect_code(
+        h.unstage(&v).await,
+        Code::FailedPrecondition,
+        &[
+            &name,
+            "pvc-leaked",
+            "another mount namespace",
+            "stays connected",
+        ],
+    );
+    eprintln!("refusal: {m}");
+    assert_eq!(v.loops(), vec![name.clone()], "still attached");
+    assert!(h.state.join("staged/pvc-leaked").is_file(), "record kept");
+    drop(elsewhere);
+    // The namespace's mount goes away with its last process, shortly after it is reaped.
+    let mut result = h.unstage(&v).await;
+    for _ in 0..100 {
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        result = h.unstage(&v).await;
+    }
+    result.unwrap();
+    assert!(v.loops().is_empty(), "detached once the mount is gone");
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xfs_grows_online_after_the_backing_file_grows() {
     // ext4 is not asserted here: resize2fs's online grow needs CAP_SYS_RESOURCE, which this

@@ -115,18 +115,42 @@ pub struct HolderReport {
     pub mounts: Vec<MountInfo>,
     /// Kernel holders of the device or its partitions (`dm-0`, `md0`).
     pub sysfs_holders: Vec<String>,
+    /// The kernel refused an exclusive open ([`exclusively_claimed`]): mounted or claimed
+    /// somewhere the scan above cannot see (e.g. a mount in another mount namespace).
+    pub claimed: bool,
 }
 
 impl HolderReport {
     /// Nothing found holding the device. Check [`is_complete`](Self::is_complete) too:
     /// a process we could not inspect may still hold it.
     pub fn is_empty(&self) -> bool {
-        self.processes.is_empty() && self.mounts.is_empty() && self.sysfs_holders.is_empty()
+        self.processes.is_empty()
+            && self.mounts.is_empty()
+            && self.sysfs_holders.is_empty()
+            && !self.claimed
     }
 
     /// Every process's fd table was read.
     pub fn is_complete(&self) -> bool {
         self.skipped_pids.is_empty()
+    }
+}
+
+/// Whether the kernel refuses an exclusive open of the block device `dev_path` (EBUSY): it
+/// is mounted (in ANY mount namespace — mountinfo is per namespace and only two are read
+/// above), or claimed by device-mapper, md, swap or another `O_EXCL` opener; a claimed
+/// partition makes the whole disk busy too. The claim is checked before the disk is opened,
+/// so a dead target answers EBUSY without any I/O. Read-only: closing it wakes no udev rule.
+pub fn exclusively_claimed(dev_path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dev_path)
+    {
+        Ok(_) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(true),
+        Err(e) => Err(e),
     }
 }
 

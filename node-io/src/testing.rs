@@ -227,3 +227,51 @@ impl Default for FakeSys {
         Self::new()
     }
 }
+
+/// A filesystem on `dev` mounted in a private mount namespace of a child process: invisible
+/// in this process's and pid 1's mountinfo, held by no fd — what a leaked mount in another
+/// container looks like. Needs root and `unshare` (util-linux). Killed and reaped on drop,
+/// which releases the mount with its namespace.
+pub struct MountedElsewhere {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl MountedElsewhere {
+    pub fn new(dev: &Path) -> Result<Self, String> {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount \"$1\" \"$2\" && echo ready && exec sleep 60")
+            .arg("sh")
+            .arg(dev)
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("unshare: {e}"))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let out = child.wait_with_output().map_err(|e| e.to_string())?;
+            return Err(format!(
+                "mounting {} in a private namespace failed: {}",
+                dev.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Self { child, _dir: dir })
+    }
+}
+
+impl Drop for MountedElsewhere {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

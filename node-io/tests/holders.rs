@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use common::{have_tool, mkfs, skip, HoldingChild, LoopDev, Mounted};
 use node_io::dev_num::DevNum;
-use node_io::holders::{holder_report, mounts_of, scan_processes, Holder, ScanMode};
+use node_io::holders::{
+    exclusively_claimed, holder_report, mounts_of, scan_processes, Holder, ScanMode,
+};
+use node_io::testing::MountedElsewhere;
 
 const MODES: [ScanMode; 3] = [ScanMode::Sequential, ScanMode::IoUring, ScanMode::Parallel];
 const PROC: &str = "/proc";
@@ -241,4 +244,75 @@ fn processes_we_may_not_inspect_are_reported_not_fatal() {
         "unprivileged run failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Until the kernel releases a claim (a dead namespace's mounts go away asynchronously).
+fn wait_unclaimed(dev: &Path) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if !exclusively_claimed(dev).unwrap() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn a_mount_in_another_namespace_is_seen_only_by_the_exclusive_open_check() {
+    let test = "a_mount_in_another_namespace_is_seen_only_by_the_exclusive_open_check";
+    if !have_tool("mkfs.ext4") || !have_tool("unshare") {
+        skip::<()>(test, "mkfs.ext4 or unshare missing");
+        return;
+    }
+    let Some(lo) = loop_dev(test) else { return };
+    mkfs("mkfs.ext4", &lo.path).unwrap();
+    assert!(!exclusively_claimed(&lo.path).unwrap(), "fresh loop device");
+    let m = match MountedElsewhere::new(&lo.path) {
+        Ok(m) => m,
+        Err(e) => {
+            skip::<()>(test, e);
+            return;
+        }
+    };
+    // The scan alone misses it: no fd, and neither readable mountinfo lists it.
+    let report = holder_report(
+        Path::new(PROC),
+        Path::new("/sys"),
+        &lo.name,
+        ScanMode::default(),
+    )
+    .unwrap();
+    assert!(
+        report.processes.is_empty() && report.mounts.is_empty(),
+        "{report:?}"
+    );
+    assert!(exclusively_claimed(&lo.path).unwrap(), "mounted elsewhere");
+    drop(m);
+    assert!(
+        wait_unclaimed(&lo.path),
+        "claim released with the namespace"
+    );
+}
+
+#[test]
+fn an_exclusive_opener_claims_and_a_plain_reader_does_not() {
+    let test = "an_exclusive_opener_claims_and_a_plain_reader_does_not";
+    let Some(lo) = loop_dev(test) else { return };
+    let mut reader = HoldingChild::open(&lo.path);
+    assert!(
+        !exclusively_claimed(&lo.path).unwrap(),
+        "a plain open is no claim"
+    );
+    reader.stop();
+    use std::os::unix::fs::OpenOptionsExt;
+    let excl = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&lo.path)
+        .unwrap();
+    assert!(exclusively_claimed(&lo.path).unwrap());
+    drop(excl);
+    assert!(!exclusively_claimed(&lo.path).unwrap());
+    assert!(!exclusively_claimed(Path::new("/nonexistent-dev")).is_ok_and(|c| c));
 }

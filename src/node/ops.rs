@@ -362,18 +362,27 @@ impl Node {
     }
 
     async fn holders(&self, v: &str, d: &Device, deadline: Instant) -> Result<HolderReport, Error> {
-        let (proc_root, sys_root, name, vv) = (
+        let (proc_root, sys_root, name, path, vv) = (
             self.proc_root.clone(),
             self.sys_root.clone(),
             d.name.clone(),
+            d.path.clone(),
             v.to_owned(),
         );
         blocking_until(format!("volume {v}: scanning holders of {}", d.name), deadline, move || {
-            holders::holder_report(&proc_root, &sys_root, &name, ScanMode::default()).map_err(|e| {
+            let mut report = holders::holder_report(&proc_root, &sys_root, &name, ScanMode::default()).map_err(|e| {
                 Error::Internal(format!(
                     "volume {vv}: cannot tell who holds {name} ({e}); the device stays connected, NodeUnstageVolume is retried"
                 ))
-            })
+            })?;
+            // The scan reads /proc and two mount namespaces; the kernel's exclusive-open
+            // claim covers every namespace. Only EBUSY means "in use": any other error
+            // (the node already gone, a dead target) is past the claim check.
+            match holders::exclusively_claimed(&path) {
+                Ok(claimed) => report.claimed = claimed,
+                Err(e) => tracing::debug!(volume = %vv, device = %path.display(), "exclusive-open check: {e}"),
+            }
+            Ok(report)
         })
         .await
     }
@@ -798,6 +807,13 @@ pub fn describe_holders(
             "used by kernel device(s) {}",
             r.sysfs_holders.join(", ")
         ));
+    }
+    if r.claimed {
+        parts.push(
+            "mounted or claimed where the scan cannot see it (the kernel refuses an exclusive \
+             open: EBUSY; e.g. a mount in another mount namespace, or an O_EXCL opener)"
+                .to_owned(),
+        );
     }
     if !r.skipped_pids.is_empty() {
         let s: Vec<String> = r
