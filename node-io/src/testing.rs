@@ -198,6 +198,33 @@ impl FakeSys {
         self
     }
 
+    /// Plays the kernel for a disconnect: within `within`, each controller of `ctrls` whose
+    /// `delete_controller` was written "1" disappears from /sys/class/nvme.
+    pub fn kernel_deletes(
+        &self,
+        ctrls: Vec<u32>,
+        within: std::time::Duration,
+    ) -> std::thread::JoinHandle<()> {
+        let root = self.root().to_owned();
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + within;
+            let mut left = ctrls;
+            while !left.is_empty() && std::time::Instant::now() < until {
+                left.retain(|c| {
+                    let dir = root.join(format!("devices/virtual/nvme-fabrics/ctl/nvme{c}"));
+                    if fs::read_to_string(dir.join("delete_controller")).unwrap_or_default() == "1"
+                    {
+                        let _ = fs::remove_file(root.join(format!("class/nvme/nvme{c}")));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    }
+
     /// The two-port multipath=Y capture: nvme0, nvme1, head nvme0n1, paths nvme0c0n1/nvme0c1n1.
     pub fn multipath_y() -> Self {
         let s = Self::new();

@@ -263,6 +263,9 @@ impl Node {
         // Every validation before the first side effect.
         let opts = parse_mount_flags(v, &r.mount_flags)?;
         let t = self.transport.target(v, &r.context)?;
+        // The reconciler disconnects orphans under this same key (the NQN): a stage and an
+        // orphan disconnect of one target never interleave.
+        let _target = self.inflight.try_acquire(&t.id)?;
         let existing = StageRecord::load(&self.state_dir, v)?;
         if let Some(e) = &existing {
             if e.target != t.id || e.staging_path != r.staging_path || e.access != r.access {

@@ -197,9 +197,29 @@ impl Reconciler {
     }
 
     async fn disconnect_orphan(&self, nqn: &str, deadline: tokio::time::Instant) {
+        // NodeStage holds this key from before it saves its record until it has connected.
         let Ok(_g) = self.node.inflight.try_acquire(nqn) else {
+            self.node.metrics.reconciler("skip_orphan_busy", "ok");
             return;
         };
+        // Under the key, the records are final for this NQN: a stage that saved one since
+        // this pass began has made the controller owned.
+        match StageRecord::all(&self.node.state_dir) {
+            Ok(records) if records.iter().any(|r| r.target == nqn) => {
+                self.node.metrics.reconciler("skip_orphan_owned", "ok");
+                return tracing::info!(
+                    nqn,
+                    "controller is owned by a volume staged since this pass began; left connected"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return tracing::warn!(
+                    nqn,
+                    "reconciler: cannot re-read stage records, orphan left connected: {e}"
+                )
+            }
+        }
         let who = format!("orphan {nqn}");
         let device = match self.nvme.resolve(&who, nqn) {
             Ok(d) => d,
@@ -423,5 +443,86 @@ mod tests {
             Instant::now(),
         );
         assert!(p.actions.is_empty());
+    }
+
+    /// A reconciler over a fake sysfs, driven pass by pass; the node's in-flight keys and
+    /// metrics are the real ones.
+    fn reconciler(
+        s: &FakeSys,
+        d: &std::path::Path,
+    ) -> (Reconciler, Arc<Node>, crate::observability::Metrics) {
+        use crate::node::{NodeConfig, NodePlugin, Transport, TransportConfig};
+        let metrics = crate::observability::Metrics::new("node");
+        let plugin = NodePlugin::new(
+            NodeConfig {
+                node_id: "worker-1".into(),
+                driver_name: "rds.csi.mikrotik.com".into(),
+                transport: TransportConfig::NvmeTcp,
+                nqn_prefix: PREFIX.into(),
+                state_dir: d.join("state"),
+                host_nqn_file: d.join("hostnqn"),
+                host_id_file: d.join("hostid"),
+                proc_root: "/proc".into(),
+                sys_root: s.root().to_owned(),
+                dev_root: d.join("dev"),
+                max_volumes: 8,
+                topology: Default::default(),
+                reconcile_interval: Some(Duration::from_secs(1)),
+            },
+            &metrics,
+        )
+        .unwrap();
+        let node = Arc::clone(&plugin.node);
+        let Transport::NvmeTcp(nvme) = &node.transport else {
+            unreachable!("configured nvme-tcp")
+        };
+        let r = Reconciler::new(Arc::clone(&node), nvme.clone(), Duration::from_secs(1));
+        (r, node, metrics)
+    }
+
+    fn actions(m: &crate::observability::Metrics, action: &str) -> u64 {
+        m.render()
+            .lines()
+            .find(|l| {
+                l.starts_with("rds_csi_node_reconciler_actions_total{")
+                    && l.contains(&format!("action=\"{action}\""))
+                    && l.contains("result=\"ok\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn an_orphan_is_never_disconnected_under_a_stage_of_its_nqn() {
+        let d = tempfile::tempdir().unwrap();
+        let s = FakeSys::new();
+        s.controller(0, ORPHAN, 4420, "live");
+        let deleted =
+            || std::fs::read_to_string(s.ctl_dir(0).join("delete_controller")).unwrap() == "1";
+        let (mut r, node, m) = reconciler(&s, d.path());
+        r.pass().await; // first sighting: nothing yet
+        assert!(!deleted());
+
+        // A NodeStage of that NQN is running (it holds the NQN's key): left alone.
+        let stage = node.inflight.try_acquire(ORPHAN).unwrap();
+        r.pass().await;
+        assert!(!deleted(), "disconnected under a running stage");
+        assert_eq!(actions(&m, "skip_orphan_busy"), 1);
+        drop(stage);
+
+        // A stage finished between the pass's listing and the disconnect: its record wins.
+        rec("pvc-orphan", ORPHAN).save(&node.state_dir).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        r.disconnect_orphan(ORPHAN, deadline).await;
+        assert!(!deleted(), "disconnected a controller a record owns");
+        assert_eq!(actions(&m, "skip_orphan_owned"), 1);
+        StageRecord::remove(&node.state_dir, "pvc-orphan").unwrap();
+
+        // Still an orphan on the next pass: disconnected.
+        let kernel = s.kernel_deletes(vec![0], Duration::from_secs(5));
+        r.pass().await;
+        kernel.join().unwrap();
+        assert!(deleted());
+        assert_eq!(actions(&m, "disconnect_orphan"), 1);
     }
 }

@@ -609,28 +609,6 @@ mod tests {
     }
 
     /// Plays the kernel: a controller whose delete_controller got "1" disappears.
-    fn kernel_deletes(s: &FakeSys, ctrls: Vec<u32>) -> std::thread::JoinHandle<()> {
-        let root = s.root().to_owned();
-        std::thread::spawn(move || {
-            let until = std::time::Instant::now() + Duration::from_secs(3);
-            let mut left = ctrls;
-            while !left.is_empty() && std::time::Instant::now() < until {
-                left.retain(|c| {
-                    let dir = root.join(format!("devices/virtual/nvme-fabrics/ctl/nvme{c}"));
-                    if std::fs::read_to_string(dir.join("delete_controller")).unwrap_or_default()
-                        == "1"
-                    {
-                        let _ = std::fs::remove_file(root.join(format!("class/nvme/nvme{c}")));
-                        false
-                    } else {
-                        true
-                    }
-                });
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    }
-
     #[test]
     fn resolves_the_multipath_head_not_a_hidden_path() {
         let s = FakeSys::new();
@@ -673,7 +651,7 @@ mod tests {
             .controller(2, OTHER, 4420, "live")
             .subsystem(0, NQN, &[0, 1])
             .mp_head(0, &NS1);
-        let kernel = kernel_deletes(&s, vec![0, 1, 2]);
+        let kernel = s.kernel_deletes(vec![0, 1, 2], Duration::from_secs(3));
         nvme(&s, Path::new("/dev"))
             .disconnect("pvc-1", NQN, soon())
             .await
