@@ -270,6 +270,51 @@ impl NvmeTcp {
         Ok(o)
     }
 
+    /// The kernel takes only a numeric `traddr` (it parses it with inet_pton): a host name
+    /// in `nvmeAddress` is resolved here, on the node, at every connect, as nvme-cli does.
+    /// Every address of the name counts when looking for an existing controller; the first
+    /// (the resolver's preferred order) is the one connected.
+    async fn resolve_address(
+        &self,
+        volume_id: &str,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<Vec<std::net::IpAddr>, Error> {
+        if let Ok(ip) = t.address.parse::<std::net::IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let fail = |why: String| {
+            format!(
+                "volume {volume_id}: cannot resolve the RDS address {:?} on this node ({why}); \
+                 fix the node's DNS or use an IP address in the StorageClass's nvmeAddress",
+                t.address
+            )
+        };
+        match tokio::time::timeout_at(
+            deadline,
+            tokio::net::lookup_host((t.address.as_str(), t.port)),
+        )
+        .await
+        {
+            Err(_) => Err(Error::DeadlineExceeded(fail(
+                "the lookup did not finish before the deadline".into(),
+            ))),
+            Ok(Err(e)) => Err(Error::Unavailable(fail(e.to_string()))),
+            Ok(Ok(addrs)) => {
+                let mut ips: Vec<std::net::IpAddr> = Vec::new();
+                for a in addrs {
+                    if !ips.contains(&a.ip()) {
+                        ips.push(a.ip());
+                    }
+                }
+                if ips.is_empty() {
+                    return Err(Error::Unavailable(fail("no address".into())));
+                }
+                Ok(ips)
+            }
+        }
+    }
+
     /// Connects unless a live or reconnecting controller for the same NQN and address exists.
     pub async fn connect(
         &self,
@@ -277,10 +322,21 @@ impl NvmeTcp {
         t: &Target,
         deadline: Instant,
     ) -> Result<(), Error> {
+        let ips = self.resolve_address(volume_id, t, deadline).await?;
         let existing = self.usable_controllers(volume_id, &t.id)?;
-        if existing.iter().any(|c| same_address(c, &t.address, t.port)) {
+        if existing.iter().any(|c| {
+            ips.iter()
+                .any(|ip| same_address(c, &ip.to_string(), t.port))
+        }) {
             return Ok(());
         }
+        if ips[0].to_string() != t.address {
+            tracing::info!(volume = volume_id, address = %t.address, ip = %ips[0], "resolved the RDS address");
+        }
+        let t = &Target {
+            address: ips[0].to_string(),
+            ..t.clone()
+        };
         let opts = self.options(t).map_err(|e| {
             Error::InvalidArgument(format!(
                 "volume {volume_id}: cannot build the NVMe/TCP connect options: {e}"
@@ -732,6 +788,52 @@ mod tests {
             .connect("pvc-1", &target(NQN, 4420), soon())
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_host_name_is_resolved_before_it_reaches_the_kernel() {
+        let dev = tempfile::tempdir().unwrap();
+        let s = FakeSys::new();
+        s.controller(0, NQN, 4420, "live");
+        let n = nvme(&s, dev.path());
+        // "localhost" names 127.0.0.1 (among others): the existing controller is found.
+        let by_name = Target {
+            address: "localhost".into(),
+            ..target(NQN, 4420)
+        };
+        n.connect("pvc-1", &by_name, soon()).await.unwrap();
+        // A connect that does go to the kernel carries the numeric address.
+        let e = n
+            .connect(
+                "pvc-1",
+                &Target {
+                    port: 4421,
+                    ..by_name
+                },
+                soon(),
+            )
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(":4421") && !msg.contains("localhost:4421"),
+            "{msg}"
+        );
+        // A name that does not resolve is UNAVAILABLE naming the name and the fix (or, where
+        // the resolver hangs without a network, DEADLINE_EXCEEDED at the RPC's deadline).
+        let bad = Target {
+            address: "no-such-rds.invalid".into(),
+            ..target(NQN, 4420)
+        };
+        let e = n.connect("pvc-1", &bad, soon()).await.unwrap_err();
+        assert!(
+            matches!(e, Error::Unavailable(_) | Error::DeadlineExceeded(_)),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("no-such-rds.invalid") && e.to_string().contains("nvmeAddress"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
