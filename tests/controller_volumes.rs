@@ -76,6 +76,28 @@ async fn create_is_idempotent_and_an_incompatible_retry_is_already_exists() {
         .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
     assert!(e.message().contains("pvc-idem"));
+    // A retry whose range the existing 2 GiB volume satisfies is the same volume, not a new
+    // one (CSI: compatible means within the range, not the same number)...
+    let mut smaller = create_req("pvc-idem", GI, rwo());
+    smaller.capacity_range.as_mut().unwrap().limit_bytes = 4 * GI;
+    let same = c.client.create_volume(smaller).await.unwrap().into_inner();
+    assert_eq!(same, a);
+    // ...and one whose limit it exceeds is ALREADY_EXISTS.
+    let mut capped = create_req("pvc-idem", GI, rwo());
+    capped.capacity_range.as_mut().unwrap().limit_bytes = GI + GI / 2;
+    assert_eq!(
+        c.client.create_volume(capped).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+    assert_eq!(
+        c.sim
+            .commands()
+            .iter()
+            .filter(|x| x.starts_with("/disk add"))
+            .count(),
+        1,
+        "no retry created a disk"
+    );
     // A different content source is incompatible too.
     let mut clone = create_req("pvc-idem", 2 * GI, rwo());
     clone.volume_content_source = Some(csi::VolumeContentSource {
@@ -799,4 +821,27 @@ async fn get_volume_reports_condition_and_publication() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
+}
+
+/// The CO's deadline (gRPC `grpc-timeout`, what the external-provisioner's --timeout sets)
+/// bounds the whole RPC: with the RDS answering slowly, CreateVolume returns
+/// DEADLINE_EXCEEDED at the deadline instead of holding the call (and the sidecar) open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_deadline_bounds_create_volume_end_to_end() {
+    let mut c = start().await;
+    c.sim.fault("latency=5s");
+    let mut req = tonic::Request::new(create_req("pvc-slow", GI, rwo()));
+    req.set_timeout(std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let e = c.client.create_volume(req).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    assert!(e.message().contains("pvc-slow"), "names the volume: {e:?}");
+    c.sim.fault("clear");
+    // The retry the CO makes next finds no half-made volume to trip over.
+    c.client
+        .create_volume(create_req("pvc-slow", GI, rwo()))
+        .await
+        .unwrap();
 }
