@@ -330,4 +330,42 @@ mod tests {
             assert!(checked_path("target_path", "v", bad).is_err(), "{bad:?}");
         }
     }
+
+    /// A tool that outlives the call (mkfs on a stalled device) is killed at the deadline and
+    /// the call answers DEADLINE_EXCEEDED then, not when the tool ends.
+    #[tokio::test]
+    async fn a_tool_past_the_deadline_is_killed_and_the_call_answers_in_time() {
+        let d = tempfile::tempdir().unwrap();
+        let pid_file = d.path().join("pid");
+        let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
+        let started = std::time::Instant::now();
+        let e = run_tool(
+            "sh",
+            &["-c", &script],
+            Instant::now() + Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::DeadlineExceeded(_)), "{e}");
+        assert!(e.to_string().contains("sleep 30"), "names the tool: {e}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        // Gone, or a zombie waiting to be reaped: either way no longer running.
+        let running = || {
+            std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .map(|r| r.trim_start().starts_with(['R', 'S', 'D']))
+                })
+                .unwrap_or(false)
+        };
+        while running() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!running(), "the tool still runs after the deadline");
+    }
 }
