@@ -154,6 +154,21 @@ pub fn exclusively_claimed(dev_path: &Path) -> io::Result<bool> {
     }
 }
 
+/// [`holder_report`] of `devname`, plus the kernel's claim on its node `dev_path`
+/// ([`exclusively_claimed`]), which sees mounts in every mount namespace. Only EBUSY counts:
+/// any other open error (the node already gone, a dead target) comes after the claim check.
+pub fn holder_report_with_claim(
+    proc_root: &Path,
+    sys_root: &Path,
+    devname: &str,
+    dev_path: &Path,
+    mode: ScanMode,
+) -> Result<HolderReport, HolderError> {
+    let mut report = holder_report(proc_root, sys_root, devname, mode)?;
+    report.claimed = exclusively_claimed(dev_path).unwrap_or(false);
+    Ok(report)
+}
+
 /// Processes with an fd open on any of `devs`.
 pub fn scan_processes(
     proc_root: &Path,

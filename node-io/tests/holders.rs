@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use common::{have_tool, mkfs, skip, HoldingChild, LoopDev, Mounted};
 use node_io::dev_num::DevNum;
 use node_io::holders::{
-    exclusively_claimed, holder_report, mounts_of, scan_processes, Holder, ScanMode,
+    exclusively_claimed, holder_report, holder_report_with_claim, mounts_of, scan_processes,
+    Holder, ScanMode,
 };
 use node_io::testing::MountedElsewhere;
 
@@ -288,6 +289,18 @@ fn a_mount_in_another_namespace_is_seen_only_by_the_exclusive_open_check() {
         "{report:?}"
     );
     assert!(exclusively_claimed(&lo.path).unwrap(), "mounted elsewhere");
+    let with_claim = holder_report_with_claim(
+        Path::new(PROC),
+        Path::new("/sys"),
+        &lo.name,
+        &lo.path,
+        ScanMode::default(),
+    )
+    .unwrap();
+    assert!(
+        with_claim.claimed && !with_claim.is_empty(),
+        "{with_claim:?}"
+    );
     drop(m);
     assert!(
         wait_unclaimed(&lo.path),

@@ -372,20 +372,14 @@ impl Node {
             d.path.clone(),
             v.to_owned(),
         );
+        // The scan reads /proc and two mount namespaces; the kernel's exclusive-open claim
+        // covers every namespace.
         blocking_until(format!("volume {v}: scanning holders of {}", d.name), deadline, move || {
-            let mut report = holders::holder_report(&proc_root, &sys_root, &name, ScanMode::default()).map_err(|e| {
+            holders::holder_report_with_claim(&proc_root, &sys_root, &name, &path, ScanMode::default()).map_err(|e| {
                 Error::Internal(format!(
                     "volume {vv}: cannot tell who holds {name} ({e}); the device stays connected, NodeUnstageVolume is retried"
                 ))
-            })?;
-            // The scan reads /proc and two mount namespaces; the kernel's exclusive-open
-            // claim covers every namespace. Only EBUSY means "in use": any other error
-            // (the node already gone, a dead target) is past the claim check.
-            match holders::exclusively_claimed(&path) {
-                Ok(claimed) => report.claimed = claimed,
-                Err(e) => tracing::debug!(volume = %vv, device = %path.display(), "exclusive-open check: {e}"),
-            }
-            Ok(report)
+            })
         })
         .await
     }

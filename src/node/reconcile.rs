@@ -226,20 +226,27 @@ impl Reconciler {
             Err(e) => return tracing::warn!("reconciler: {e}"),
         };
         if let Some(d) = device {
-            let (proc_root, sys_root, name) = (
+            let (proc_root, sys_root, name, path) = (
                 self.node.proc_root.clone(),
                 self.node.sys_root.clone(),
                 d.name.clone(),
+                d.path.clone(),
             );
             let report = tokio::task::spawn_blocking(move || {
-                holders::holder_report(&proc_root, &sys_root, &name, ScanMode::default())
+                holders::holder_report_with_claim(
+                    &proc_root,
+                    &sys_root,
+                    &name,
+                    &path,
+                    ScanMode::default(),
+                )
             })
             .await;
             match report {
                 Ok(Ok(r)) if r.is_empty() && r.is_complete() => {}
                 Ok(Ok(r)) => {
                     self.node.metrics.reconciler("skip_orphan_held", "ok");
-                    return tracing::warn!(nqn, device = %d.name, holders = ?r.processes, mounts = r.mounts.len(), skipped = r.skipped_pids.len(),
+                    return tracing::warn!(nqn, device = %d.name, holders = ?r.processes, mounts = r.mounts.len(), claimed = r.claimed, skipped = r.skipped_pids.len(),
                         "controller under the prefix has no stage record but its device is in use (or the scan was incomplete); left connected");
                 }
                 Ok(Err(e)) => {
