@@ -61,14 +61,7 @@ async fn create_is_idempotent_and_an_incompatible_retry_is_already_exists() {
         .unwrap()
         .into_inner();
     assert_eq!(a, b, "same volume, same context");
-    assert_eq!(
-        c.sim
-            .commands()
-            .iter()
-            .filter(|x| x.starts_with("/disk add"))
-            .count(),
-        1
-    );
+    assert_eq!(c.disk_adds(), 1);
     let e = c
         .client
         .create_volume(create_req("pvc-idem", 3 * GI, rwo()))
@@ -89,15 +82,7 @@ async fn create_is_idempotent_and_an_incompatible_retry_is_already_exists() {
         c.client.create_volume(capped).await.unwrap_err().code(),
         Code::AlreadyExists
     );
-    assert_eq!(
-        c.sim
-            .commands()
-            .iter()
-            .filter(|x| x.starts_with("/disk add"))
-            .count(),
-        1,
-        "no retry created a disk"
-    );
+    assert_eq!(c.disk_adds(), 1, "no retry created a disk");
     // A different content source is incompatible too.
     let mut clone = create_req("pvc-idem", 2 * GI, rwo());
     clone.volume_content_source = Some(csi::VolumeContentSource {
@@ -689,14 +674,7 @@ async fn a_lost_answer_after_disk_add_never_makes_a_duplicate_or_loses_the_disk(
         .unwrap();
     assert_eq!(again, v);
     assert_eq!(c.sim.disks().len(), 1);
-    assert_eq!(
-        c.sim
-            .commands()
-            .iter()
-            .filter(|x| x.starts_with("/disk add"))
-            .count(),
-        1
-    );
+    assert_eq!(c.disk_adds(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,17 @@ pub struct Ctl {
     _dir: tempfile::TempDir,
 }
 
+impl Ctl {
+    /// How many `/disk add` commands reached the RDS: a retry must never add a second disk.
+    pub fn disk_adds(&self) -> usize {
+        self.sim
+            .commands()
+            .iter()
+            .filter(|x| x.starts_with("/disk add"))
+            .count()
+    }
+}
+
 impl Drop for Ctl {
     fn drop(&mut self) {
         self.stop.cancel();
