@@ -227,10 +227,15 @@ impl FakeSys {
 
     /// The two-port multipath=Y capture: nvme0, nvme1, head nvme0n1, paths nvme0c0n1/nvme0c1n1.
     pub fn multipath_y() -> Self {
+        Self::multipath_y_of(NQN)
+    }
+
+    /// [`multipath_y`](Self::multipath_y) for the subsystem `nqn`.
+    pub fn multipath_y_of(nqn: &str) -> Self {
         let s = Self::new();
-        s.controller(0, NQN, 4420, "live")
-            .controller(1, NQN, 4421, "live")
-            .subsystem(0, NQN, &[0, 1])
+        s.controller(0, nqn, 4420, "live")
+            .controller(1, nqn, 4421, "live")
+            .subsystem(0, nqn, &[0, 1])
             .mp_head(0, &NS1)
             .mp_path(0, 0, &NS1)
             .mp_path(0, 1, &NS1);

@@ -85,11 +85,9 @@ impl Controller {
         &self.fencing.table
     }
 
-    /// Rebuilds the attachment table from what Kubernetes recorded (VolumeAttachments), so a
-    /// restart keeps fencing and the original migration deadlines.
-    pub async fn restore(&self, source: &dyn AttachmentSource) -> Result<usize, Error> {
-        let records = source.attachments().await?;
-        let n = records.len();
+    /// Re-applies attachments Kubernetes recorded (at start, or for one volume a publish
+    /// found unknown), timed as a restore, and wakes the sweeper for any resumed migration.
+    async fn restore_records(&self, records: Vec<crate::attachment::RestoreRecord>) {
         let started = std::time::Instant::now();
         let effects = self.fencing.table.restore(records);
         self.fencing
@@ -97,6 +95,14 @@ impl Controller {
             .observe_operation(Operation::Restore, started.elapsed());
         self.apply(effects).await;
         self.fencing.wake_sweeper.notify_one();
+    }
+
+    /// Rebuilds the attachment table from what Kubernetes recorded (VolumeAttachments), so a
+    /// restart keeps fencing and the original migration deadlines.
+    pub async fn restore(&self, source: &dyn AttachmentSource) -> Result<usize, Error> {
+        let records = source.attachments().await?;
+        let n = records.len();
+        self.restore_records(records).await;
         tracing::info!(
             attachments = n,
             volumes = self.fencing.table.len(),

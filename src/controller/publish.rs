@@ -128,12 +128,7 @@ impl Controller {
             nodes = ?records.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(),
             "volume unknown to this controller is attached according to Kubernetes; restored"
         );
-        let started = std::time::Instant::now();
-        let effects = self.fencing.table.restore(records);
-        self.fencing
-            .metrics
-            .observe_operation(Operation::Restore, started.elapsed());
-        self.apply(effects).await;
+        self.restore_records(records).await;
         Ok(())
     }
 

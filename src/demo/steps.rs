@@ -56,6 +56,15 @@ fn status(s: Status) -> String {
     format!("{:?}: {}", s.code(), s.message())
 }
 
+/// A cleanup step's result: `done` when every call succeeded, else every failure.
+fn all_ok(errors: Vec<String>, done: impl FnOnce() -> String) -> Result<((), String), String> {
+    if errors.is_empty() {
+        Ok(((), done()))
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
 fn mode_cap(access: csi::volume_capability::AccessType, mode: Mode) -> csi::VolumeCapability {
     csi::VolumeCapability {
         access_type: Some(access),
@@ -299,6 +308,30 @@ impl<'a> Scenario<'a> {
                 .insert((v.id.clone(), n), r.publish_context);
         }
         Ok(format!("granted; publish_context nqn={nqn}"))
+    }
+
+    async fn delete_snapshot(&mut self, id: &str) -> Result<(), String> {
+        self.stack
+            .controller
+            .delete_snapshot(csi::DeleteSnapshotRequest {
+                snapshot_id: id.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("DeleteSnapshot {id}: {}", status(e)))
+    }
+
+    async fn delete_volume(&mut self, id: &str) -> Result<(), String> {
+        self.stack
+            .controller
+            .delete_volume(csi::DeleteVolumeRequest {
+                volume_id: id.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("DeleteVolume {id}: {}", status(e)))
     }
 
     async fn ctrl_unpublish(&mut self, volume: &str, node: &str) -> Result<(), String> {
@@ -945,11 +978,9 @@ impl<'a> Scenario<'a> {
                             errors.push(e);
                         }
                     }
-                    if errors.is_empty() {
-                        Ok(((), "targets unmounted / device nodes removed".to_string()))
-                    } else {
-                        Err(errors.join("; "))
-                    }
+                    all_ok(errors, || {
+                        "targets unmounted / device nodes removed".to_string()
+                    })
                 },
             )
             .await;
@@ -969,15 +1000,10 @@ impl<'a> Scenario<'a> {
                             errors.push(e);
                         }
                     }
-                    if errors.is_empty() {
-                        Ok((
-                            (),
-                            "unmounted; holder scans complete and empty; loop devices detached"
-                                .to_string(),
-                        ))
-                    } else {
-                        Err(errors.join("; "))
-                    }
+                    all_ok(errors, || {
+                        "unmounted; holder scans complete and empty; loop devices detached"
+                            .to_string()
+                    })
                 },
             )
             .await;
@@ -1001,16 +1027,9 @@ impl<'a> Scenario<'a> {
                         .iter()
                         .filter(|r| *r == EventReason::VolumeDetached.as_str())
                         .count();
-                    if errors.is_empty() {
-                        Ok((
-                            (),
-                            format!(
-                                "attachment table empty; {detached} VolumeDetached events in all"
-                            ),
-                        ))
-                    } else {
-                        Err(errors.join("; "))
-                    }
+                    all_ok(errors, || {
+                        format!("attachment table empty; {detached} VolumeDetached events in all")
+                    })
                 },
             )
             .await;
@@ -1023,23 +1042,11 @@ impl<'a> Scenario<'a> {
                 async {
                     let mut errors = Vec::new();
                     for s in &snaps {
-                        if let Err(e) = self
-                            .stack
-                            .controller
-                            .delete_snapshot(csi::DeleteSnapshotRequest {
-                                snapshot_id: s.clone(),
-                                ..Default::default()
-                            })
-                            .await
-                        {
-                            errors.push(format!("DeleteSnapshot {s}: {}", status(e)));
+                        if let Err(e) = self.delete_snapshot(s).await {
+                            errors.push(e);
                         }
                     }
-                    if errors.is_empty() {
-                        Ok(((), snaps.join(", ")))
-                    } else {
-                        Err(errors.join("; "))
-                    }
+                    all_ok(errors, || snaps.join(", "))
                 },
             )
             .await;
@@ -1052,23 +1059,11 @@ impl<'a> Scenario<'a> {
                 async {
                     let mut errors = Vec::new();
                     for v in vols.iter().rev() {
-                        if let Err(e) = self
-                            .stack
-                            .controller
-                            .delete_volume(csi::DeleteVolumeRequest {
-                                volume_id: v.clone(),
-                                ..Default::default()
-                            })
-                            .await
-                        {
-                            errors.push(format!("DeleteVolume {v}: {}", status(e)));
+                        if let Err(e) = self.delete_volume(v).await {
+                            errors.push(e);
                         }
                     }
-                    if errors.is_empty() {
-                        Ok(((), vols.join(", ")))
-                    } else {
-                        Err(errors.join("; "))
-                    }
+                    all_ok(errors, || vols.join(", "))
                 },
             )
             .await;

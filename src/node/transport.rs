@@ -664,16 +664,9 @@ mod tests {
         Instant::now() + Duration::from_secs(3)
     }
 
-    /// Plays the kernel: a controller whose delete_controller got "1" disappears.
     #[test]
     fn resolves_the_multipath_head_not_a_hidden_path() {
-        let s = FakeSys::new();
-        s.controller(0, NQN, 4420, "live")
-            .controller(1, NQN, 4421, "live")
-            .subsystem(0, NQN, &[0, 1])
-            .mp_head(0, &NS1)
-            .mp_path(0, 0, &NS1)
-            .mp_path(0, 1, &NS1);
+        let s = FakeSys::multipath_y_of(NQN);
         let d = nvme(&s, Path::new("/dev"))
             .resolve("pvc-1", NQN)
             .unwrap()
