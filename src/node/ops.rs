@@ -265,7 +265,13 @@ impl Node {
         let t = self.transport.target(v, &r.context)?;
         // The reconciler disconnects orphans under this same key (the NQN): a stage and an
         // orphan disconnect of one target never interleave.
-        let _target = self.inflight.try_acquire(&t.id)?;
+        let _target = self.inflight.try_acquire(&t.id).map_err(|_| {
+            Error::Aborted(format!(
+                "volume {v}: the node is busy with its target {} (the reconciler is checking or \
+                 disconnecting a controller of it); NodeStageVolume is retried",
+                t.id
+            ))
+        })?;
         let existing = StageRecord::load(&self.state_dir, v)?;
         if let Some(e) = &existing {
             if e.target != t.id || e.staging_path != r.staging_path || e.access != r.access {

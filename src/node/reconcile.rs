@@ -532,4 +532,45 @@ mod tests {
         assert!(deleted());
         assert_eq!(actions(&m, "disconnect_orphan"), 1);
     }
+
+    /// The other side of the shared key: a stage that finds the reconciler on its target is
+    /// ABORTED (retried by the kubelet) naming the volume and the target, never run alongside.
+    #[tokio::test]
+    async fn a_stage_meeting_the_reconciler_on_its_target_is_aborted_naming_both() {
+        use crate::node::ops::StageRequest;
+        use crate::volume_context::{Tunables, VolumeContext};
+        let d = tempfile::tempdir().unwrap();
+        let s = FakeSys::new();
+        let (_r, node, _m) = reconciler(&s, d.path());
+        let held = node.inflight.try_acquire(ORPHAN).unwrap();
+        let req = StageRequest {
+            volume_id: "pvc-orphan".into(),
+            staging_path: d.path().join("staging"),
+            access: Access::Block,
+            fs_type: None,
+            mount_flags: Vec::new(),
+            context: VolumeContext {
+                nvme_address: "127.0.0.1".into(),
+                nvme_port: 4420,
+                nqn: ORPHAN.into(),
+                tunables: Tunables::default(),
+                migration_timeout_seconds: 300,
+                fs_type: None,
+                fresh: true,
+                volume_file: None,
+            },
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let e = node.stage(req, deadline).await.unwrap_err();
+        assert!(matches!(e, crate::error::Error::Aborted(_)), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("pvc-orphan") && msg.contains(ORPHAN), "{msg}");
+        assert!(
+            StageRecord::load(&node.state_dir, "pvc-orphan")
+                .unwrap()
+                .is_none(),
+            "nothing recorded while the target is busy"
+        );
+        drop(held);
+    }
 }
