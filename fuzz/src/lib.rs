@@ -605,7 +605,7 @@ pub fn volume_context(data: &[u8]) {
         Some(&ctx)
     );
     let fs = ctx.fs_type.as_deref().unwrap_or("");
-    let parsed = rds_csi::node::ops::FsType::parse("pvc-fuzz", fs);
+    let parsed = rds_csi::node::fs_plan::FsType::parse("pvc-fuzz", fs);
     assert_eq!(parsed.is_ok(), matches!(fs, "" | "ext4" | "xfs"), "{fs:?}");
 }
 

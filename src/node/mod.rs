@@ -2,13 +2,19 @@
 //! development), formats only blank fresh volumes, mounts/publishes, and refuses to
 //! disconnect a device that anything on the host still holds. Built on `node-io`.
 
+pub mod expand;
+pub mod fs_plan;
+pub mod holders;
 pub mod host_identity;
 pub mod metrics;
 pub mod mount;
 pub mod ops;
+pub mod publish;
 pub mod reconcile;
 pub mod service;
+pub mod stage;
 pub mod stage_record;
+pub mod stats;
 pub mod transport;
 
 use std::collections::BTreeMap;

@@ -537,7 +537,7 @@ mod tests {
     /// ABORTED (retried by the kubelet) naming the volume and the target, never run alongside.
     #[tokio::test]
     async fn a_stage_meeting_the_reconciler_on_its_target_is_aborted_naming_both() {
-        use crate::node::ops::StageRequest;
+        use crate::node::stage::StageRequest;
         use crate::volume_context::{Tunables, VolumeContext};
         let d = tempfile::tempdir().unwrap();
         let s = FakeSys::new();

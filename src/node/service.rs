@@ -11,8 +11,11 @@ use tonic::{Request, Response, Status};
 
 use crate::deadline;
 use crate::error::Error;
+use crate::node::fs_plan::FsType;
 use crate::node::mount::checked_path;
-use crate::node::ops::{check_volume_id, FsType, Node, PublishRequest, StageRequest};
+use crate::node::ops::{check_volume_id, Node};
+use crate::node::publish::PublishRequest;
+use crate::node::stage::StageRequest;
 use crate::node::stage_record::Access;
 use crate::volume_context::VolumeContext;
 

@@ -1,187 +1,17 @@
-//! How a volume's block device reaches this node: NVMe/TCP through the kernel (production)
-//! or a loop device over the simulator's backing file (development and tests).
-//!
-//! Both answer the same questions — attach, resolve, detach, rescan — and resolve the device
-//! FRESH on every call: controllers renumber after a reconnect, loop numbers are reused after
-//! a detach, so a cached name can point at someone else's disk.
+//! NVMe/TCP: connect through `/dev/nvme-fabrics`, resolve the namespace's block device from
+//! sysfs (multipath heads, renumbered controllers), delete and rescan controllers.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use node_io::dev_num::DevNum;
 use node_io::fabrics::{self, ConnectOptions, FabricsError, Nqn, OptionValue};
 use node_io::sysfs::{self, Controller, ControllerState};
 use node_io::wait::{self, WaitError, Waker};
 use tokio::time::Instant;
 
+use super::{blocking_until, not_attached, Device, Target};
 use crate::error::Error;
 use crate::node::host_identity::HostIdentity;
-use crate::node::mount::run_tool;
-use crate::node::stage_record::StageRecord;
-use crate::volume_context::{Tunables, VolumeContext};
-
-/// A volume's block device as resolved just now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
-    /// Kernel name (`nvme1n1`, `loop3`).
-    pub name: String,
-    pub dev: DevNum,
-    pub size_bytes: u64,
-    /// `<dev-root>/<name>`.
-    pub path: PathBuf,
-}
-
-/// What identifies a volume's device to a transport, plus how to (re)connect it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The subsystem NQN (nvme-tcp) or the backing file's path on this node (loop).
-    pub id: String,
-    pub address: String,
-    pub port: u16,
-    pub tunables: Tunables,
-}
-
-impl Target {
-    pub fn from_record(r: &StageRecord) -> Self {
-        Target {
-            id: r.target.clone(),
-            address: r.address.clone(),
-            port: r.port,
-            tunables: Tunables {
-                ctrl_loss_tmo: r.ctrl_loss_tmo,
-                reconnect_delay: r.reconnect_delay,
-                keep_alive_tmo: r.keep_alive_tmo,
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum Transport {
-    NvmeTcp(NvmeTcp),
-    Loop(LoopDevices),
-}
-
-impl Transport {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Transport::NvmeTcp(_) => "nvme-tcp",
-            Transport::Loop(_) => "loop",
-        }
-    }
-
-    /// The target of a volume from its context (nvme: NQN, checked against the prefix so
-    /// that whatever we connect we can also disconnect; loop: the backing file).
-    pub fn target(&self, volume_id: &str, ctx: &VolumeContext) -> Result<Target, Error> {
-        let id = match self {
-            Transport::NvmeTcp(n) => {
-                n.check_disconnectable(volume_id, &ctx.nqn)?;
-                ctx.nqn.clone()
-            }
-            Transport::Loop(l) => l
-                .backing_file(volume_id, ctx)?
-                .to_string_lossy()
-                .into_owned(),
-        };
-        Ok(Target {
-            id,
-            address: ctx.nvme_address.clone(),
-            port: ctx.nvme_port,
-            tunables: ctx.tunables,
-        })
-    }
-
-    /// Makes the device present (idempotent) and returns it, within `deadline`.
-    pub async fn attach(
-        &self,
-        volume_id: &str,
-        t: &Target,
-        deadline: Instant,
-    ) -> Result<Device, Error> {
-        match self {
-            Transport::NvmeTcp(n) => n.attach(volume_id, t, deadline).await,
-            Transport::Loop(l) => l.attach(volume_id, t, deadline).await,
-        }
-    }
-
-    /// The device now, or None when it is not present.
-    pub async fn resolve(&self, volume_id: &str, t: &Target) -> Result<Option<Device>, Error> {
-        let this = self.clone();
-        let (v, id) = (volume_id.to_owned(), t.id.clone());
-        // sysfs reads do not block on the device, but keep them off the async threads.
-        tokio::task::spawn_blocking(move || match &this {
-            Transport::NvmeTcp(n) => n.resolve(&v, &id),
-            Transport::Loop(l) => l.resolve(&v, &id),
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("volume {volume_id}: resolving the device: {e}")))?
-    }
-
-    /// Removes the device and waits until it is gone.
-    pub async fn detach(
-        &self,
-        volume_id: &str,
-        t: &Target,
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        match self {
-            Transport::NvmeTcp(n) => n.disconnect(volume_id, &t.id, deadline).await,
-            Transport::Loop(l) => l.detach(volume_id, &t.id, deadline).await,
-        }
-    }
-
-    /// Makes the kernel re-read the device size (after the RDS grew the file).
-    pub async fn rescan(
-        &self,
-        volume_id: &str,
-        t: &Target,
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        match self {
-            Transport::NvmeTcp(n) => n.rescan(volume_id, &t.id, deadline).await,
-            Transport::Loop(l) => {
-                let d = l
-                    .resolve(volume_id, &t.id)?
-                    .ok_or_else(|| not_attached(volume_id, &t.id))?;
-                run_tool("losetup", &["-c", &d.path.to_string_lossy()], deadline).await?;
-                Ok(())
-            }
-        }
-    }
-
-    /// Why the transport path is unhealthy (nvme: no live controller), or None.
-    pub fn condition(&self, t: &Target) -> Option<String> {
-        match self {
-            Transport::NvmeTcp(n) => n.condition(&t.id),
-            Transport::Loop(_) => None,
-        }
-    }
-}
-
-fn not_attached(volume_id: &str, id: &str) -> Error {
-    Error::FailedPrecondition(format!(
-        "volume {volume_id}: no device is attached for {id}; stage the volume again"
-    ))
-}
-
-/// Runs blocking work on a blocking thread, answering by `deadline` at the latest.
-pub(crate) async fn blocking_until<T: Send + 'static>(
-    what: impl Into<String>,
-    deadline: Instant,
-    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    let what = what.into();
-    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(f)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(join)) => Err(Error::Internal(format!("{what}: {join}"))),
-        Err(_) => Err(Error::DeadlineExceeded(format!(
-            "{what} did not finish before the call's deadline; the device or the kernel may be unresponsive"
-        ))),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// NVMe/TCP
 
 #[derive(Debug, Clone)]
 pub struct NvmeTcp {
@@ -494,144 +324,13 @@ impl NvmeTcp {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Loop devices (development and tests)
-
-#[derive(Debug, Clone)]
-pub struct LoopDevices {
-    pub data_dir: PathBuf,
-    pub sys_root: PathBuf,
-    pub dev_root: PathBuf,
-}
-
-impl LoopDevices {
-    /// `<data-dir>/<volumeFile without its leading />`, without `..` escapes.
-    pub fn backing_file(&self, volume_id: &str, ctx: &VolumeContext) -> Result<PathBuf, Error> {
-        let f = ctx.volume_file.as_deref().ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "volume {volume_id}: the volume context has no volumeFile, which --transport loop needs"
-            ))
-        })?;
-        let rel = Path::new(f.trim_start_matches('/'));
-        // Raw segments too: Path::components() silently drops an inner ".".
-        if rel.as_os_str().is_empty()
-            || !rel.components().all(|c| matches!(c, Component::Normal(_)))
-            || f.split('/').any(|c| c == "." || c == "..")
-        {
-            return Err(Error::InvalidArgument(format!(
-                "volume {volume_id}: volumeFile {f:?} must be a path without '.' or '..'"
-            )));
-        }
-        Ok(self.data_dir.join(rel))
-    }
-
-    /// Loop devices backed by `file` that are not being detached (autoclear set by a
-    /// `losetup -d` on a busy device: it disappears at the last close, like a deleting
-    /// NVMe controller).
-    pub fn resolve(&self, volume_id: &str, file: &str) -> Result<Option<Device>, Error> {
-        let want = std::fs::canonicalize(file).unwrap_or_else(|_| PathBuf::from(file));
-        let block = self.sys_root.join("block");
-        let entries = std::fs::read_dir(&block).map_err(|e| {
-            Error::Internal(format!(
-                "volume {volume_id}: listing {}: {e}",
-                block.display()
-            ))
-        })?;
-        let mut found = Vec::new();
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("loop") {
-                continue;
-            }
-            let dir = block.join(&name);
-            let read = |a: &str| {
-                std::fs::read_to_string(dir.join(a))
-                    .ok()
-                    .map(|s| s.trim_end_matches('\n').to_owned())
-            };
-            let Some(backing) = read("loop/backing_file") else {
-                continue;
-            };
-            if Path::new(&backing) != want || read("loop/autoclear").as_deref() == Some("1") {
-                continue;
-            }
-            let (Some(dev), Some(size)) = (read("dev"), read("size")) else {
-                continue;
-            };
-            let (Ok(dev), Ok(sectors)) = (dev.parse::<DevNum>(), size.parse::<u64>()) else {
-                continue;
-            };
-            found.push(Device {
-                path: self.dev_root.join(&name),
-                name,
-                dev,
-                size_bytes: sectors * 512,
-            });
-        }
-        found.sort_by(|a, b| a.name.cmp(&b.name));
-        match found.len() {
-            0 => Ok(None),
-            1 => Ok(found.pop()),
-            _ => Err(Error::FailedPrecondition(format!(
-                "volume {volume_id}: {} all back {file}; detach the extra ones (losetup -d) — this driver attaches one",
-                found.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))),
-        }
-    }
-
-    pub async fn attach(
-        &self,
-        volume_id: &str,
-        t: &Target,
-        deadline: Instant,
-    ) -> Result<Device, Error> {
-        if let Some(d) = self.resolve(volume_id, &t.id)? {
-            return Ok(d);
-        }
-        if !Path::new(&t.id).is_file() {
-            return Err(Error::FailedPrecondition(format!(
-                "volume {volume_id}: backing file {} does not exist; is --loop-data-dir the simulator's data directory?",
-                t.id
-            )));
-        }
-        run_tool("losetup", &["-f", "--show", &t.id], deadline).await?;
-        self.resolve(volume_id, &t.id)?.ok_or_else(|| {
-            Error::Internal(format!(
-                "volume {volume_id}: losetup attached {} but no loop device shows it",
-                t.id
-            ))
-        })
-    }
-
-    pub async fn detach(
-        &self,
-        volume_id: &str,
-        file: &str,
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        let Some(d) = self.resolve(volume_id, file)? else {
-            return Ok(());
-        };
-        run_tool("losetup", &["-d", &d.path.to_string_lossy()], deadline).await?;
-        loop {
-            if self.resolve(volume_id, file)?.is_none() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::DeadlineExceeded(format!(
-                    "volume {volume_id}: {} was detached but still shows {file} at the deadline",
-                    d.name
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume_context::Tunables;
+    use node_io::dev_num::DevNum;
     use node_io::testing::{FakeSys, Ns, NS1};
+    use std::path::Path;
 
     const PREFIX: &str = "nqn.2000-02.com.mikrotik:pvc-";
     const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
@@ -858,32 +557,5 @@ mod tests {
         assert!(m.contains("nvme0 (connecting)"), "{m}");
         s.controller(1, NQN, 4421, "live");
         assert_eq!(n.condition(NQN), None);
-    }
-
-    #[test]
-    fn loop_backing_files_stay_inside_the_data_dir() {
-        let l = LoopDevices {
-            data_dir: "/data".into(),
-            sys_root: "/sys".into(),
-            dev_root: "/dev".into(),
-        };
-        let ctx = |f: &str| VolumeContext {
-            nvme_address: "127.0.0.1".into(),
-            nvme_port: 4420,
-            nqn: NQN.into(),
-            tunables: Tunables::default(),
-            migration_timeout_seconds: 300,
-            fs_type: None,
-            fresh: true,
-            volume_file: Some(f.into()),
-        };
-        assert_eq!(
-            l.backing_file("v", &ctx("/storage-pool/csi/pvc-1.img"))
-                .unwrap(),
-            Path::new("/data/storage-pool/csi/pvc-1.img")
-        );
-        for bad in ["/../etc/passwd", "/a/../../b", "/", "a/./b"] {
-            assert!(l.backing_file("v", &ctx(bad)).is_err(), "{bad}");
-        }
     }
 }

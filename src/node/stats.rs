@@ -1,0 +1,180 @@
+//! NodeGetVolumeStats: usage from the device or statfs, and the volume's condition from a
+//! fresh device resolution and a health read under a deadline.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::time::Duration;
+
+use node_io::dev_num::DevNum;
+use node_io::health;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::node::ops::{dev_of, Node};
+use crate::node::stage_record::StageRecord;
+use crate::node::transport::{blocking_until, Target};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes_total: u64,
+    pub bytes_available: Option<u64>,
+    pub bytes_used: Option<u64>,
+    /// (total, available, used), filesystems only.
+    pub inodes: Option<(u64, u64, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub abnormal: bool,
+    pub message: String,
+}
+
+/// How long a NodeGetVolumeStats health read may take before the device counts as stuck.
+const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Node {
+    pub async fn stats(
+        &self,
+        volume_id: &str,
+        path: &Path,
+        deadline: Instant,
+    ) -> Result<(Usage, Condition), Error> {
+        let md = match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(format!(
+                    "volume {volume_id}: volume path {} does not exist",
+                    path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "volume {volume_id}: cannot stat {}: {e}",
+                    path.display()
+                )))
+            }
+            Ok(md) => md,
+        };
+        let short = deadline.min(Instant::now() + Duration::from_secs(10));
+        let (usage, path_dev) = if md.file_type().is_block_device() {
+            let dev = dev_of(md.rdev());
+            let sectors =
+                std::fs::read_to_string(self.sys_root.join(format!("dev/block/{dev}/size")))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+            (
+                Usage {
+                    bytes_total: sectors * 512,
+                    bytes_available: None,
+                    bytes_used: None,
+                    inodes: None,
+                },
+                Some(dev),
+            )
+        } else {
+            let p = path.to_owned();
+            let vv = volume_id.to_owned();
+            let s = blocking_until(
+                format!("volume {volume_id}: statfs {}", path.display()),
+                short,
+                move || {
+                    rustix::fs::statvfs(&p).map_err(|e| {
+                        Error::Internal(format!("volume {vv}: statfs {}: {e}", p.display()))
+                    })
+                },
+            )
+            .await?;
+            let f = s.f_frsize.max(1);
+            let usage = Usage {
+                bytes_total: s.f_blocks * f,
+                bytes_available: Some(s.f_bavail * f),
+                bytes_used: Some(s.f_blocks.saturating_sub(s.f_bfree) * f),
+                inodes: Some((s.f_files, s.f_ffree, s.f_files.saturating_sub(s.f_ffree))),
+            };
+            (usage, self.mounts_at(path)?.last().map(|m| m.dev))
+        };
+        let condition = self.condition(volume_id, path, path_dev, short).await;
+        Ok((usage, condition))
+    }
+
+    async fn condition(
+        &self,
+        v: &str,
+        path: &Path,
+        path_dev: Option<DevNum>,
+        deadline: Instant,
+    ) -> Condition {
+        let bad = |message: String| Condition {
+            abnormal: true,
+            message,
+        };
+        let rec = match StageRecord::load(&self.state_dir, v) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return bad(format!(
+                    "volume {v} has no stage record on this node; it was not staged by this plugin"
+                ))
+            }
+            Err(e) => return bad(e.to_string()),
+        };
+        let t = Target::from_record(&rec);
+        let d = match self.transport.resolve(v, &t).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return bad(format!(
+                    "the device of volume {v} (staged as {} {}) is gone{}; if it does not come back, unpublish and unstage it, then stage it again",
+                    rec.device,
+                    rec.dev,
+                    self.transport.condition(&t).map(|c| format!(": {c}")).unwrap_or_default()
+                ))
+            }
+            Err(e) => return bad(e.to_string()),
+        };
+        if let Some(c) = self.transport.condition(&t) {
+            return bad(format!("volume {v} on {}: {c}", d.name));
+        }
+        match path_dev {
+            Some(pd) if pd != d.dev => {
+                return bad(format!(
+                    "stale: {} is backed by {pd} but the device of volume {v} is now {} ({}) — it was renumbered \
+                     after a reconnect; restart the pod so the volume is unpublished, unstaged and staged again",
+                    path.display(),
+                    d.name,
+                    d.dev
+                ))
+            }
+            None => return bad(format!("volume {v}: {} is not mounted", path.display())),
+            _ => {}
+        }
+        let (reader, dp) = (self.reader.clone(), d.path.clone());
+        let until = deadline.min(Instant::now() + HEALTH_READ_TIMEOUT);
+        let std_until = until.into_std();
+        let read = tokio::task::spawn_blocking(move || {
+            health::read_latency(&reader, dp.as_path(), std_until)
+        })
+        .await;
+        match read {
+            Ok(Ok(lat)) => {
+                self.metrics
+                    .read_latency(self.transport.kind(), lat.as_secs_f64());
+                Condition {
+                    abnormal: false,
+                    message: format!(
+                        "device {} ({}) answered a 4 KiB read in {:.3} ms",
+                        d.name,
+                        d.dev,
+                        lat.as_secs_f64() * 1e3
+                    ),
+                }
+            }
+            Ok(Err(e)) => {
+                if let health::HealthError::Stuck { waited, .. } = &e {
+                    self.metrics
+                        .read_latency(self.transport.kind(), waited.as_secs_f64());
+                }
+                bad(format!("volume {v}: {e}"))
+            }
+            Err(e) => bad(format!("volume {v}: health read failed: {e}")),
+        }
+    }
+}
