@@ -2,8 +2,10 @@
 //! fencing (over `attachment/`). Each RPC parses its request, takes the per-volume in-flight
 //! guard, calls one function, and maps the error in one place.
 
+mod assembly;
 pub mod capabilities;
 pub mod naming;
+pub mod node_watch;
 pub mod pagination;
 pub mod params;
 mod publish;
@@ -11,6 +13,9 @@ pub mod rds_errors;
 mod run;
 mod snapshots;
 mod volumes;
+
+#[cfg(test)]
+mod kubernetes_tests;
 
 use std::collections::HashMap;
 
@@ -25,6 +30,7 @@ use crate::inflight::InFlight;
 use crate::k8s::{AttachmentSource, EventSink, NodeDirectory};
 use crate::rds::{RdsClient, Slot};
 
+pub use assembly::{Assembly, RunningController};
 pub use publish::{run_sweeper, PUBLISH_NQN};
 pub use run::run;
 

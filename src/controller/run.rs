@@ -7,17 +7,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use csi_proto::v1::controller_server::ControllerServer;
 use csi_proto::v1::identity_server::IdentityServer;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-use super::{run_sweeper, Controller, ControllerConfig, Fencing};
-use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
+use super::{Assembly, ControllerConfig};
 use crate::cli::ControllerArgs;
 use crate::identity::{Health, HealthCheck, IdentityService};
-use crate::inflight::InFlight;
 #[cfg(feature = "kubernetes")]
 use crate::k8s::kube::{self as k8s_kube, KubeAttachments, KubeEvents, KubeNodes};
 use crate::k8s::{
@@ -152,7 +149,7 @@ struct KubernetesSeams {
     events: Arc<dyn EventSink>,
     nodes: Arc<dyn NodeDirectory>,
     attachments: Arc<dyn AttachmentSource>,
-    /// Set with a real cluster: the node watcher needs it.
+    /// Set with a real cluster: the node watch needs it.
     #[cfg(feature = "kubernetes")]
     client: Option<kube::Client>,
 }
@@ -227,65 +224,40 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
     let in_cluster = seams.in_cluster();
     let rds_cfg = rds_config(&args)?;
     let rds = RdsClient::new(rds_cfg, &metrics).map_err(|e| e.to_string())?;
-    let grace = Duration::from_secs(args.attachment_grace_period);
-    let fencing = Fencing {
-        table: AttachmentTable::new(TableConfig {
-            grace_period: grace,
-            ..TableConfig::default()
-        }),
-        metrics: AttachmentMetrics::new(&metrics),
-        events: seams.events,
-        nodes: Arc::clone(&seams.nodes),
-        wake_sweeper: tokio::sync::Notify::new(),
-    };
-    let inflight = {
-        let c = metrics.inflight_rejections.clone();
-        InFlight::new().with_reject_hook(move || c.inc())
-    };
-    let mut controller = Controller::new(
-        rds.clone(),
-        ControllerConfig {
+    #[cfg(feature = "kubernetes")]
+    let node_events = seams.client.clone().map(k8s_kube::node_events);
+    #[cfg(not(feature = "kubernetes"))]
+    let node_events = None;
+    let running = Assembly {
+        rds: rds.clone(),
+        config: ControllerConfig {
             nqn_prefix: args.nqn_prefix.clone(),
             default_nvme_address: args.nvme_address.clone(),
             topology: topology(&args)?,
         },
-        inflight,
-        fencing,
-    );
-    if in_cluster {
-        controller = controller.with_attachment_source(Arc::clone(&seams.attachments));
+        grace_period: Duration::from_secs(args.attachment_grace_period),
+        events: seams.events,
+        nodes: seams.nodes,
+        restore_from: seams.attachments,
+        consult_on_miss: in_cluster,
+        node_events,
     }
-    let controller = Arc::new(controller);
-    controller
-        .restore(seams.attachments.as_ref())
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot rebuild the attachment table from VolumeAttachments at start (fencing \
-                 would start blind, so the controller does not serve): {e}"
-            )
-        })?;
-    let stop = CancellationToken::new();
-    let sweeper = tokio::spawn(run_sweeper(Arc::clone(&controller), stop.clone()));
-    #[cfg(feature = "kubernetes")]
-    let node_watch = seams.client.map(|client| {
-        tokio::spawn(k8s_kube::run_node_watcher(
-            Arc::clone(&controller),
-            client,
-            Arc::clone(&seams.nodes),
-            grace,
-            stop.clone(),
-        ))
-    });
-    #[cfg(not(feature = "kubernetes"))]
-    let node_watch: Option<tokio::task::JoinHandle<()>> = None;
+    .start(&metrics)
+    .await
+    .map_err(|e| {
+        format!(
+            "cannot rebuild the attachment table from VolumeAttachments at start (fencing \
+             would start blind, so the controller does not serve): {e}"
+        )
+    })?;
     let health: Arc<dyn HealthCheck> = Arc::new(RdsHealth::new(rds));
     let routes = Routes::new(IdentityServer::new(IdentityService::new(
         args.common.driver_name.clone(),
         true,
         Arc::clone(&health),
     )))
-    .add_service(ControllerServer::from_arc(controller));
+    .add_service(running.service());
+    let stop = CancellationToken::new();
     let result = serve_until_stopped(
         ServeConfig {
             endpoint: args.common.endpoint.clone(),
@@ -299,9 +271,6 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
     )
     .await;
     stop.cancel();
-    let _ = sweeper.await;
-    if let Some(w) = node_watch {
-        let _ = w.await;
-    }
+    running.stop().await;
     result.map_err(|e| e.to_string())
 }

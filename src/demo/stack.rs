@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use csi_proto::v1::controller_client::ControllerClient;
-use csi_proto::v1::controller_server::ControllerServer;
 use csi_proto::v1::identity_client::IdentityClient;
 use csi_proto::v1::identity_server::IdentityServer;
 use csi_proto::v1::node_client::NodeClient;
@@ -21,11 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::{Channel, Endpoint as GrpcEndpoint, Uri};
 
-use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
-use crate::controller::{run_sweeper, Controller, ControllerConfig, Fencing};
+use crate::attachment::TableConfig;
+use crate::controller::{Assembly, ControllerConfig, RunningController};
 use crate::endpoint::Endpoint;
 use crate::identity::{Health, HealthCheck, IdentityService, DEFAULT_DRIVER_NAME};
-use crate::inflight::InFlight;
 use crate::k8s::{NoAttachments, RecordedEvents, StaticNodes};
 use crate::node::{NodeConfig, NodePlugin, TransportConfig};
 use crate::observability::Metrics;
@@ -99,7 +97,8 @@ pub struct Stack {
     pub nodes: Vec<NodeHandle>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<Result<(), ServeError>>>,
-    sweeper: Option<JoinHandle<()>>,
+    /// The controller's own background tasks (deadline sweeper).
+    controller_tasks: Option<RunningController>,
 }
 
 /// Starts the simulator under `dir`. The harness panics on a start failure (it is test
@@ -149,9 +148,14 @@ impl Stack {
         let rds = RdsClient::new(sim.client_config(BASE_PATH), &metrics)
             .map_err(|e| format!("RDS client: {e}"))?;
         let events = RecordedEvents::default();
-        let fencing = Fencing {
-            table: AttachmentTable::new(TableConfig::default()),
-            metrics: AttachmentMetrics::new(&metrics),
+        let running = Assembly {
+            rds: rds.clone(),
+            config: ControllerConfig {
+                nqn_prefix: NQN_PREFIX.into(),
+                default_nvme_address: Some("127.0.0.1".into()),
+                topology: None,
+            },
+            grace_period: TableConfig::DEFAULT_GRACE_PERIOD,
             events: Arc::new(events.clone()),
             nodes: Arc::new(StaticNodes(
                 NODE_IDS
@@ -159,35 +163,21 @@ impl Stack {
                     .map(|s| s.to_string())
                     .collect::<BTreeSet<_>>(),
             )),
-            wake_sweeper: tokio::sync::Notify::new(),
-        };
-        let inflight = {
-            let c = metrics.inflight_rejections.clone();
-            InFlight::new().with_reject_hook(move || c.inc())
-        };
-        let controller = Arc::new(Controller::new(
-            rds.clone(),
-            ControllerConfig {
-                nqn_prefix: NQN_PREFIX.into(),
-                default_nvme_address: Some("127.0.0.1".into()),
-                topology: None,
-            },
-            inflight,
-            fencing,
-        ));
-        controller
-            .restore(&NoAttachments)
-            .await
-            .map_err(|e| format!("attachment table: {e}"))?;
+            restore_from: Arc::new(NoAttachments),
+            consult_on_miss: false,
+            node_events: None,
+        }
+        .start(&metrics)
+        .await
+        .map_err(|e| format!("attachment table: {e}"))?;
         let stop = CancellationToken::new();
-        let sweeper = tokio::spawn(run_sweeper(Arc::clone(&controller), stop.clone()));
         let health: Arc<dyn HealthCheck> = Arc::new(RdsReady(rds));
         let routes = Routes::new(IdentityServer::new(IdentityService::new(
             DEFAULT_DRIVER_NAME.into(),
             true,
             health,
         )))
-        .add_service(ControllerServer::from_arc(controller));
+        .add_service(running.service());
         let socket = work.join("controller/csi.sock");
         let mut stack_tasks = Vec::new();
         let started = serve_on(&socket, routes, &stop).await;
@@ -210,7 +200,7 @@ impl Stack {
             nodes: Vec::new(),
             stop,
             tasks: stack_tasks,
-            sweeper: Some(sweeper),
+            controller_tasks: Some(running),
         })
     }
 
@@ -272,8 +262,8 @@ impl Stack {
                 Err(e) => errors.push(format!("server task: {e}")),
             }
         }
-        if let Some(s) = self.sweeper.take() {
-            let _ = s.await;
+        if let Some(c) = self.controller_tasks.take() {
+            c.stop().await;
         }
         self.sim.shutdown().await;
         if errors.is_empty() {

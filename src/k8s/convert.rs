@@ -32,7 +32,6 @@
 //!   A VolumeAttachment with `attached: true` whose PV is gone cannot be mapped to a volume id;
 //!   its [`Skip`] message tells the operator to detach it.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -353,77 +352,6 @@ pub fn pv_reference(pv: &PersistentVolume) -> ObjectReference {
         uid: pv.metadata.uid.clone(),
         ..ObjectReference::default()
     }
-}
-
-/// What the node watch saw, reduced to what the decision needs. Only metadata is watched, so a
-/// NotReady node (a status condition) cannot even be seen, let alone cleared.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodeEvent {
-    /// Added or modified (including a node with `deletionTimestamp` set that still exists:
-    /// it is not gone until the API server says it was deleted).
-    Applied(String),
-    /// The API server reports the Node object deleted.
-    Deleted(String),
-    /// A (re)list starts.
-    ListStart,
-    /// One node of the (re)list.
-    Listed(String),
-    /// The (re)list is complete.
-    ListDone,
-}
-
-/// Which nodes are gone, from the node watch. A node counts as deleted when the API server
-/// reports its deletion, or when a complete (re)list no longer contains a node that was known
-/// or that holds attachments (deletions missed while the watch was down, or while the controller
-/// was not running). The caller waits the grace period and checks again before clearing.
-#[derive(Debug, Default)]
-pub struct NodeWatch {
-    known: BTreeSet<String>,
-    listing: Option<BTreeSet<String>>,
-}
-
-impl NodeWatch {
-    /// Feeds one event; returns the nodes found gone by it. `holding` is asked only at the end
-    /// of a (re)list: the nodes the attachment table has attachments on.
-    pub fn on_event(
-        &mut self,
-        event: NodeEvent,
-        holding: impl FnOnce() -> BTreeSet<String>,
-    ) -> Vec<String> {
-        match event {
-            NodeEvent::Applied(n) => {
-                self.known.insert(n);
-                Vec::new()
-            }
-            NodeEvent::Deleted(n) => {
-                self.known.remove(&n);
-                vec![n]
-            }
-            NodeEvent::ListStart => {
-                self.listing = Some(BTreeSet::new());
-                Vec::new()
-            }
-            NodeEvent::Listed(n) => {
-                self.listing.get_or_insert_with(BTreeSet::new).insert(n);
-                Vec::new()
-            }
-            NodeEvent::ListDone => {
-                let listed = self.listing.take().unwrap_or_default();
-                let mut candidates = std::mem::take(&mut self.known);
-                candidates.extend(holding());
-                let gone = candidates.difference(&listed).cloned().collect();
-                self.known = listed;
-                gone
-            }
-        }
-    }
-}
-
-/// After the grace period the node is looked up again: only a node that still does not exist is
-/// cleared (one re-registered under the same name keeps its attachments), and an error looking
-/// it up clears nothing (the next relist finds it again if it is really gone).
-pub fn clear_after_recheck(still_exists: &Result<bool, crate::error::Error>) -> bool {
-    matches!(still_exists, Ok(false))
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! Conversions on JSON fixtures shaped like what `kubectl get -o json` returns.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::PersistentVolume;
@@ -9,7 +8,6 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::attachment::{AccessMode, MigrationTimeout};
-use crate::error::Error;
 
 const DRIVER: &str = "rds.csi.mikrotik.com";
 /// 2026-11-02T10:00:00Z
@@ -353,66 +351,4 @@ fn pv_ownership_and_volume_id() {
     assert_eq!(volume_id(&p, DRIVER), Some("pvc-1"));
     assert_eq!(volume_id(&p, "other.csi"), None);
     assert_eq!(pv_name(&va("x", "n", "pvc-9")), Some("pvc-9"));
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
-
-#[test]
-fn only_deleted_nodes_are_gone_never_updated_ones() {
-    let mut w = NodeWatch::default();
-    let none = || BTreeSet::new();
-    assert!(w.on_event(NodeEvent::ListStart, none).is_empty());
-    assert!(w
-        .on_event(NodeEvent::Listed("node-a".into()), none)
-        .is_empty());
-    assert!(w
-        .on_event(NodeEvent::Listed("node-b".into()), none)
-        .is_empty());
-    assert!(w.on_event(NodeEvent::ListDone, none).is_empty());
-    // Updates (a NotReady status, a cordon, a deletionTimestamp with finalizers pending) are
-    // all "applied": the node still exists.
-    assert!(w
-        .on_event(NodeEvent::Applied("node-a".into()), none)
-        .is_empty());
-    assert_eq!(
-        w.on_event(NodeEvent::Deleted("node-b".into()), none),
-        vec!["node-b".to_string()]
-    );
-}
-
-#[test]
-fn a_relist_finds_nodes_deleted_while_unwatched_including_ones_holding_attachments() {
-    let mut w = NodeWatch::default();
-    w.on_event(NodeEvent::ListStart, BTreeSet::new);
-    w.on_event(NodeEvent::Listed("node-a".into()), BTreeSet::new);
-    w.on_event(NodeEvent::Listed("node-b".into()), BTreeSet::new);
-    // First list: node-z holds attachments restored from VolumeAttachments but no longer exists.
-    assert_eq!(
-        w.on_event(NodeEvent::ListDone, || set(&["node-a", "node-z"])),
-        vec!["node-z".to_string()]
-    );
-    // The watch breaks; node-b is deleted meanwhile; the relist no longer has it.
-    w.on_event(NodeEvent::ListStart, BTreeSet::new);
-    w.on_event(NodeEvent::Listed("node-a".into()), BTreeSet::new);
-    assert_eq!(
-        w.on_event(NodeEvent::ListDone, BTreeSet::new),
-        vec!["node-b".to_string()]
-    );
-    // A relist with everything present finds nothing.
-    w.on_event(NodeEvent::ListStart, BTreeSet::new);
-    w.on_event(NodeEvent::Listed("node-a".into()), BTreeSet::new);
-    assert!(w
-        .on_event(NodeEvent::ListDone, || set(&["node-a"]))
-        .is_empty());
-}
-
-#[test]
-fn a_node_is_cleared_only_if_still_absent_after_the_grace_period() {
-    assert!(clear_after_recheck(&Ok(false)));
-    assert!(!clear_after_recheck(&Ok(true)), "re-registered node");
-    assert!(!clear_after_recheck(&Err(Error::Unavailable(
-        "api down".into()
-    ))));
 }

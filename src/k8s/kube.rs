@@ -1,14 +1,12 @@
-//! The kube-rs implementations of the `k8s` traits, and the Node watch that clears the
-//! attachments of deleted nodes. Thin by design: every decision (what a VolumeAttachment means,
-//! which claim an event goes on, which node is gone) is a pure function in [`super::convert`].
+//! The kube-rs implementations of the `k8s` traits, and the Node watch as a stream of node
+//! events. Thin by design: every decision (what a VolumeAttachment means, which claim an event
+//! goes on) is a pure function in [`super::convert`]; which node is gone is the controller's.
 //!
 //! API access stays inside deploy/kubernetes/base/rbac-controller.yaml: persistentvolumes
 //! get/list, volumeattachments list, nodes get/list/watch, events.k8s.io events create/patch.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
-use std::pin::pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ::kube::api::{Api, ListParams};
@@ -21,13 +19,11 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use parking_lot::Mutex;
 use prometheus::IntCounter;
-use tokio_stream::{Stream, StreamExt};
-use tokio_util::sync::CancellationToken;
+use tokio_stream::StreamExt;
 
-use super::convert::{self, Clock, NodeEvent, NodeWatch};
-use super::{AttachmentSource, EventSink, NodeDirectory};
+use super::convert::{self, Clock};
+use super::{AttachmentSource, EventSink, NodeDirectory, NodeEvent, NodeEvents};
 use crate::attachment::{Event, EventReason, EventType, RestoreRecord};
-use crate::controller::Controller;
 use crate::error::Error;
 use crate::observability::Metrics;
 
@@ -395,108 +391,26 @@ impl EventSink for KubeEvents {
     }
 }
 
-/// Nodes the attachment table has attachments on.
-fn holding_nodes(ctl: &Controller) -> BTreeSet<String> {
-    ctl.attachments()
-        .snapshot()
-        .values()
-        .flat_map(|st| st.nodes().iter().map(|a| a.node.clone()))
-        .collect()
-}
-
-/// Watches Nodes (metadata only) and clears the attachments of deleted ones, a grace period
-/// after the deletion and only if the node still does not exist then.
-pub async fn run_node_watcher(
-    ctl: Arc<Controller>,
-    client: Client,
-    nodes: Arc<dyn NodeDirectory>,
-    grace: Duration,
-    stop: CancellationToken,
-) {
+/// The Node watch as node events: a kube-runtime watcher over Nodes' metadata only (a NotReady
+/// status cannot even be seen), with the watcher's default backoff. The watcher resumes from
+/// the last resourceVersion and relists on `410 Gone`; a relist shows as
+/// `ListStart`/`Listed`/`ListDone`.
+pub fn node_events(client: Client) -> NodeEvents {
     let api: Api<PartialObjectMeta<Node>> = Api::all(client);
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .map(|r| {
-            r.map(|ev| match ev {
-                watcher::Event::Apply(n) => NodeEvent::Applied(n.name_any()),
-                watcher::Event::Delete(n) => NodeEvent::Deleted(n.name_any()),
-                watcher::Event::Init => NodeEvent::ListStart,
-                watcher::Event::InitApply(n) => NodeEvent::Listed(n.name_any()),
-                watcher::Event::InitDone => NodeEvent::ListDone,
-            })
-            .map_err(|e| e.to_string())
-        });
-    drive_node_watch(ctl, events, nodes, grace, stop).await;
-}
-
-/// The node watch loop over any stream of node events (the kube watcher in production).
-pub async fn drive_node_watch(
-    ctl: Arc<Controller>,
-    events: impl Stream<Item = Result<NodeEvent, String>>,
-    nodes: Arc<dyn NodeDirectory>,
-    grace: Duration,
-    stop: CancellationToken,
-) {
-    let mut events = pin!(events);
-    let mut watch = NodeWatch::default();
-    let pending: Arc<Mutex<HashSet<String>>> = Arc::default();
-    loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => return,
-            next = events.next() => next,
-        };
-        let ev = match next {
-            None => return,
-            Some(Ok(ev)) => ev,
-            Some(Err(e)) => {
-                tracing::warn!(
-                    "Node watch failed: {e}; retrying with backoff (deleted nodes are found when \
-                     it recovers); check the controller's RBAC (nodes: list, watch)"
-                );
-                continue;
-            }
-        };
-        for node in watch.on_event(ev, || holding_nodes(&ctl)) {
-            if !pending.lock().insert(node.clone()) {
-                continue;
-            }
-            tracing::info!(
-                node,
-                grace_seconds = grace.as_secs(),
-                "Node deleted; its attachments are cleared after the grace period if it is still gone"
-            );
-            let (ctl, nodes, pending, stop) = (
-                Arc::clone(&ctl),
-                Arc::clone(&nodes),
-                Arc::clone(&pending),
-                stop.clone(),
-            );
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(grace) => {}
-                }
-                let exists = nodes.node_exists(&node).await;
-                if convert::clear_after_recheck(&exists) {
-                    let n = ctl.clear_node(&node).await;
-                    tracing::info!(node, cleared = n, "attachments of deleted node cleared");
-                } else {
-                    match exists {
-                        Ok(_) => tracing::info!(
-                            node,
-                            "Node exists again (re-registered); its attachments are kept"
-                        ),
-                        Err(e) => tracing::warn!(
-                            node,
-                            "cannot confirm that Node {node:?} is gone: {e}; its attachments are \
-                             kept until the next relist finds it missing"
-                        ),
-                    }
-                }
-                pending.lock().remove(&node);
-            });
-        }
-    }
+    Box::pin(
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(|r| {
+                r.map(|ev| match ev {
+                    watcher::Event::Apply(n) => NodeEvent::Applied(n.name_any()),
+                    watcher::Event::Delete(n) => NodeEvent::Deleted(n.name_any()),
+                    watcher::Event::Init => NodeEvent::ListStart,
+                    watcher::Event::InitApply(n) => NodeEvent::Listed(n.name_any()),
+                    watcher::Event::InitDone => NodeEvent::ListDone,
+                })
+                .map_err(|e| e.to_string())
+            }),
+    )
 }
 
 #[cfg(test)]

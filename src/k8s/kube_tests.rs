@@ -3,7 +3,6 @@
 //! the event body) and how answers (404, 403, lists) are read — not a real API server's
 //! semantics (admission, RBAC, watch bookmarks), which cannot run here.
 
-use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::attachment::{event_for, AccessMode, Effect};
-use crate::k8s::tests::{record, rig};
 
 const DRIVER: &str = "rds.csi.mikrotik.com";
 
@@ -447,48 +445,40 @@ fn meta_list(names: &[&str]) -> Answer {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_watcher_over_http_clears_a_node_missing_from_the_list() {
+async fn node_events_over_http_are_the_metadata_list_then_the_watch() {
     let api = FakeApi::start(|s| match s.path.as_str() {
         "/api/v1/nodes" if s.query.contains("watch=true") => Answer::Hang,
-        "/api/v1/nodes" => meta_list(&["node-a"]),
-        "/api/v1/nodes/node-a" => Answer::Json(200, node("node-a")),
+        "/api/v1/nodes" => meta_list(&["node-a", "node-b"]),
         p => not_found("nodes", p.rsplit('/').next().unwrap()),
     })
     .await;
-    let rig = rig(None).await;
-    let age = Duration::from_secs(5);
-    let _ = rig.ctl.attachments().restore(vec![
-        record("vol-a", "node-a", AccessMode::Rwo, age),
-        record("vol-z", "node-z", AccessMode::Rwo, age),
-    ]);
-    let client = api.client();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run_node_watcher(
-        Arc::clone(&rig.ctl),
-        client.clone(),
-        Arc::new(KubeNodes::new(client)),
-        Duration::from_millis(100),
-        stop.clone(),
-    ));
-    let table = rig.ctl.attachments();
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while !table.published_nodes("vol-z").is_empty() {
-        assert!(
-            std::time::Instant::now() < until,
-            "node-z never cleared: {:?}",
-            api.seen()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut events = node_events(api.client());
+    let mut seen = Vec::new();
+    while seen.last() != Some(&NodeEvent::ListDone) {
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("node events within 10s")
+            .expect("the stream goes on")
+            .unwrap();
+        seen.push(ev);
     }
-    assert_eq!(table.published_nodes("vol-a"), ["node-a"]);
-    assert!(rig
-        .events
-        .reasons()
-        .contains(&"StaleAttachmentCleared".to_string()));
-    // The node was rechecked by name before clearing.
-    assert!(api.seen().iter().any(|s| s.path == "/api/v1/nodes/node-z"));
-    let listed: BTreeSet<String> = api.seen().iter().map(|s| s.path.clone()).collect();
-    assert!(listed.contains("/api/v1/nodes"), "{listed:?}");
-    stop.cancel();
-    task.await.unwrap();
+    assert_eq!(
+        seen,
+        [
+            NodeEvent::ListStart,
+            NodeEvent::Listed("node-a".into()),
+            NodeEvent::Listed("node-b".into()),
+            NodeEvent::ListDone
+        ]
+    );
+    // Then a watch from the list's resourceVersion, which stays open with nothing to say.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), events.next())
+            .await
+            .is_err()
+    );
+    assert!(api
+        .seen()
+        .iter()
+        .any(|s| s.query.contains("watch=true") && s.query.contains("resourceVersion=100")));
 }

@@ -14,8 +14,29 @@ use crate::error::Error;
 pub mod convert;
 #[cfg(feature = "kubernetes")]
 pub mod kube;
-#[cfg(all(test, feature = "kubernetes"))]
-mod tests;
+
+/// What a watch of Node objects saw, reduced to what deciding "this node is gone" needs. Only
+/// metadata is watched, so a NotReady node (a status condition) cannot even be seen, let alone
+/// cleared. The kube-rs adapter yields these from a watcher; the controller decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// Added or modified (including a node with `deletionTimestamp` set that still exists:
+    /// it is not gone until the API server says it was deleted).
+    Applied(String),
+    /// The API server reports the Node object deleted.
+    Deleted(String),
+    /// A (re)list starts.
+    ListStart,
+    /// One node of the (re)list.
+    Listed(String),
+    /// The (re)list is complete.
+    ListDone,
+}
+
+/// A stream of node events; an `Err` is a watch failure (the watcher retries with backoff and
+/// relists, so the stream goes on).
+pub type NodeEvents =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<NodeEvent, String>> + Send>>;
 
 /// Posts events about a volume (on its PVC). Failures are logged, never returned as errors:
 /// an event that cannot be posted must not fail the RPC that caused it. Returns whether the

@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use csi_proto::v1 as csi;
 use csi_proto::v1::controller_client::ControllerClient;
-use csi_proto::v1::controller_server::ControllerServer;
-use rds_csi::attachment::{AttachmentMetrics, AttachmentTable, RestoreRecord, TableConfig};
-use rds_csi::controller::{run_sweeper, Controller, ControllerConfig, Fencing};
+use rds_csi::attachment::RestoreRecord;
+use rds_csi::controller::{Assembly, Controller, ControllerConfig, RunningController};
 use rds_csi::endpoint::Endpoint;
-use rds_csi::inflight::InFlight;
 use rds_csi::k8s::{FixedAttachments, RecordedEvents, StaticNodes};
 use rds_csi::observability::Metrics;
 use rds_csi::rds::RdsClient;
@@ -30,6 +28,7 @@ pub struct Ctl {
     pub metrics: Metrics,
     pub events: RecordedEvents,
     stop: CancellationToken,
+    _running: RunningController,
     _dir: tempfile::TempDir,
 }
 
@@ -76,12 +75,14 @@ pub async fn start_with(opts: CtlOptions) -> Ctl {
     let metrics = Metrics::new("controller");
     let rds = RdsClient::new(sim.client_config(BASE), &metrics).unwrap();
     let events = RecordedEvents::default();
-    let fencing = Fencing {
-        table: AttachmentTable::new(TableConfig {
-            grace_period: opts.grace,
-            ..TableConfig::default()
-        }),
-        metrics: AttachmentMetrics::new(&metrics),
+    let running = Assembly {
+        rds,
+        config: ControllerConfig {
+            nqn_prefix: NQN_PREFIX.into(),
+            default_nvme_address: Some("127.0.0.1".into()),
+            topology: None,
+        },
+        grace_period: opts.grace,
         events: Arc::new(events.clone()),
         nodes: Arc::new(StaticNodes(
             ["node-a", "node-b", "node-c"]
@@ -89,31 +90,18 @@ pub async fn start_with(opts: CtlOptions) -> Ctl {
                 .map(|s| s.to_string())
                 .collect::<BTreeSet<_>>(),
         )),
-        wake_sweeper: tokio::sync::Notify::new(),
-    };
-    let inflight = {
-        let c = metrics.inflight_rejections.clone();
-        InFlight::new().with_reject_hook(move || c.inc())
-    };
-    let controller = Arc::new(Controller::new(
-        rds,
-        ControllerConfig {
-            nqn_prefix: NQN_PREFIX.into(),
-            default_nvme_address: Some("127.0.0.1".into()),
-            topology: None,
-        },
-        inflight,
-        fencing,
-    ));
-    controller
-        .restore(&FixedAttachments(opts.restore))
-        .await
-        .unwrap();
+        restore_from: Arc::new(FixedAttachments(opts.restore)),
+        consult_on_miss: false,
+        node_events: None,
+    }
+    .start(&metrics)
+    .await
+    .unwrap();
+    let controller = Arc::clone(&running.controller);
     let stop = CancellationToken::new();
-    tokio::spawn(run_sweeper(Arc::clone(&controller), stop.clone()));
     let sock = dir.path().join("csi.sock");
     let listener = server::bind(&Endpoint::Unix(sock.clone())).await.unwrap();
-    let routes = Routes::new(ControllerServer::from_arc(Arc::clone(&controller)));
+    let routes = Routes::new(running.service());
     tokio::spawn(server::serve(
         listener,
         routes,
@@ -128,6 +116,7 @@ pub async fn start_with(opts: CtlOptions) -> Ctl {
         metrics,
         events,
         stop,
+        _running: running,
         _dir: dir,
     }
 }

@@ -12,15 +12,13 @@ use csi_proto::v1::volume_capability::access_mode::Mode;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::convert::NodeEvent;
-use super::kube::drive_node_watch;
-use super::{AttachmentSource, NodeDirectory, RecordedEvents, StaticNodes};
-use crate::attachment::{
-    AccessMode, AttachmentMetrics, AttachmentTable, MigrationTimeout, RestoreRecord, TableConfig,
-};
-use crate::controller::{Controller, ControllerConfig, Fencing};
+use super::node_watch::run_node_watch;
+use super::{Assembly, Controller, ControllerConfig, RunningController};
+use crate::attachment::{AccessMode, MigrationTimeout, RestoreRecord};
 use crate::error::Error;
-use crate::inflight::InFlight;
+use crate::k8s::{
+    AttachmentSource, NoAttachments, NodeDirectory, NodeEvent, RecordedEvents, StaticNodes,
+};
 use crate::observability::Metrics;
 use crate::rds::RdsClient;
 use crate::simulator::harness::{start_simulator, SimHandle, SimOptions};
@@ -62,19 +60,27 @@ impl AttachmentSource for FakeKubernetes {
 pub(crate) struct Rig {
     pub(crate) ctl: Arc<Controller>,
     pub(crate) events: RecordedEvents,
+    _running: RunningController,
     _sim: SimHandle,
     _dir: tempfile::TempDir,
 }
 
+/// A controller over the simulator, assembled as `rds-csi controller` assembles it; with a
+/// source, ControllerPublish consults it for volumes the table does not know.
 pub(crate) async fn rig(source: Option<Arc<dyn AttachmentSource>>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
     let metrics = Metrics::new("controller");
     let rds = RdsClient::new(sim.client_config("/storage-pool/csi"), &metrics).unwrap();
     let events = RecordedEvents::default();
-    let fencing = Fencing {
-        table: AttachmentTable::new(TableConfig::default()),
-        metrics: AttachmentMetrics::new(&metrics),
+    let running = Assembly {
+        rds,
+        config: ControllerConfig {
+            nqn_prefix: "nqn.2000-02.com.mikrotik:".into(),
+            default_nvme_address: Some("127.0.0.1".into()),
+            topology: None,
+        },
+        grace_period: Duration::from_secs(30),
         events: Arc::new(events.clone()),
         nodes: Arc::new(StaticNodes(
             ["node-a", "node-b", "node-c"]
@@ -82,24 +88,17 @@ pub(crate) async fn rig(source: Option<Arc<dyn AttachmentSource>>) -> Rig {
                 .map(|s| s.to_string())
                 .collect(),
         )),
-        wake_sweeper: tokio::sync::Notify::new(),
-    };
-    let mut ctl = Controller::new(
-        rds,
-        ControllerConfig {
-            nqn_prefix: "nqn.2000-02.com.mikrotik:".into(),
-            default_nvme_address: Some("127.0.0.1".into()),
-            topology: None,
-        },
-        InFlight::new(),
-        fencing,
-    );
-    if let Some(s) = source {
-        ctl = ctl.with_attachment_source(s);
+        consult_on_miss: source.is_some(),
+        restore_from: source.unwrap_or_else(|| Arc::new(NoAttachments)),
+        node_events: None,
     }
+    .start(&metrics)
+    .await
+    .unwrap();
     Rig {
-        ctl: Arc::new(ctl),
+        ctl: Arc::clone(&running.controller),
         events,
+        _running: running,
         _sim: sim,
         _dir: dir,
     }
@@ -302,9 +301,9 @@ async fn node_watch_clears_deleted_nodes_after_the_grace_period_and_never_update
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<NodeEvent, String>>();
     let stop = CancellationToken::new();
     let grace = Duration::from_millis(200);
-    let task = tokio::spawn(drive_node_watch(
+    let task = tokio::spawn(run_node_watch(
         Arc::clone(&r.ctl),
-        tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)),
         nodes.clone(),
         grace,
         stop.clone(),

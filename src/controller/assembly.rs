@@ -1,0 +1,117 @@
+//! One way to put a controller together, used by `rds-csi controller`, the demo and the tests,
+//! so that what they run is the same thing: the attachment table and its metrics, the in-flight
+//! guard, the table rebuilt before anything is served, the deadline sweeper, and (with
+//! Kubernetes) the Node watch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use csi_proto::v1::controller_server::ControllerServer;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::node_watch::run_node_watch;
+use super::{run_sweeper, Controller, ControllerConfig, Fencing};
+use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
+use crate::error::Error;
+use crate::inflight::InFlight;
+use crate::k8s::{AttachmentSource, EventSink, NodeDirectory, NodeEvents};
+use crate::observability::Metrics;
+use crate::rds::RdsClient;
+
+/// The parts a controller is built from. Kubernetes is reached only through the three seams
+/// (`events`, `nodes`, `restore_from`) and the node events.
+pub struct Assembly {
+    pub rds: RdsClient,
+    pub config: ControllerConfig,
+    /// How long after a full detach a different node's attach counts as a handoff
+    /// (`--attachment-grace-period`); also the wait before a deleted Node's attachments are
+    /// cleared.
+    pub grace_period: Duration,
+    pub events: Arc<dyn EventSink>,
+    pub nodes: Arc<dyn NodeDirectory>,
+    /// What the attachment table is rebuilt from before the controller serves.
+    pub restore_from: Arc<dyn AttachmentSource>,
+    /// Whether ControllerPublish consults `restore_from` for a volume the table has no record
+    /// of (with Kubernetes: another replica may have attached it).
+    pub consult_on_miss: bool,
+    /// Node events (with Kubernetes): the attachments of deleted Nodes are cleared.
+    pub node_events: Option<NodeEvents>,
+}
+
+/// A started controller: the CSI service and the background tasks it owns (the deadline
+/// sweeper, the Node watch). Dropping it stops the tasks; [`RunningController::stop`] also
+/// waits for them.
+pub struct RunningController {
+    pub controller: Arc<Controller>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Assembly {
+    /// Builds the controller, rebuilds its attachment table from `restore_from` (an error
+    /// here means fencing would start blind: the caller must not serve), and starts its
+    /// background tasks. Metrics register in `metrics`.
+    pub async fn start(self, metrics: &Metrics) -> Result<RunningController, Error> {
+        let fencing = Fencing {
+            table: AttachmentTable::new(TableConfig {
+                grace_period: self.grace_period,
+                ..TableConfig::default()
+            }),
+            metrics: AttachmentMetrics::new(metrics),
+            events: self.events,
+            nodes: Arc::clone(&self.nodes),
+            wake_sweeper: tokio::sync::Notify::new(),
+        };
+        let inflight = {
+            let c = metrics.inflight_rejections.clone();
+            InFlight::new().with_reject_hook(move || c.inc())
+        };
+        let mut controller = Controller::new(self.rds, self.config, inflight, fencing);
+        if self.consult_on_miss {
+            controller = controller.with_attachment_source(Arc::clone(&self.restore_from));
+        }
+        let controller = Arc::new(controller);
+        controller.restore(self.restore_from.as_ref()).await?;
+        let stop = CancellationToken::new();
+        let mut tasks = vec![tokio::spawn(run_sweeper(
+            Arc::clone(&controller),
+            stop.clone(),
+        ))];
+        if let Some(events) = self.node_events {
+            tasks.push(tokio::spawn(run_node_watch(
+                Arc::clone(&controller),
+                events,
+                self.nodes,
+                self.grace_period,
+                stop.clone(),
+            )));
+        }
+        Ok(RunningController {
+            controller,
+            stop,
+            tasks,
+        })
+    }
+}
+
+impl RunningController {
+    /// The CSI Controller service, to add to a tonic router.
+    pub fn service(&self) -> ControllerServer<Controller> {
+        ControllerServer::from_arc(Arc::clone(&self.controller))
+    }
+
+    /// Stops the background tasks and waits for them.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
