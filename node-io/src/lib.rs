@@ -11,6 +11,7 @@ pub mod device_path;
 pub mod fabrics;
 pub mod health;
 pub mod holders;
+pub mod mount;
 pub mod mountinfo;
 pub mod probe;
 pub mod reader;
