@@ -148,25 +148,14 @@ impl Drop for Cleanup {
     }
 }
 
-/// Loop devices (not being detached) whose backing file lies under `root`.
+/// Loop devices (not being detached) whose backing file lies under `root`, deleted or not.
 fn loops_backing_under(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/sys/block").unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("loop") {
-            continue;
-        }
-        let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
-            continue;
-        };
-        let autoclear =
-            std::fs::read_to_string(e.path().join("loop/autoclear")).unwrap_or_default();
-        if Path::new(b.trim_end()).starts_with(root) && autoclear.trim() != "1" {
-            out.push(name);
-        }
-    }
-    out.sort();
-    out
+    node_io::block::list_loop_devices(Path::new("/sys"))
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.autoclear && d.backing_file.starts_with(root))
+        .map(|d| d.name)
+        .collect()
 }
 
 struct Harness {

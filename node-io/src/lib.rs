@@ -6,6 +6,7 @@
 //!
 //! `unsafe` lives only in `sys` (syscall wrappers) and `ring` (io_uring submission).
 
+pub mod block;
 pub mod dev_num;
 pub mod device_path;
 pub mod fabrics;

@@ -147,30 +147,14 @@ fn unescape_octal(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Loop devices (not already being detached) backed by a file under `root`.
+/// Loop devices (not already being detached) backed by a file under `root`, deleted or not.
 pub fn loops_under(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/sys/block") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("loop") {
-            continue;
-        }
-        let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
-            continue;
-        };
-        let autoclear =
-            std::fs::read_to_string(e.path().join("loop/autoclear")).unwrap_or_default();
-        // A deleted backing file shows as "<path> (deleted)".
-        let b = b.trim_end().trim_end_matches(" (deleted)");
-        if Path::new(b).starts_with(root) && autoclear.trim() != "1" {
-            out.push(name);
-        }
-    }
-    out.sort();
-    out
+    node_io::block::list_loop_devices(Path::new("/sys"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| !d.autoclear && d.backing_file.starts_with(root))
+        .map(|d| d.name)
+        .collect()
 }
 
 #[cfg(test)]

@@ -96,6 +96,11 @@ impl LoopDev {
         Self::with_content(size, &[])
     }
 
+    /// The backing file's path.
+    pub fn backing(&self) -> &Path {
+        self._backing.path()
+    }
+
     pub fn dev(&self) -> DevNum {
         let s = fs::read_to_string(format!("/sys/class/block/{}/dev", self.name)).unwrap();
         s.trim().parse().unwrap()
