@@ -76,14 +76,22 @@ pub struct Event {
     pub reason: EventReason,
     pub event_type: EventType,
     pub message: String,
+    /// The node the event is about (the attached, detached, refused or cleared node; a
+    /// migration's target): Kubernetes events name it as their related object, so events about
+    /// different nodes are never folded into one series.
+    pub node: String,
 }
 
 /// The event an effect posts (on the volume's PVC), if any. Grace-period use,
 /// refusals without another node, and resumed migrations are metrics and logs only.
 pub fn event_for(effect: &Effect) -> Option<Event> {
-    let (reason, message) = match effect {
-        Effect::Attached { node, .. } => (EventReason::VolumeAttached, format!("node: {node}")),
-        Effect::Detached { node, .. } => (EventReason::VolumeDetached, format!("node: {node}")),
+    let (reason, message, node) = match effect {
+        Effect::Attached { node, .. } => {
+            (EventReason::VolumeAttached, format!("node: {node}"), node)
+        }
+        Effect::Detached { node, .. } => {
+            (EventReason::VolumeDetached, format!("node: {node}"), node)
+        }
         Effect::Conflict {
             requested_node,
             holders,
@@ -94,10 +102,12 @@ pub fn event_for(effect: &Effect) -> Option<Event> {
                 "node {requested_node} refused: attached to {}",
                 holders.join(", ")
             ),
+            requested_node,
         ),
         Effect::StaleCleared { node, .. } => (
             EventReason::StaleAttachmentCleared,
             format!("node: {node} (node deleted)"),
+            node,
         ),
         Effect::MigrationStarted {
             source,
@@ -110,6 +120,7 @@ pub fn event_for(effect: &Effect) -> Option<Event> {
                 "source: {source}, target: {target}, timeout: {}",
                 go_duration(*timeout)
             ),
+            target,
         ),
         Effect::MigrationCompleted {
             source,
@@ -122,6 +133,7 @@ pub fn event_for(effect: &Effect) -> Option<Event> {
                 "source: {source} → target: {target} (duration: {})",
                 go_duration(*duration)
             ),
+            target,
         ),
         Effect::MigrationFailed {
             source,
@@ -136,6 +148,7 @@ pub fn event_for(effect: &Effect) -> Option<Event> {
                 reason.as_str(),
                 go_duration(*elapsed)
             ),
+            target,
         ),
         Effect::Refused { .. }
         | Effect::GracePeriodUsed { .. }
@@ -145,6 +158,7 @@ pub fn event_for(effect: &Effect) -> Option<Event> {
         reason,
         event_type: reason.event_type(),
         message,
+        node: node.clone(),
     })
 }
 

@@ -17,7 +17,8 @@ use super::{Assembly, Controller, ControllerConfig, RunningController};
 use crate::attachment::{AccessMode, MigrationTimeout, RestoreRecord};
 use crate::error::Error;
 use crate::k8s::{
-    AttachmentSource, NoAttachments, NodeDirectory, NodeEvent, RecordedEvents, StaticNodes,
+    AttachmentSource, EventSink, NoAttachments, NodeDirectory, NodeEvent, RecordedEvents,
+    StaticNodes,
 };
 use crate::observability::Metrics;
 use crate::rds::RdsClient;
@@ -68,6 +69,14 @@ pub(crate) struct Rig {
 /// A controller over the simulator, assembled as `rds-csi controller` assembles it; with a
 /// source, ControllerPublish consults it for volumes the table does not know.
 pub(crate) async fn rig(source: Option<Arc<dyn AttachmentSource>>) -> Rig {
+    rig_with(source, None).await
+}
+
+/// [`rig`], with `sink` instead of recording events in memory.
+pub(crate) async fn rig_with(
+    source: Option<Arc<dyn AttachmentSource>>,
+    sink: Option<Arc<dyn EventSink>>,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
     let metrics = Metrics::new("controller");
@@ -81,7 +90,7 @@ pub(crate) async fn rig(source: Option<Arc<dyn AttachmentSource>>) -> Rig {
             topology: None,
         },
         grace_period: Duration::from_secs(30),
-        events: Arc::new(events.clone()),
+        events: sink.unwrap_or_else(|| Arc::new(events.clone())),
         nodes: Arc::new(StaticNodes(
             ["node-a", "node-b", "node-c"]
                 .iter()
@@ -347,4 +356,93 @@ async fn node_watch_clears_deleted_nodes_after_the_grace_period_and_never_update
     assert_eq!(table.published_nodes("vol-r"), ["node-r"]);
     stop.cancel();
     task.await.unwrap();
+}
+
+async fn unpublish(r: &Rig, v: &csi::Volume, node: &str) {
+    r.ctl
+        .unpublish_volume(csi::ControllerUnpublishVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            node_id: node.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// The migration story an operator runs, with events posted through the kube-rs adapter to
+/// a model of the events.k8s.io API: `kubectl describe pvc` shows every attach, every
+/// migration and its direction; only a truly identical repeat joins a series.
+#[cfg(feature = "kubernetes")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_pvc_shows_every_attach_and_both_migration_directions() {
+    use crate::k8s::fake_api::{not_found, pv, Answer, EventsApi, FakeApi, DRIVER};
+    use crate::k8s::kube::KubeEvents;
+    let events_api = EventsApi::default();
+    let model = events_api.clone();
+    let api = FakeApi::start(move |s| {
+        if let Some(a) = model.answer(s) {
+            return a;
+        }
+        match s.path.as_str() {
+            "/api/v1/persistentvolumes/pvc-vm" => {
+                Answer::Json(200, pv("pvc-vm", "pvc-vm", &["ReadWriteMany"], "Block"))
+            }
+            p => not_found("x", p),
+        }
+    })
+    .await;
+    let metrics = Metrics::new("controller");
+    let sink = Arc::new(KubeEvents::new(api.client(), DRIVER, &metrics));
+    let r = rig_with(None, Some(sink.clone())).await;
+    let rwx = cap(true, Mode::MultiNodeMultiWriter);
+    let v = create(&r, "pvc-vm", &rwx).await;
+    publish(&r, &v, "node-a", &rwx).await.unwrap();
+    publish(&r, &v, "node-b", &rwx).await.unwrap(); // a → b
+    unpublish(&r, &v, "node-a").await;
+    publish(&r, &v, "node-a", &rwx).await.unwrap(); // b → a
+    unpublish(&r, &v, "node-b").await;
+    assert_eq!(sink.failures(), 0);
+
+    let described = events_api.described("PersistentVolumeClaim", "vm-disk");
+    let find = |reason: &str, note_part: &str| {
+        described
+            .iter()
+            .filter(|(r, n, _, _)| r == reason && n.contains(note_part))
+            .collect::<Vec<_>>()
+    };
+    // Attached to node-a, then to node-b: two events, each with its own node.
+    let attached_a = find("VolumeAttached", "node: node-a");
+    let attached_b = find("VolumeAttached", "node: node-b");
+    assert_eq!(attached_b.len(), 1, "{described:#?}");
+    assert_eq!(attached_b[0].3, "node-b", "the Node is the related object");
+    // node-a attached twice with exactly the same note: one event, a series of 2.
+    assert_eq!(attached_a.len(), 1, "{described:#?}");
+    assert_eq!(attached_a[0].2, 2, "{described:#?}");
+    // Both migrations, each with its direction.
+    assert_eq!(
+        find("MigrationStarted", "source: node-a, target: node-b").len(),
+        1,
+        "{described:#?}"
+    );
+    assert_eq!(
+        find("MigrationStarted", "source: node-b, target: node-a").len(),
+        1,
+        "{described:#?}"
+    );
+    assert_eq!(
+        find("MigrationCompleted", "source: node-a → target: node-b").len(),
+        1
+    );
+    assert_eq!(
+        find("MigrationCompleted", "source: node-b → target: node-a").len(),
+        1
+    );
+    assert_eq!(find("VolumeDetached", "node: node-a").len(), 1);
+    assert_eq!(find("VolumeDetached", "node: node-b").len(), 1);
+    assert!(
+        described
+            .iter()
+            .all(|(_, n, c, _)| *c == 1 || n == "node: node-a"),
+        "nothing else was merged: {described:#?}"
+    );
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 use ::kube::api::{Api, ListParams};
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::core::PartialObjectMeta;
-use ::kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use ::kube::runtime::{watcher, WatchStreamExt};
 use ::kube::{Client, Config, ResourceExt};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume};
@@ -22,8 +21,9 @@ use prometheus::IntCounter;
 use tokio_stream::StreamExt;
 
 use super::convert::{self, Clock};
+use super::recorder::{EventRecorder, Posting, Reporter};
 use super::{AttachmentSource, EventSink, NodeDirectory, NodeEvent, NodeEvents};
-use crate::attachment::{Event, EventReason, EventType, RestoreRecord};
+use crate::attachment::{Event, EventReason, RestoreRecord};
 use crate::error::Error;
 use crate::observability::Metrics;
 
@@ -265,10 +265,10 @@ impl AttachmentSource for KubeAttachments {
 }
 
 /// Posts events.k8s.io/v1 Events on the volume's claim (found through its PV; on the PV itself
-/// when it has no claim), reported by the driver name. One per process: the recorder folds
-/// repeats of an event into a series.
+/// when it has no claim), reported by the driver name, each naming the Node it is about as its
+/// related object. One per process: the recorder folds identical repeats into a series.
 pub struct KubeEvents {
-    recorder: Recorder,
+    recorder: EventRecorder,
     pvs: Api<PersistentVolume>,
     driver: String,
     /// volume id → the object its events go on (a volume's claim never changes).
@@ -291,10 +291,13 @@ impl KubeEvents {
         let reporter = Reporter {
             controller: driver.clone(),
             // The pod name (HOSTNAME in a pod), so replicas' events can be told apart.
-            instance: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
+            instance: std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| driver.clone()),
         };
         KubeEvents {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder::new(client.clone(), reporter),
             pvs: Api::all(client),
             driver,
             regarding: Mutex::new(HashMap::new()),
@@ -343,17 +346,25 @@ pub fn action_of(reason: EventReason) -> &'static str {
     }
 }
 
-/// The kube-rs event for one of ours.
-pub fn kube_event(event: &Event) -> KubeEvent {
-    KubeEvent {
-        type_: match event.event_type {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
-        },
+/// A reference to a Node (an event's related object).
+pub fn node_reference(node: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Node".to_owned()),
+        name: Some(node.to_owned()),
+        ..ObjectReference::default()
+    }
+}
+
+/// The events.k8s.io posting for one of ours, on `regarding` (the volume's claim or PV).
+pub fn posting(event: &Event, regarding: ObjectReference) -> Posting {
+    Posting {
+        type_: event.event_type.as_str(),
         reason: event.reason.as_str().to_owned(),
-        note: Some(event.message.clone()),
         action: action_of(event.reason).to_owned(),
-        secondary: None,
+        note: event.message.clone(),
+        regarding,
+        related: Some(node_reference(&event.node)),
     }
 }
 
@@ -363,7 +374,7 @@ impl EventSink for KubeEvents {
         let result = match self.regarding(volume_id).await {
             Ok(r) => self
                 .recorder
-                .publish(&kube_event(event), &r)
+                .publish(&posting(event, r.clone()))
                 .await
                 .map_err(|e| {
                     format!(

@@ -1,176 +1,14 @@
-//! The kube-rs adapters against a fake API server: plain HTTP on loopback answering the few
-//! paths the adapters use with real-shaped JSON. It checks what goes over the wire (paths,
-//! the event body) and how answers (404, 403, lists) are read — not a real API server's
-//! semantics (admission, RBAC, watch bookmarks), which cannot run here.
+//! The kube-rs adapters against a fake API server (`super::fake_api`): what goes over the
+//! wire and how answers are read.
 
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ::kube::{Client, Config};
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Frame;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
-use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
+use serde_json::json;
 
 use super::*;
 use crate::attachment::{event_for, AccessMode, Effect};
-
-const DRIVER: &str = "rds.csi.mikrotik.com";
-
-/// One request the fake saw.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    body: Value,
-}
-
-enum Answer {
-    Json(u16, Value),
-    /// A watch that stays open and sends nothing.
-    Hang,
-}
-
-type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
-
-struct FakeApi {
-    url: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: CancellationToken,
-}
-
-impl Drop for FakeApi {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-impl FakeApi {
-    async fn start(handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> FakeApi {
-        let handler: Handler = Arc::new(handler);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let stop = CancellationToken::new();
-        let (seen2, stop2) = (Arc::clone(&seen), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    _ = stop2.cancelled() => return,
-                    a = listener.accept() => a.unwrap(),
-                };
-                let (handler, seen, stop) =
-                    (Arc::clone(&handler), Arc::clone(&seen2), stop2.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (handler, seen) = (Arc::clone(&handler), Arc::clone(&seen));
-                        async move {
-                            let method = req.method().to_string();
-                            let path = req.uri().path().to_owned();
-                            let query = req.uri().query().unwrap_or("").to_owned();
-                            let raw = req.into_body().collect().await.unwrap().to_bytes();
-                            let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-                            let s = Seen {
-                                method,
-                                path,
-                                query,
-                                body,
-                            };
-                            seen.lock().push(s.clone());
-                            let resp: Response<BoxBody<Bytes, Infallible>> = match handler(&s) {
-                                Answer::Json(code, v) => Response::builder()
-                                    .status(code)
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(v.to_string())).boxed())
-                                    .unwrap(),
-                                Answer::Hang => Response::builder()
-                                    .status(200)
-                                    .header("content-type", "application/json")
-                                    .body(BodyExt::boxed(StreamBody::new(tokio_stream::pending::<
-                                        Result<Frame<Bytes>, Infallible>,
-                                    >(
-                                    ))))
-                                    .unwrap(),
-                            };
-                            Ok::<_, Infallible>(resp)
-                        }
-                    });
-                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-                    tokio::select! {
-                        _ = stop.cancelled() => {}
-                        _ = conn => {}
-                    }
-                });
-            }
-        });
-        FakeApi { url, seen, stop }
-    }
-
-    fn client(&self) -> Client {
-        Client::try_from(Config::new(self.url.parse().unwrap())).unwrap()
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().clone()
-    }
-}
-
-fn not_found(kind: &str, name: &str) -> Answer {
-    Answer::Json(
-        404,
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": format!("{kind} \"{name}\" not found"), "reason": "NotFound",
-               "details": {"name": name, "kind": kind}, "code": 404}),
-    )
-}
-
-fn forbidden(what: &str) -> Answer {
-    Answer::Json(
-        403,
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": format!("{what} is forbidden: User \"system:serviceaccount:rds-csi:rds-csi-controller\" cannot do it"),
-               "reason": "Forbidden", "code": 403}),
-    )
-}
-
-fn node(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Node",
-           "metadata": {"name": name, "uid": "11111111-2222-3333-4444-555555555555", "resourceVersion": "77"},
-           "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}]}})
-}
-
-fn va(name: &str, attacher: &str, node: &str, pv: &str, attached: bool) -> Value {
-    json!({"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
-           "metadata": {"name": name, "creationTimestamp": "2026-11-02T10:00:00Z", "resourceVersion": "5"},
-           "spec": {"attacher": attacher, "nodeName": node, "source": {"persistentVolumeName": pv}},
-           "status": {"attached": attached}})
-}
-
-fn pv(name: &str, handle: &str, modes: &[&str], volume_mode: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "PersistentVolume",
-           "metadata": {"name": name, "uid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "resourceVersion": "9"},
-           "spec": {"accessModes": modes, "capacity": {"storage": "1Gi"}, "volumeMode": volume_mode,
-                    "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "vms",
-                                 "name": "vm-disk", "uid": "a1b2c3d4-0000-4000-8000-000000000001"},
-                    "csi": {"driver": DRIVER, "volumeHandle": handle,
-                            "volumeAttributes": {"migrationTimeoutSeconds": "120"}}}})
-}
-
-fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Answer {
-    Answer::Json(
-        200,
-        json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "100"}, "items": items}),
-    )
-}
+use crate::k8s::fake_api::*;
 
 #[tokio::test]
 async fn node_lookup_is_true_for_a_node_false_on_404_and_an_error_naming_the_node_otherwise() {
@@ -342,6 +180,8 @@ async fn events_go_on_the_claim_with_the_driver_as_reporting_controller() {
     assert_eq!(b["type"], "Warning");
     assert_eq!(b["action"], "ControllerPublish");
     assert_eq!(b["note"], "node node-b refused: attached to node-a");
+    assert_eq!(b["related"]["kind"], "Node");
+    assert_eq!(b["related"]["name"], "node-b", "the refused node");
     assert_eq!(posts[1].body["reason"], "StaleAttachmentCleared");
     assert_eq!(posts[1].body["type"], "Normal");
     // The PV was looked up once; the claim is cached.
@@ -431,17 +271,6 @@ async fn start_check_names_the_api_server_and_the_next_step() {
         e.contains(&missing.display().to_string()) && e.contains("--kubeconfig"),
         "{e}"
     );
-}
-
-fn meta_list(names: &[&str]) -> Answer {
-    Answer::Json(
-        200,
-        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
-               "metadata": {"resourceVersion": "100"},
-               "items": names.iter().map(|n| json!({"apiVersion": "meta.k8s.io/v1",
-                   "kind": "PartialObjectMetadata", "metadata": {"name": n, "resourceVersion": "90"}}))
-                   .collect::<Vec<_>>()}),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

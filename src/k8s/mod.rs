@@ -12,8 +12,12 @@ use crate::error::Error;
 
 #[cfg(feature = "kubernetes")]
 pub mod convert;
+#[cfg(all(test, feature = "kubernetes"))]
+pub(crate) mod fake_api;
 #[cfg(feature = "kubernetes")]
 pub mod kube;
+#[cfg(feature = "kubernetes")]
+pub mod recorder;
 
 /// What a watch of Node objects saw, reduced to what deciding "this node is gone" needs. Only
 /// metadata is watched, so a NotReady node (a status condition) cannot even be seen, let alone
