@@ -1,5 +1,5 @@
-//! Command-line interface. Flags are a public contract (../shared/reference/cli.md): names
-//! and meanings stay; every flag also reads `RDS_CSI_<NAME>` from the environment.
+//! Command-line interface. Flags are a public contract (docs/cli.md): names and meanings
+//! stay; every flag also reads `RDS_CSI_<NAME>` from the environment.
 
 use std::path::PathBuf;
 
@@ -120,7 +120,7 @@ pub struct ControllerArgs {
     /// Topology segments every volume is accessible from, e.g. `topology.kubernetes.io/region=r1`
     /// (comma-separated or repeated); none by default.
     #[arg(long, env = "RDS_CSI_TOPOLOGY", value_delimiter = ',')]
-    pub topology: Vec<String>,
+    pub topology: Vec<TopologySegment>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,10 +188,43 @@ pub struct NodeArgs {
     /// Topology segments this node reports, e.g. `topology.kubernetes.io/zone=a`
     /// (comma-separated or repeated); none by default.
     #[arg(long, env = "RDS_CSI_TOPOLOGY", value_delimiter = ',')]
-    pub topology: Vec<String>,
+    pub topology: Vec<TopologySegment>,
     /// Seconds between passes of the reconnect reconciler (nvme-tcp only); 0 turns it off.
     #[arg(long, env = "RDS_CSI_RECONCILE_INTERVAL", default_value_t = 30)]
     pub reconcile_interval: u64,
+}
+
+/// One `--topology` segment, `key=value` (CSI `Topology.segments`; a Kubernetes node label,
+/// e.g. `topology.kubernetes.io/zone=a`). Parsed once here for the controller and the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologySegment {
+    pub key: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for TopologySegment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok(TopologySegment {
+                key: k.trim().to_owned(),
+                value: v.trim().to_owned(),
+            }),
+            _ => Err("expected key=value, e.g. topology.kubernetes.io/zone=a".into()),
+        }
+    }
+}
+
+impl TopologySegment {
+    /// The segments as a map; a key given twice keeps its last value (as a repeated flag
+    /// overrides an earlier one).
+    pub fn map(segments: &[TopologySegment]) -> std::collections::BTreeMap<String, String> {
+        segments
+            .iter()
+            .map(|s| (s.key.clone(), s.value.clone()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -259,5 +292,36 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn topology_is_parsed_the_same_for_controller_and_node() {
+        for role in ["controller", "node"] {
+            let cli = Cli::try_parse_from([
+                "rds-csi",
+                role,
+                "--topology",
+                "topology.kubernetes.io/zone=a,rack=r1",
+                "--topology",
+                "zone2=b",
+            ])
+            .unwrap();
+            let segs = match cli.command {
+                Command::Controller(a) => a.topology,
+                Command::Node(a) => a.topology,
+                _ => unreachable!(),
+            };
+            let map = TopologySegment::map(&segs);
+            assert_eq!(map.len(), 3, "{role}: {map:?}");
+            assert_eq!(map["topology.kubernetes.io/zone"], "a");
+            for bad in ["zone", "=a", "zone=", " = "] {
+                let e = Cli::try_parse_from(["rds-csi", role, "--topology", bad]).unwrap_err();
+                let text = e.to_string();
+                assert!(
+                    text.contains("--topology") && text.contains("expected key=value"),
+                    "{role} {bad:?}: {text}"
+                );
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The deadline of an RPC, taken from the caller's `grpc-timeout` header.
 //!
 //! Every external operation (SSH commands, mounts, device waits) runs under the deadline of
-//! the RPC that asked for it, so nothing outlives its caller (DESIGN rule 5).
+//! the RPC that asked for it, so nothing outlives its caller (docs/architecture.md, "Failure
+//! handling in one place").
 
 use std::time::Duration;
 

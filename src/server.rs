@@ -20,6 +20,8 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum ServeError {
     #[error("{path}: exists and is not a socket; refusing to remove it. Point --endpoint elsewhere or remove the file yourself")]
     NotASocket { path: PathBuf },
+    #[error("{path}: a server already answers on this socket (another rds-csi with the same --endpoint?); refusing to take it over. Stop the other process or point --endpoint elsewhere")]
+    InUse { path: PathBuf },
     #[error("cannot listen on {endpoint}: {source}")]
     Bind {
         endpoint: String,
@@ -53,11 +55,23 @@ impl Listener {
     }
 }
 
+/// How long a connect to an existing socket may take before it counts as a live server
+/// (one whose accept backlog is full is alive too).
+const LIVE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Binds the endpoint. A unix socket is created inside a fresh 0700 directory, set to 0600,
-/// then renamed into place, so no client can ever reach it with wider permissions.
+/// then renamed into place, so no client can ever reach it with wider permissions. An
+/// existing socket is replaced only when nothing answers on it (a stale one from an earlier
+/// run); one a live server answers on is [`ServeError::InUse`], so a second process never
+/// silently takes the socket over from the first.
 pub async fn bind(endpoint: &Endpoint) -> Result<Listener, ServeError> {
     match endpoint {
-        Endpoint::Unix(path) => bind_unix_private(path).map(|l| Listener::Unix(l, path.clone())),
+        Endpoint::Unix(path) => {
+            if live_server_on(path).await {
+                return Err(ServeError::InUse { path: path.clone() });
+            }
+            bind_unix_private(path).map(|l| Listener::Unix(l, path.clone()))
+        }
         Endpoint::Tcp(addr) => tokio::net::TcpListener::bind(addr)
             .await
             .map(Listener::Tcp)
@@ -65,6 +79,20 @@ pub async fn bind(endpoint: &Endpoint) -> Result<Listener, ServeError> {
                 endpoint: endpoint.to_string(),
                 source,
             }),
+    }
+}
+
+/// Whether something accepts connections on the socket at `path`: a connect that succeeds,
+/// or one that neither succeeds nor is refused in time.
+async fn live_server_on(path: &Path) -> bool {
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket {
+        return false;
+    }
+    match tokio::time::timeout(LIVE_PROBE_TIMEOUT, tokio::net::UnixStream::connect(path)).await {
+        Ok(Ok(_)) | Err(_) => true,
+        // ECONNREFUSED: no listener behind the file, a leftover of a process that is gone.
+        Ok(Err(_)) => false,
     }
 }
 

@@ -131,6 +131,33 @@ async fn socket_is_private_and_a_stale_socket_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_second_server_on_a_socket_a_live_server_answers_on_refuses_and_the_first_keeps_serving()
+{
+    let r = start(ready(), true, Duration::from_secs(5)).await;
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&r.sock);
+    let err = match server::bind(&Endpoint::Unix(r.sock.clone())).await {
+        Err(e) => e,
+        Ok(_) => panic!("a second server took over a live socket"),
+    };
+    assert!(matches!(err, ServeError::InUse { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(r.sock.to_str().unwrap())
+            && text.contains("already answers")
+            && text.contains("--endpoint"),
+        "{text}"
+    );
+    assert_eq!(inode(&r.sock), before, "the live socket was replaced");
+    let mut c = IdentityClient::new(common::unix_channel(&r.sock).await);
+    let probe = c.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
+    assert_eq!(probe.ready, Some(true), "the first server still answers");
+    r.stop.cancel();
+    r.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn refuses_to_delete_a_regular_file_at_the_socket_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("csi.sock");

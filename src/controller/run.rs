@@ -1,7 +1,7 @@
 //! `rds-csi controller`: flags → RDS client, attachment fencing, CSI services, and serving
 //! until SIGTERM.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 use super::{Assembly, ControllerConfig};
-use crate::cli::ControllerArgs;
+use crate::cli::{ControllerArgs, TopologySegment};
 use crate::identity::{Health, HealthCheck, IdentityService};
 #[cfg(feature = "kubernetes")]
 use crate::k8s::kube::{self as k8s_kube, KubeAttachments, KubeEvents, KubeNodes};
@@ -22,7 +22,7 @@ use crate::k8s::{
 };
 use crate::observability::{logging, Metrics};
 use crate::rds::{BasePath, HostKeyPolicy, RdsClient, RdsConfig};
-use crate::runtime::{serve_until_stopped, ServeConfig};
+use crate::runtime::{run_role, serve_until_stopped, RoleError, ServeConfig};
 use crate::server::DEFAULT_DRAIN_TIMEOUT;
 
 /// Probe/readyz: ready when the RDS answered recently. Cached, so frequent probes do not
@@ -106,41 +106,9 @@ fn rds_config(a: &ControllerArgs) -> Result<RdsConfig, String> {
     Ok(RdsConfig::new(address, user, key, host_key, base))
 }
 
-fn topology(a: &ControllerArgs) -> Result<Option<HashMap<String, String>>, String> {
-    if a.topology.is_empty() {
-        return Ok(None);
-    }
-    a.topology
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| format!("invalid value {kv:?} for --topology: expected key=value"))
-        })
-        .collect::<Result<HashMap<_, _>, _>>()
-        .map(Some)
-}
-
 pub fn run(args: ControllerArgs) -> ExitCode {
     logging::init(args.common.log_format, &args.common.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("rds-csi controller: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rds-csi controller: {e}");
-            tracing::error!("{e}");
-            ExitCode::from(2)
-        }
-    }
+    run_role("controller", serve(args))
 }
 
 /// What the controller reaches Kubernetes through: the in-process stand-ins with
@@ -216,7 +184,7 @@ async fn kube_seams(args: &ControllerArgs, metrics: &Metrics) -> Result<Kubernet
     })
 }
 
-async fn serve(args: ControllerArgs) -> Result<(), String> {
+async fn serve(args: ControllerArgs) -> Result<(), RoleError> {
     let metrics = Metrics::new("controller");
     // Kubernetes first: where the controller runs decides everything else (and a bare
     // `rds-csi controller` outside a cluster is told about --no-kubernetes first).
@@ -233,7 +201,8 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
         config: ControllerConfig {
             nqn_prefix: args.nqn_prefix.clone(),
             default_nvme_address: args.nvme_address.clone(),
-            topology: topology(&args)?,
+            topology: (!args.topology.is_empty())
+                .then(|| TopologySegment::map(&args.topology).into_iter().collect()),
         },
         grace_period: Duration::from_secs(args.attachment_grace_period),
         events: seams.events,
@@ -272,5 +241,5 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
     .await;
     stop.cancel();
     running.stop().await;
-    result.map_err(|e| e.to_string())
+    Ok(result?)
 }

@@ -23,6 +23,7 @@ use csi_proto::v1 as csi;
 
 use crate::cli::DemoArgs;
 use crate::observability::logging::{self, LogFormat};
+use crate::runtime::{block_on_role, exit_status, RoleError};
 use report::{Kind, Report};
 use stack::{Stack, NODE_IDS};
 use workdir::WorkDir;
@@ -84,35 +85,22 @@ pub fn run(args: DemoArgs) -> ExitCode {
         println!("node steps: SKIPPED — {why}");
     }
 
-    let mut work = match WorkDir::create(args.keep) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("rds-csi demo: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    println!("work directory: {}", work.path().display());
-
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("rds-csi demo: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report = rt.block_on(demo(&mut work, node_skip));
-    drop(rt);
-    println!();
-    println!("{}", report.summary());
-    if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    let result = WorkDir::create(args.keep)
+        .map_err(RoleError::Start)
+        .and_then(|mut work| {
+            println!("work directory: {}", work.path().display());
+            let report = block_on_role(async { Ok(demo(&mut work, node_skip).await) })?;
+            println!();
+            println!("{}", report.summary());
+            if report.ok() {
+                Ok(())
+            } else {
+                Err(RoleError::Failed(
+                    "a step failed (see the table above)".into(),
+                ))
+            }
+        });
+    exit_status("demo", result)
 }
 
 async fn demo(work: &mut WorkDir, node_skip: Option<String>) -> Report {

@@ -29,12 +29,12 @@ use node_io::reader::DeviceReader;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-use crate::cli::{NodeArgs, Transport as TransportFlag};
-use crate::endpoint::Endpoint;
+use crate::cli::{NodeArgs, TopologySegment, Transport as TransportFlag};
 use crate::identity::{Health, HealthCheck, IdentityService};
 use crate::inflight::InFlight;
 use crate::observability::Metrics;
-use crate::runtime::{serve_until_stopped, ServeConfig};
+use crate::runtime::{run_role, serve_until_stopped, RoleError, ServeConfig};
+use crate::server::DEFAULT_DRAIN_TIMEOUT;
 
 use self::metrics::NodeMetrics;
 use self::ops::Node;
@@ -91,14 +91,6 @@ impl NodeConfig {
                 a.nqn_prefix
             ));
         }
-        let mut topology = BTreeMap::new();
-        for seg in &a.topology {
-            let (k, v) = seg
-                .split_once('=')
-                .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-                .ok_or_else(|| format!("--topology {seg:?}: expected key=value, e.g. topology.kubernetes.io/zone=a"))?;
-            topology.insert(k.to_owned(), v.to_owned());
-        }
         Ok(NodeConfig {
             node_id,
             driver_name: a.common.driver_name.clone(),
@@ -111,7 +103,7 @@ impl NodeConfig {
             sys_root: a.sys_root.clone(),
             dev_root: a.dev_root.clone(),
             max_volumes: a.max_volumes,
-            topology,
+            topology: TopologySegment::map(&a.topology),
             reconcile_interval: (a.reconcile_interval > 0)
                 .then(|| Duration::from_secs(a.reconcile_interval)),
         })
@@ -235,53 +227,25 @@ impl NodePlugin {
 /// `rds-csi node`.
 pub fn run(args: NodeArgs) -> ExitCode {
     crate::observability::logging::init(args.common.log_format, &args.common.log_level);
-    let config = match NodeConfig::from_args(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("rds-csi node: {e}");
-            return ExitCode::from(2);
-        }
+    run_role("node", serve(args))
+}
+
+async fn serve(args: NodeArgs) -> Result<(), RoleError> {
+    let config = NodeConfig::from_args(&args)?;
+    let metrics = Metrics::new("node");
+    let plugin = NodePlugin::new(config, &metrics).map_err(|e| RoleError::Start(e.to_string()))?;
+    let stop = CancellationToken::new();
+    let reconciler = plugin.spawn_reconciler(stop.clone());
+    let cfg = ServeConfig {
+        endpoint: args.common.endpoint.clone(),
+        metrics_address: args.metrics_address.0,
+        drain: DEFAULT_DRAIN_TIMEOUT,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("rds-csi node: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let endpoint: Endpoint = args.common.endpoint.clone();
-    let metrics_address = args.metrics_address.0;
-    runtime.block_on(async move {
-        let metrics = Metrics::new("node");
-        let plugin = match NodePlugin::new(config, &metrics) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("rds-csi node: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        let stop = CancellationToken::new();
-        let reconciler = plugin.spawn_reconciler(stop.clone());
-        let cfg = ServeConfig {
-            endpoint,
-            metrics_address,
-            drain: Duration::from_secs(20),
-        };
-        let result =
-            serve_until_stopped(cfg, plugin.routes(), metrics, plugin.health(), stop.clone()).await;
-        stop.cancel();
-        if let Some(r) = reconciler {
-            let _ = r.await;
-        }
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("rds-csi node: {e}");
-                ExitCode::from(1)
-            }
-        }
-    })
+    let result =
+        serve_until_stopped(cfg, plugin.routes(), metrics, plugin.health(), stop.clone()).await;
+    stop.cancel();
+    if let Some(r) = reconciler {
+        let _ = r.await;
+    }
+    Ok(result?)
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::runtime::blocking_until;
 
 /// Mount flags a user may pass (StorageClass mountOptions / CSI mount_flags). Anything else is
 /// refused, so a flag can never weaken the node (e.g. a remount of a host path). `noexec` is
@@ -92,22 +93,6 @@ fn cpath(p: &Path) -> Result<CString, Error> {
         .map_err(|_| Error::InvalidArgument(format!("path {} contains a NUL byte", p.display())))
 }
 
-/// Runs a blocking system call on a blocking thread, answering at `deadline` at the latest.
-async fn blocking<T: Send + 'static>(
-    what: String,
-    deadline: Instant,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T, Error> {
-    let task = tokio::task::spawn_blocking(f);
-    match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(r)) => r.map_err(|e| Error::Internal(format!("{what}: {e}"))),
-        Ok(Err(join)) => Err(Error::Internal(format!("{what}: {join}"))),
-        Err(_) => Err(Error::DeadlineExceeded(format!(
-            "{what} did not finish before the call's deadline; the device may be unresponsive"
-        ))),
-    }
-}
-
 fn sys_mount(
     src: &CString,
     target: &CString,
@@ -159,8 +144,8 @@ pub async fn mount_fs(
         device.display(),
         target.display()
     );
-    blocking(what, deadline, move || {
-        sys_mount(&src, &tgt, Some(&fst), flags, Some(&data))
+    blocking_until(what.clone(), deadline, move || {
+        io_result(&what, sys_mount(&src, &tgt, Some(&fst), flags, Some(&data)))
     })
     .await
 }
@@ -175,39 +160,44 @@ pub async fn bind_mount(
 ) -> Result<(), Error> {
     let (src, tgt) = (cpath(source)?, cpath(target)?);
     let what = format!("bind mount {} on {}", source.display(), target.display());
-    blocking(what, deadline, move || {
-        sys_mount(&src, &tgt, None, libc::MS_BIND, None)?;
-        let extra = flags
-            & (libc::MS_RDONLY
-                | libc::MS_NOSUID
-                | libc::MS_NODEV
-                | libc::MS_NOEXEC
-                | libc::MS_NOATIME);
-        if extra != 0 {
-            let none = CString::new("none").expect("static");
-            if let Err(e) = sys_mount(
-                &none,
-                &tgt,
-                None,
-                libc::MS_REMOUNT | libc::MS_BIND | extra,
-                None,
-            ) {
-                // Never leave a writable bind behind a request for a read-only one.
-                // SAFETY: tgt is a valid NUL-terminated path.
-                unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH) };
-                return Err(e);
-            }
-        }
-        Ok(())
+    blocking_until(what.clone(), deadline, move || {
+        io_result(&what, bind_then_remount(&src, &tgt, flags))
     })
     .await
+}
+
+fn bind_then_remount(src: &CString, tgt: &CString, flags: libc::c_ulong) -> std::io::Result<()> {
+    sys_mount(src, tgt, None, libc::MS_BIND, None)?;
+    let extra = flags
+        & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME);
+    if extra != 0 {
+        let none = CString::new("none").expect("static");
+        if let Err(e) = sys_mount(
+            &none,
+            tgt,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | extra,
+            None,
+        ) {
+            // Never leave a writable bind behind a request for a read-only one.
+            // SAFETY: tgt is a valid NUL-terminated path.
+            unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH) };
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// A system call's error, naming the work (INTERNAL).
+fn io_result<T>(what: &str, r: std::io::Result<T>) -> Result<T, Error> {
+    r.map_err(|e| Error::Internal(format!("{what}: {e}")))
 }
 
 /// Unmounts `target`; a target that is not mounted is fine (idempotent).
 pub async fn unmount(target: &Path, deadline: Instant) -> Result<(), Error> {
     let tgt = cpath(target)?;
     let what = format!("unmount {}", target.display());
-    blocking(what, deadline, move || {
+    blocking_until(what.clone(), deadline, move || {
         // SAFETY: tgt is a valid NUL-terminated path.
         let rc = unsafe { libc::umount2(tgt.as_ptr(), 0) };
         if rc == 0 {
@@ -216,7 +206,7 @@ pub async fn unmount(target: &Path, deadline: Instant) -> Result<(), Error> {
         let e = std::io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()), // not a mount point / gone
-            _ => Err(e),
+            _ => io_result(&what, Err(e)),
         }
     })
     .await

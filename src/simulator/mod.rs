@@ -208,25 +208,8 @@ async fn run_async(args: SimulatorArgs) -> Result<(), String> {
 }
 
 /// `rds-csi simulator`: serves until SIGTERM/SIGINT; a configuration problem is printed
-/// with what to fix and exits 2.
+/// with what to fix and exits 2 (crate::runtime's convention).
 pub fn run(args: SimulatorArgs) -> ExitCode {
     crate::observability::logging::init(crate::observability::logging::LogFormat::Text, "info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("rds-csi simulator: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(run_async(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("rds-csi simulator: {message}");
-            ExitCode::from(2)
-        }
-    }
+    crate::runtime::run_role("simulator", async move { Ok(run_async(args).await?) })
 }

@@ -165,18 +165,5 @@ fn not_attached(volume_id: &str, id: &str) -> Error {
     ))
 }
 
-/// Runs blocking work on a blocking thread, answering by `deadline` at the latest.
-pub(crate) async fn blocking_until<T: Send + 'static>(
-    what: impl Into<String>,
-    deadline: Instant,
-    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    let what = what.into();
-    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(f)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(join)) => Err(Error::Internal(format!("{what}: {join}"))),
-        Err(_) => Err(Error::DeadlineExceeded(format!(
-            "{what} did not finish before the call's deadline; the device or the kernel may be unresponsive"
-        ))),
-    }
-}
+/// The one blocking helper (crate::runtime), under the name node code uses.
+pub(crate) use crate::runtime::blocking_until;
