@@ -5,7 +5,25 @@
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
-use crate::error::Error;
+/// A volume context this driver cannot use: the key, and what is wrong with its value.
+/// Every case is INVALID_ARGUMENT at NodeStage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    #[error("volume context lacks {key:?}; was the volume created by this driver?")]
+    Missing { key: &'static str },
+    #[error("volume context {key}={} is not a number", crate::error::echo(.value))]
+    NotANumber { key: &'static str, value: String },
+    #[error(
+        "volume context {key}={value} is outside {min}..={max}; recreate the PersistentVolume \
+         from a StorageClass this driver accepts"
+    )]
+    OutOfRange {
+        key: &'static str,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
+}
 
 pub const NVME_ADDRESS: &str = "nvmeAddress";
 pub const NVME_PORT: &str = "nvmePort";
@@ -94,37 +112,35 @@ impl VolumeContext {
         m
     }
 
-    /// Reads a context written by [`VolumeContext::to_map`]; `volume_id` names the volume in
-    /// errors. Unknown keys (e.g. added by a CO) are ignored.
-    pub fn from_map(volume_id: &str, m: &HashMap<String, String>) -> Result<Self, Error> {
-        let get = |k: &str| {
-            m.get(k).map(String::as_str).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "volume {volume_id}: volume context lacks {k:?}; was the volume created by this driver?"
-                ))
+    /// Reads a context written by [`VolumeContext::to_map`]. Unknown keys (e.g. added by a
+    /// CO) are ignored.
+    pub fn from_map(m: &HashMap<String, String>) -> Result<Self, ContextError> {
+        let get = |key: &'static str| {
+            m.get(key)
+                .map(String::as_str)
+                .ok_or(ContextError::Missing { key })
+        };
+        let num = |key: &'static str| -> Result<i64, ContextError> {
+            let v = get(key)?;
+            v.parse().map_err(|_| ContextError::NotANumber {
+                key,
+                value: v.to_owned(),
             })
         };
-        let num = |k: &str| -> Result<i64, Error> {
-            let v = get(k)?;
-            v.parse().map_err(|_| {
-                Error::InvalidArgument(format!(
-                    "volume {volume_id}: volume context {k}={v:?} is not a number"
-                ))
-            })
-        };
-        let in_range = |k: &str, range: RangeInclusive<i64>| -> Result<i64, Error> {
-            let n = num(k)?;
-            if range.contains(&n) {
-                Ok(n)
-            } else {
-                Err(Error::InvalidArgument(format!(
-                    "volume {volume_id}: volume context {k}={n} is outside {}..={}; \
-                     recreate the PersistentVolume from a StorageClass this driver accepts",
-                    range.start(),
-                    range.end()
-                )))
-            }
-        };
+        let in_range =
+            |key: &'static str, range: RangeInclusive<i64>| -> Result<i64, ContextError> {
+                let n = num(key)?;
+                if range.contains(&n) {
+                    Ok(n)
+                } else {
+                    Err(ContextError::OutOfRange {
+                        key,
+                        value: n,
+                        min: *range.start(),
+                        max: *range.end(),
+                    })
+                }
+            };
         let migration = MIGRATION_TIMEOUT_RANGE;
         let migration = *migration.start() as i64..=*migration.end() as i64;
         // Each value is range-checked first, so the narrowing below cannot wrap.
@@ -162,12 +178,13 @@ mod tests {
             volume_file: Some("/storage-pool/csi/pvc-1.img".into()),
         };
         let mut m = c.to_map();
-        assert_eq!(VolumeContext::from_map("pvc-1", &m).unwrap(), c);
+        assert_eq!(VolumeContext::from_map(&m).unwrap(), c);
         m.remove(FRESH);
-        assert!(!VolumeContext::from_map("pvc-1", &m).unwrap().fresh);
+        assert!(!VolumeContext::from_map(&m).unwrap().fresh);
         m.remove(NQN);
-        let e = VolumeContext::from_map("pvc-1", &m).unwrap_err();
-        assert!(e.to_string().contains("pvc-1") && e.to_string().contains("nqn"));
+        let e = VolumeContext::from_map(&m).unwrap_err();
+        assert_eq!(e, ContextError::Missing { key: NQN });
+        assert!(e.to_string().contains("nqn"), "{e}");
     }
 
     #[test]
@@ -195,17 +212,17 @@ mod tests {
         ] {
             let mut m = good.to_map();
             m.insert(key.into(), value.into());
-            let e = VolumeContext::from_map("pvc-1", &m).unwrap_err();
+            let e = VolumeContext::from_map(&m).unwrap_err();
             assert!(
-                matches!(e, Error::InvalidArgument(_)),
+                matches!(e, ContextError::OutOfRange { key: k, .. } if k == key),
                 "{key}={value}: {e:?}"
             );
             let msg = e.to_string();
-            assert!(msg.contains("pvc-1") && msg.contains(key), "{msg}");
+            assert!(msg.contains(key) && msg.contains("outside"), "{msg}");
         }
         let mut m = good.to_map();
         m.insert(CTRL_LOSS_TMO.into(), "-1".into());
-        let ctx = VolumeContext::from_map("pvc-1", &m).unwrap();
+        let ctx = VolumeContext::from_map(&m).unwrap();
         assert_eq!(ctx.tunables.ctrl_loss_tmo, -1);
     }
 }

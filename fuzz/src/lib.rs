@@ -593,19 +593,17 @@ pub fn volume_context(data: &[u8]) {
         return;
     };
     let map = key_values(text);
-    let Ok(ctx) = VolumeContext::from_map("pvc-fuzz", &map) else {
+    let Ok(ctx) = VolumeContext::from_map(&map) else {
         return;
     };
     assert_ne!(ctx.nvme_port, 0);
     assert_eq!(ctx.fresh, map.get("fresh").is_some_and(|v| v == "true"));
     assert_eq!(
-        VolumeContext::from_map("pvc-fuzz", &ctx.to_map())
-            .as_ref()
-            .ok(),
+        VolumeContext::from_map(&ctx.to_map()).as_ref().ok(),
         Some(&ctx)
     );
     let fs = ctx.fs_type.as_deref().unwrap_or("");
-    let parsed = rds_csi::node::fs_plan::FsType::parse("pvc-fuzz", fs);
+    let parsed = rds_csi::node::fs_plan::FsType::parse(fs);
     assert_eq!(parsed.is_ok(), matches!(fs, "" | "ext4" | "xfs"), "{fs:?}");
 }
 

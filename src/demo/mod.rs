@@ -239,7 +239,7 @@ async fn start_nodes(
         .map_err(|e| format!("cannot create {}: {e}", view.display()))?;
     if bind_view {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        crate::node::mount::bind_mount(&data, &view, 0, deadline)
+        crate::node::mount::bind_mount(&data, &view, node_io::mount::MountFlags::empty(), deadline)
             .await
             .map_err(|e| {
                 format!(

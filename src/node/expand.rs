@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::Error;
+use crate::node::error::NodeError;
 use crate::node::mount;
-use crate::node::ops::{with_volume, Node};
+use crate::node::ops::Node;
 use crate::node::stage_record::Access;
-use crate::node::transport::Target;
+use crate::node::stats::stat_volume_path;
 
 impl Node {
     pub async fn expand(
@@ -19,43 +19,31 @@ impl Node {
         path: &Path,
         required: u64,
         deadline: Instant,
-    ) -> Result<u64, Error> {
-        let v = volume_id;
-        let md = match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!(
-                    "volume {v}: volume path {} does not exist",
-                    path.display()
-                )))
-            }
-            Err(e) => {
-                return Err(Error::Internal(format!(
-                    "volume {v}: cannot stat {}: {e}",
-                    path.display()
-                )))
-            }
-            Ok(md) => md,
-        };
-        let rec = self.staged(v)?;
-        let t = Target::from_record(&rec);
-        self.transport.rescan(v, &t, deadline).await?;
+    ) -> Result<u64, NodeError> {
+        let md = stat_volume_path(path)?;
+        let rec = self.staged(volume_id)?;
+        let t = self.transport.recorded_target(&rec);
+        self.transport.rescan(&t, deadline).await?;
         // The kernel applies a rescan asynchronously on NVMe: wait for the new size.
         let d = loop {
-            let d = self.transport.resolve(v, &t).await?.ok_or_else(|| {
-                Error::FailedPrecondition(format!(
-                    "volume {v}: its device is gone; unstage and stage it again"
-                ))
-            })?;
+            let d = self
+                .transport
+                .resolve(&t)
+                .await?
+                .ok_or_else(|| NodeError::DeviceMissing {
+                    target: t.to_string(),
+                })?;
             if d.size_bytes >= required || Instant::now() >= deadline {
                 break d;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         if d.size_bytes < required {
-            return Err(Error::Unavailable(format!(
-                "volume {v}: device {} is {} bytes after a rescan, {required} were asked; has the RDS grown the disk yet? retried",
-                d.name, d.size_bytes
-            )));
+            return Err(NodeError::NotGrown {
+                device: d.name,
+                size: d.size_bytes,
+                required,
+            });
         }
         if rec.access == Access::Block || md.file_type().is_block_device() {
             return Ok(d.size_bytes);
@@ -67,16 +55,15 @@ impl Node {
             .or(rec.fs_type.clone())
             .unwrap_or_default();
         match fs.as_str() {
-            "ext4" => mount::run_tool("resize2fs", &[&d.path.to_string_lossy()], deadline).await,
-            "xfs" => mount::run_tool("xfs_growfs", &[&path.to_string_lossy()], deadline).await,
-            other => {
-                return Err(Error::FailedPrecondition(format!(
-                    "volume {v}: {} holds {other:?}, which this driver cannot grow (ext4, xfs)",
-                    path.display()
-                )))
+            "ext4" => mount::run_tool("resize2fs", &[&d.path.to_string_lossy()], deadline).await?,
+            "xfs" => mount::run_tool("xfs_growfs", &[&path.to_string_lossy()], deadline).await?,
+            _ => {
+                return Err(NodeError::CannotGrow {
+                    path: path.to_owned(),
+                    fs,
+                })
             }
-        }
-        .map_err(|e| with_volume(v, e))?;
+        };
         Ok(d.size_bytes)
     }
 }

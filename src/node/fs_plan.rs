@@ -1,9 +1,9 @@
 //! Filesystem planning: which filesystems this driver makes and mounts, and what NodeStage
 //! does with a device given what a probe found on it.
 
-use node_io::probe::{FsKind, Probe};
+use node_io::probe::{FsKind, PartitionTableKind, Probe};
 
-use crate::error::Error;
+use crate::node::error::NodeError;
 
 /// Filesystems this driver creates and mounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,14 +13,13 @@ pub enum FsType {
 }
 
 impl FsType {
-    pub fn parse(volume_id: &str, s: &str) -> Result<Option<Self>, Error> {
+    /// `""` is None (the driver's default applies); anything but ext4/xfs is refused.
+    pub fn parse(s: &str) -> Result<Option<Self>, NodeError> {
         match s {
             "" => Ok(None),
             "ext4" => Ok(Some(FsType::Ext4)),
             "xfs" => Ok(Some(FsType::Xfs)),
-            other => Err(Error::InvalidArgument(format!(
-                "volume {volume_id}: filesystem {other:?} is not supported; use ext4 or xfs"
-            ))),
+            other => Err(NodeError::UnsupportedFs { fs: other.into() }),
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -45,67 +44,82 @@ pub enum FsPlan {
     Format(FsType),
 }
 
+/// Why NodeStage refuses to format or mount what it found on a device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FsRefusal {
+    #[error(
+        "is blank (all zeros) but the volume is not marked fresh (it was created from a snapshot or clone, \
+         or its context lacks fresh=true), so it is not formatted: a blank clone means the copy on the RDS \
+         is incomplete — check the disk on the RDS, or create the volume empty"
+    )]
+    BlankNotFresh,
+    #[error(
+        "holds {} but fsType {} was requested; it is not reformatted — set fsType to {} or use another volume",
+        .found.as_str(), .requested.as_str(), .found.as_str()
+    )]
+    OtherFilesystem { found: FsType, requested: FsType },
+    #[error(
+        "holds {0}, which this driver does not mount (ext4, xfs only); it is left untouched — \
+         move the data or use another volume"
+    )]
+    UnsupportedFilesystem(FsKind),
+    #[error(
+        "has a {0} partition table; this driver uses whole-disk filesystems and leaves it untouched — \
+         inspect it on the node (blkid, fdisk -l) or use another volume"
+    )]
+    PartitionTable(PartitionTableKind),
+    #[error(
+        "carries several signatures that do not belong together ({}); it is left untouched — inspect it \
+         (wipefs -n) before deciding what it holds",
+        .0.join(", ")
+    )]
+    Ambiguous(Vec<String>),
+    #[error(
+        "holds non-zero data with no known signature (it may be a raw database, encrypted data, or a \
+         partial copy); it is left untouched — inspect it or use another volume"
+    )]
+    Unknown,
+}
+
 /// Formatting is allowed ONLY for a device proven blank (every probed byte zero) of a volume
 /// created empty (`fresh`). Everything else either mounts what is there or is refused —
 /// an earlier driver lost data by formatting what a misread probe called empty.
 pub fn plan_filesystem(
-    volume_id: &str,
-    device: &str,
     seen: &Probe,
     requested: Option<FsType>,
     fresh: bool,
-) -> Result<FsPlan, Error> {
-    let refuse = |what: String| {
-        Err(Error::FailedPrecondition(format!(
-            "volume {volume_id}: device {device} {what}; nothing was formatted"
-        )))
-    };
+) -> Result<FsPlan, FsRefusal> {
     match seen {
         Probe::Blank if fresh => Ok(FsPlan::Format(requested.unwrap_or(FsType::Ext4))),
-        Probe::Blank => refuse(
-            "is blank (all zeros) but the volume is not marked fresh (it was created from a snapshot or clone, \
-             or its context lacks fresh=true), so it is not formatted: a blank clone means the copy on the RDS \
-             is incomplete — check the disk on the RDS, or create the volume empty"
-                .into(),
-        ),
+        Probe::Blank => Err(FsRefusal::BlankNotFresh),
         Probe::Filesystem(kind) => match (FsType::of(*kind), requested) {
             (Some(found), None) => Ok(FsPlan::Mount(found)),
             (Some(found), Some(req)) if found == req => Ok(FsPlan::Mount(found)),
-            (Some(found), Some(req)) => refuse(format!(
-                "holds {} but fsType {} was requested; it is not reformatted — set fsType to {} or use another volume",
-                found.as_str(),
-                req.as_str(),
-                found.as_str()
-            )),
-            (None, _) => refuse(format!(
-                "holds {kind}, which this driver does not mount (ext4, xfs only); it is left untouched — \
-                 move the data or use another volume"
-            )),
+            (Some(found), Some(requested)) => Err(FsRefusal::OtherFilesystem { found, requested }),
+            (None, _) => Err(FsRefusal::UnsupportedFilesystem(*kind)),
         },
-        Probe::PartitionTable(kind) => refuse(format!(
-            "has a {kind} partition table; this driver uses whole-disk filesystems and leaves it untouched — \
-             inspect it on the node (blkid, fdisk -l) or use another volume"
-        )),
-        Probe::Ambiguous(sigs) => refuse(format!(
-            "carries several signatures that do not belong together ({}); it is left untouched — inspect it \
-             (wipefs -n) before deciding what it holds",
-            sigs.join(", ")
-        )),
-        Probe::Unknown => refuse(
-            "holds non-zero data with no known signature (it may be a raw database, encrypted data, or a \
-             partial copy); it is left untouched — inspect it or use another volume"
-                .into(),
-        ),
+        Probe::PartitionTable(kind) => Err(FsRefusal::PartitionTable(*kind)),
+        Probe::Ambiguous(sigs) => Err(FsRefusal::Ambiguous(sigs.clone())),
+        Probe::Unknown => Err(FsRefusal::Unknown),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use node_io::probe::PartitionTableKind;
+    use tonic::{Code, Status};
 
-    fn plan(p: Probe, req: Option<FsType>, fresh: bool) -> Result<FsPlan, Error> {
-        plan_filesystem("pvc-1", "nvme1n1", &p, req, fresh)
+    /// The refusal as NodeStage answers it.
+    fn plan(p: Probe, req: Option<FsType>, fresh: bool) -> Result<FsPlan, Status> {
+        plan_filesystem(&p, req, fresh).map_err(|reason| {
+            Status::from(
+                NodeError::FormatRefused {
+                    device: "nvme1n1".into(),
+                    reason,
+                }
+                .on("pvc-1"),
+            )
+        })
     }
 
     #[test]
@@ -119,8 +133,8 @@ mod tests {
             FsPlan::Format(FsType::Ext4)
         );
         let e = plan(Probe::Blank, Some(FsType::Ext4), false).unwrap_err();
-        assert!(matches!(e, Error::FailedPrecondition(_)));
-        let m = e.to_string();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        let m = e.message();
         assert!(
             m.contains("pvc-1")
                 && m.contains("nvme1n1")
@@ -140,9 +154,8 @@ mod tests {
             plan(Probe::Filesystem(FsKind::Xfs), Some(FsType::Xfs), true).unwrap(),
             FsPlan::Mount(FsType::Xfs)
         );
-        let m = plan(Probe::Filesystem(FsKind::Xfs), Some(FsType::Ext4), true)
-            .unwrap_err()
-            .to_string();
+        let e = plan(Probe::Filesystem(FsKind::Xfs), Some(FsType::Ext4), true).unwrap_err();
+        let m = e.message();
         assert!(
             m.contains("holds xfs") && m.contains("fsType ext4") && m.contains("not reformatted"),
             "{m}"
@@ -161,8 +174,8 @@ mod tests {
         ] {
             for fresh in [true, false] {
                 let e = plan(p.clone(), Some(FsType::Ext4), fresh).unwrap_err();
-                assert!(matches!(e, Error::FailedPrecondition(_)), "{p:?}");
-                assert!(e.to_string().contains("nothing was formatted"), "{e}");
+                assert_eq!(e.code(), Code::FailedPrecondition, "{p:?}");
+                assert!(e.message().contains("nothing was formatted"), "{e}");
             }
         }
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 use node_io::holders::{self, HolderReport, ScanMode};
 use tokio::time::Instant;
 
-use crate::error::Error;
+use crate::node::error::NodeError;
 use crate::node::ops::Node;
 use crate::node::stage_record::Access;
 use crate::node::transport::{blocking_until, Device};
@@ -13,38 +13,40 @@ use crate::node::transport::{blocking_until, Device};
 impl Node {
     pub(super) async fn holders(
         &self,
-        v: &str,
         d: &Device,
         deadline: Instant,
-    ) -> Result<HolderReport, Error> {
-        let (proc_root, sys_root, name, path, vv) = (
+    ) -> Result<HolderReport, NodeError> {
+        let (proc_root, sys_root, name, path) = (
             self.proc_root.clone(),
             self.sys_root.clone(),
             d.name.clone(),
             d.path.clone(),
-            v.to_owned(),
         );
         // The scan reads /proc and two mount namespaces; the kernel's exclusive-open claim
         // covers every namespace.
-        blocking_until(format!("volume {v}: scanning holders of {}", d.name), deadline, move || {
-            holders::holder_report_with_claim(&proc_root, &sys_root, &name, &path, ScanMode::default()).map_err(|e| {
-                Error::Internal(format!(
-                    "volume {vv}: cannot tell who holds {name} ({e}); the device stays connected, NodeUnstageVolume is retried"
-                ))
-            })
-        })
+        blocking_until(
+            format!("scanning holders of {}", d.name),
+            deadline,
+            move || {
+                holders::holder_report_with_claim(
+                    &proc_root,
+                    &sys_root,
+                    &name,
+                    &path,
+                    ScanMode::default(),
+                )
+                .map_err(|source| NodeError::HolderScan {
+                    device: name,
+                    source,
+                })
+            },
+        )
         .await
     }
 }
 
 /// The FAILED_PRECONDITION message of an unstage refused because the device is held.
-pub fn describe_holders(
-    v: &str,
-    d: &Device,
-    r: &HolderReport,
-    access: Access,
-    staging: &Path,
-) -> String {
+pub fn describe_holders(d: &Device, r: &HolderReport, access: Access, staging: &Path) -> String {
     let mut parts = Vec::new();
     if !r.processes.is_empty() {
         let p: Vec<String> = r
@@ -96,7 +98,7 @@ pub fn describe_holders(
         Access::Block => "Nothing needs to be re-published: the retry only disconnects.".to_owned(),
     };
     format!(
-        "device {} ({}) of volume {v} is still in use: {}. The device stays connected; stop those processes \
+        "device {} ({}) is still in use: {}. The device stays connected; stop those processes \
          (or remove the mounts/holders) and NodeUnstageVolume is retried. {after}",
         d.name,
         d.dev,

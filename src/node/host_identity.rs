@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::node::error::NodeError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostIdentity {
@@ -33,7 +33,7 @@ fn is_uuid(s: &str) -> bool {
 }
 
 /// Why `nqn` cannot identify this host, or Ok.
-pub fn check_host_nqn(nqn: &str, file: &Path) -> Result<(), Error> {
+pub fn check_host_nqn(nqn: &str, file: &Path) -> Result<(), NodeError> {
     let fix = format!(
         "give every node its own: remove {} (rds-csi then generates a unique one) or write `nqn.2014-08.org.nvmexpress:uuid:$(cat /proc/sys/kernel/random/uuid)` into it",
         file.display()
@@ -42,17 +42,19 @@ pub fn check_host_nqn(nqn: &str, file: &Path) -> Result<(), Error> {
         || nqn.len() > 223
         || nqn.chars().any(|c| c.is_whitespace() || c == ',')
     {
-        return Err(Error::InvalidArgument(format!(
-            "host NQN {nqn:?} in {} is not a valid NQN; {fix}",
-            file.display()
-        )));
+        return Err(NodeError::BadHostNqn {
+            nqn: nqn.to_owned(),
+            file: file.to_owned(),
+            fix,
+        });
     }
     let lower = nqn.to_ascii_lowercase();
     if lower == DISCOVERY_NQN || SHARED_UUIDS.iter().any(|u| lower.ends_with(u)) {
-        return Err(Error::FailedPrecondition(format!(
-            "host NQN {nqn:?} in {} is a well-known default shared by cloned images, so the RDS could not tell this node from others; {fix}",
-            file.display()
-        )));
+        return Err(NodeError::SharedHostNqn {
+            nqn: nqn.to_owned(),
+            file: file.to_owned(),
+            fix,
+        });
     }
     Ok(())
 }
@@ -82,25 +84,25 @@ fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn read_trimmed(path: &Path) -> Result<Option<String>, Error> {
+fn read_trimmed(path: &Path) -> Result<Option<String>, NodeError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Internal(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
+        Err(source) => Err(NodeError::Io {
+            what: "cannot read",
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
 /// Loads the host identity, generating and persisting whatever is missing.
-pub fn load_or_create(nqn_file: &Path, id_file: &Path) -> Result<HostIdentity, Error> {
+pub fn load_or_create(nqn_file: &Path, id_file: &Path) -> Result<HostIdentity, NodeError> {
     let persist = |p: &Path, v: &str| {
-        write_atomically(p, &format!("{v}\n")).map_err(|e| {
-            Error::Internal(format!(
-                "cannot write {}: {e}; is the directory writable (hostPath /etc/nvme)?",
-                p.display()
-            ))
+        write_atomically(p, &format!("{v}\n")).map_err(|source| NodeError::Io {
+            what: "cannot write (is the directory writable? hostPath /etc/nvme)",
+            path: p.to_owned(),
+            source,
         })
     };
     let mut host_nqn = read_trimmed(nqn_file)?;
@@ -109,8 +111,10 @@ pub fn load_or_create(nqn_file: &Path, id_file: &Path) -> Result<HostIdentity, E
         // Derive both from one UUID when both are missing, as nvme-cli does.
         let uuid = match &host_id {
             Some(id) if is_uuid(id) => id.clone(),
-            _ => random_uuid()
-                .map_err(|e| Error::Internal(format!("cannot generate a host NQN: {e}")))?,
+            _ => random_uuid().map_err(|source| NodeError::Syscall {
+                what: "cannot generate a host NQN".into(),
+                source,
+            })?,
         };
         let nqn = format!("nqn.2014-08.org.nvmexpress:uuid:{uuid}");
         persist(nqn_file, &nqn)?;
@@ -127,16 +131,19 @@ pub fn load_or_create(nqn_file: &Path, id_file: &Path) -> Result<HostIdentity, E
             .filter(|s| is_uuid(s))
             .map(str::to_owned)
             .map_or_else(random_uuid, Ok)
-            .map_err(|e| Error::Internal(format!("cannot generate a host ID: {e}")))?;
+            .map_err(|source| NodeError::Syscall {
+                what: "cannot generate a host ID".into(),
+                source,
+            })?;
         persist(id_file, &id)?;
         host_id = Some(id);
     }
     let host_id = host_id.expect("set above");
     if !is_uuid(&host_id) {
-        return Err(Error::InvalidArgument(format!(
-            "host ID {host_id:?} in {} is not a UUID; remove the file to have one generated",
-            id_file.display()
-        )));
+        return Err(NodeError::BadHostId {
+            id: host_id,
+            file: id_file.to_owned(),
+        });
     }
     Ok(HostIdentity { host_nqn, host_id })
 }
@@ -181,7 +188,7 @@ mod tests {
         .unwrap();
         let e = load_or_create(&n, &i).unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, Error::FailedPrecondition(_)));
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
         assert!(
             msg.contains("cloned") && msg.contains(n.to_str().unwrap()) && msg.contains("remove"),
             "{msg}"

@@ -2,6 +2,7 @@
 //! development), formats only blank fresh volumes, mounts/publishes, and refuses to
 //! disconnect a device that anything on the host still holds. Built on `node-io`.
 
+pub mod error;
 pub mod expand;
 pub mod fs_plan;
 pub mod holders;
@@ -160,7 +161,7 @@ pub struct NodePlugin {
 impl NodePlugin {
     /// Loads (or creates) the host identity — refusing cloned defaults — and builds the
     /// services. Metrics are registered on `metrics`.
-    pub fn new(config: NodeConfig, metrics: &Metrics) -> Result<Self, crate::error::Error> {
+    pub fn new(config: NodeConfig, metrics: &Metrics) -> Result<Self, error::NodeError> {
         let host = host_identity::load_or_create(&config.host_nqn_file, &config.host_id_file)?;
         tracing::info!(host_nqn = %host.host_nqn, host_id = %host.host_id, node_id = %config.node_id, "node host identity");
         let transport = match &config.transport {

@@ -1,40 +1,24 @@
 //! Mounting, unmounting and formatting under deadlines.
 //!
-//! mount(2)/umount2(2) are called directly (no `mount` binary on the hot path). A call on a
-//! dead device can block in the kernel; it runs on a blocking thread and the RPC returns at
-//! its deadline with DEADLINE_EXCEEDED (the thread finishes or stays stuck in the kernel —
+//! mount(2)/umount2(2) go through node-io (rustix; no `mount` binary on the hot path). A call
+//! on a dead device can block in the kernel; it runs on a blocking thread and the RPC returns
+//! at its deadline with DEADLINE_EXCEEDED (the thread finishes or stays stuck in the kernel —
 //! nothing else waits for it). mkfs and grow tools run as child processes killed at the
 //! deadline.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use node_io::mount::{self as io_mount, MountFlags, UnmountMode};
 use tokio::time::Instant;
 
-use crate::error::Error;
+use crate::node::error::NodeError;
+use crate::node::fs_plan::FsType;
 use crate::runtime::blocking_until;
 
-/// Mount flags a user may pass (StorageClass mountOptions / CSI mount_flags). Anything else is
-/// refused, so a flag can never weaken the node (e.g. a remount of a host path). `noexec` is
+/// Filesystem-specific options passed to the filesystem as mount data. Every mount(8) flag
+/// node-io knows (`ro`, `noatime`, `nosuid`, ...) is allowed too; anything else is refused,
+/// so an option can never weaken the node (e.g. a remount of a host path). `noexec` is
 /// allowed but never forced.
-const FLAG_BITS: &[(&str, libc::c_ulong)] = &[
-    ("ro", libc::MS_RDONLY),
-    ("rw", 0),
-    ("noatime", libc::MS_NOATIME),
-    ("nodiratime", libc::MS_NODIRATIME),
-    ("relatime", libc::MS_RELATIME),
-    ("strictatime", libc::MS_STRICTATIME),
-    ("lazytime", libc::MS_LAZYTIME),
-    ("nosuid", libc::MS_NOSUID),
-    ("nodev", libc::MS_NODEV),
-    ("noexec", libc::MS_NOEXEC),
-    ("sync", libc::MS_SYNCHRONOUS),
-    ("dirsync", libc::MS_DIRSYNC),
-    ("defaults", 0),
-];
-/// Filesystem-specific options passed to the filesystem as mount data.
 const DATA_OPTIONS: &[&str] = &[
     "discard",
     "nodiscard",
@@ -57,180 +41,112 @@ const DATA_OPTIONS: &[&str] = &[
     "grpquota",
 ];
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountOptions {
-    pub flags: libc::c_ulong,
+    pub flags: MountFlags,
     pub data: Vec<String>,
 }
 
 /// Parses user mount flags through the allow-lists.
-pub fn parse_mount_flags(volume: &str, flags: &[String]) -> Result<MountOptions, Error> {
-    let mut o = MountOptions::default();
+pub fn parse_mount_flags(flags: &[String]) -> Result<MountOptions, NodeError> {
+    let mut o = MountOptions {
+        flags: MountFlags::empty(),
+        data: Vec::new(),
+    };
     for raw in flags {
         for f in raw.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-            if let Some((_, bit)) = FLAG_BITS.iter().find(|(n, _)| *n == f) {
+            if let Some(bit) = io_mount::flag_for_option(f) {
                 o.flags |= bit;
             } else if DATA_OPTIONS.contains(&f) {
                 o.data.push(f.to_owned());
             } else {
-                return Err(Error::InvalidArgument(format!(
-                    "volume {volume}: mount option {f:?} is not allowed; allowed: {}, {}",
-                    FLAG_BITS
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    DATA_OPTIONS.join(", ")
-                )));
+                return Err(NodeError::MountOptionRefused {
+                    option: f.to_owned(),
+                    allowed: format!(
+                        "{}, {}",
+                        io_mount::flag_option_names().collect::<Vec<_>>().join(", "),
+                        DATA_OPTIONS.join(", ")
+                    ),
+                });
             }
         }
     }
     Ok(o)
 }
 
-fn cpath(p: &Path) -> Result<CString, Error> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidArgument(format!("path {} contains a NUL byte", p.display())))
-}
-
-fn sys_mount(
-    src: &CString,
-    target: &CString,
-    fstype: Option<&CString>,
-    flags: libc::c_ulong,
-    data: Option<&CString>,
-) -> std::io::Result<()> {
-    // SAFETY: every pointer is a valid NUL-terminated string or null, alive for the call.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.map_or(std::ptr::null(), |c| c.as_ptr()),
-            flags,
-            data.map_or(std::ptr::null(), |c| c.as_ptr().cast()),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Mounts filesystem `fs_type` on `device` at `target`.
 pub async fn mount_fs(
     device: &Path,
     target: &Path,
-    fs_type: &str,
+    fs_type: FsType,
     opts: &MountOptions,
     deadline: Instant,
-) -> Result<(), Error> {
-    let (src, tgt, fst) = (
-        cpath(device)?,
-        cpath(target)?,
-        CString::new(fs_type).map_err(|_| Error::InvalidArgument("fs type".into()))?,
-    );
+) -> Result<(), NodeError> {
     let mut data = opts.data.clone();
-    if fs_type == "xfs" && !data.iter().any(|d| d == "nouuid") {
+    if fs_type == FsType::Xfs && !data.iter().any(|d| d == "nouuid") {
         // Clones and restores of an xfs volume carry the source's UUID; without nouuid the
         // second one cannot be mounted on the same node.
         data.push("nouuid".into());
     }
-    let data =
-        CString::new(data.join(",")).map_err(|_| Error::InvalidArgument("mount data".into()))?;
-    let flags = opts.flags;
+    let (device, target, flags) = (device.to_owned(), target.to_owned(), opts.flags);
     let what = format!(
-        "mount {} on {} ({fs_type})",
+        "mount {} on {} ({})",
         device.display(),
-        target.display()
+        target.display(),
+        fs_type.as_str()
     );
-    blocking_until(what.clone(), deadline, move || {
-        io_result(&what, sys_mount(&src, &tgt, Some(&fst), flags, Some(&data)))
+    blocking_until(what, deadline, move || {
+        io_mount::mount_filesystem(&device, &target, fs_type.as_str(), flags, &data.join(","))
+            .map_err(NodeError::Mount)
     })
     .await
 }
 
-/// Bind-mounts `source` on `target`, read-only when asked (a bind mount needs a remount to
-/// become read-only).
+/// Bind-mounts `source` on `target`, read-only when asked (node-io applies the per-mount
+/// flags by a remount, and never leaves a writable bind behind a read-only request).
 pub async fn bind_mount(
     source: &Path,
     target: &Path,
-    flags: libc::c_ulong,
+    flags: MountFlags,
     deadline: Instant,
-) -> Result<(), Error> {
-    let (src, tgt) = (cpath(source)?, cpath(target)?);
+) -> Result<(), NodeError> {
+    let (source, target) = (source.to_owned(), target.to_owned());
     let what = format!("bind mount {} on {}", source.display(), target.display());
-    blocking_until(what.clone(), deadline, move || {
-        io_result(&what, bind_then_remount(&src, &tgt, flags))
+    blocking_until(what, deadline, move || {
+        io_mount::bind_mount(&source, &target, flags).map_err(NodeError::Mount)
     })
     .await
 }
 
-fn bind_then_remount(src: &CString, tgt: &CString, flags: libc::c_ulong) -> std::io::Result<()> {
-    sys_mount(src, tgt, None, libc::MS_BIND, None)?;
-    let extra = flags
-        & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME);
-    if extra != 0 {
-        let none = CString::new("none").expect("static");
-        if let Err(e) = sys_mount(
-            &none,
-            tgt,
-            None,
-            libc::MS_REMOUNT | libc::MS_BIND | extra,
-            None,
-        ) {
-            // Never leave a writable bind behind a request for a read-only one.
-            // SAFETY: tgt is a valid NUL-terminated path.
-            unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH) };
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// A system call's error, naming the work (INTERNAL).
-fn io_result<T>(what: &str, r: std::io::Result<T>) -> Result<T, Error> {
-    r.map_err(|e| Error::Internal(format!("{what}: {e}")))
-}
-
 /// Unmounts `target`; a target that is not mounted is fine (idempotent).
-pub async fn unmount(target: &Path, deadline: Instant) -> Result<(), Error> {
-    let tgt = cpath(target)?;
+pub async fn unmount(target: &Path, deadline: Instant) -> Result<(), NodeError> {
+    let target = target.to_owned();
     let what = format!("unmount {}", target.display());
-    blocking_until(what.clone(), deadline, move || {
-        // SAFETY: tgt is a valid NUL-terminated path.
-        let rc = unsafe { libc::umount2(tgt.as_ptr(), 0) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()), // not a mount point / gone
-            _ => io_result(&what, Err(e)),
-        }
+    blocking_until(what, deadline, move || {
+        io_mount::unmount(&target, UnmountMode::Normal)
+            .map(|_| ())
+            .map_err(NodeError::Mount)
     })
     .await
 }
 
 /// Runs a tool (mkfs, resize2fs, xfs_growfs) with stdin closed, killed at the deadline.
-pub async fn run_tool(program: &str, args: &[&str], deadline: Instant) -> Result<String, Error> {
+pub async fn run_tool(
+    program: &'static str,
+    args: &[&str],
+    deadline: Instant,
+) -> Result<String, NodeError> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let what = format!("{program} {}", args.join(" "));
     let out = match tokio::time::timeout_at(deadline, cmd.output()).await {
-        Err(_) => {
-            return Err(Error::DeadlineExceeded(format!(
-                "{what} did not finish before the call's deadline"
-            )))
-        }
+        Err(_) => return Err(NodeError::Deadline { what }),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::FailedPrecondition(format!(
-                "{program} is not installed on this node; install e2fsprogs/xfsprogs in the node image"
-            )))
+            return Err(NodeError::ToolMissing { program })
         }
-        Ok(Err(e)) => return Err(Error::Internal(format!("{what}: {e}"))),
+        Ok(Err(source)) => return Err(NodeError::Syscall { what, source }),
         Ok(Ok(o)) => o,
     };
     let text = format!(
@@ -239,56 +155,48 @@ pub async fn run_tool(program: &str, args: &[&str], deadline: Instant) -> Result
         String::from_utf8_lossy(&out.stderr)
     );
     if !out.status.success() {
-        return Err(Error::Internal(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            text.trim()
-        )));
+        return Err(NodeError::ToolFailed {
+            command: what,
+            status: out.status,
+            output: text.trim().to_owned(),
+        });
     }
     Ok(text)
 }
 
 /// Formats `device` with `fs_type`. Called only after a probe found the device blank and the
 /// volume is fresh. No force flag: if a signature appeared after all, the tool refuses.
-pub async fn mkfs(device: &Path, fs_type: &str, deadline: Instant) -> Result<(), Error> {
+pub async fn mkfs(device: &Path, fs_type: FsType, deadline: Instant) -> Result<(), NodeError> {
     let dev = device.to_string_lossy().into_owned();
     match fs_type {
         // -E nodiscard: the RDS file is sparse already; a discard pass is slow and useless.
-        "ext4" => run_tool("mkfs.ext4", &["-q", "-E", "nodiscard", &dev], deadline).await?,
-        "xfs" => run_tool("mkfs.xfs", &["-q", "-K", &dev], deadline).await?,
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "filesystem {other:?} is not supported; use ext4 or xfs"
-            )))
-        }
+        FsType::Ext4 => run_tool("mkfs.ext4", &["-q", "-E", "nodiscard", &dev], deadline).await?,
+        FsType::Xfs => run_tool("mkfs.xfs", &["-q", "-K", &dev], deadline).await?,
     };
     Ok(())
 }
 
 /// Creates the mount target directory (or file, for a block target) if needed.
-pub fn ensure_dir(p: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(p)
-        .map_err(|e| Error::Internal(format!("cannot create {}: {e}", p.display())))
-}
-
-/// Seconds left until `deadline`, for logs.
-pub fn left(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
+pub fn ensure_dir(p: &Path) -> Result<(), NodeError> {
+    std::fs::create_dir_all(p).map_err(|source| NodeError::Io {
+        what: "cannot create",
+        path: p.to_owned(),
+        source,
+    })
 }
 
 /// Absolute, normalised paths only: a CO-provided path with `..` could escape the kubelet dir.
-pub fn checked_path(kind: &str, volume: &str, p: &str) -> Result<PathBuf, Error> {
+pub fn checked_path(field: &'static str, p: &str) -> Result<PathBuf, NodeError> {
     let path = Path::new(p);
     if p.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "volume {volume}: {kind} is required"
-        )));
+        return Err(NodeError::Missing { field });
     }
     // Split the raw text: Path::components() silently drops an inner "." component.
     if !path.is_absolute() || p.split('/').any(|c| c == "." || c == "..") {
-        return Err(Error::InvalidArgument(format!(
-            "volume {volume}: {kind} {p:?} must be an absolute path without '.' or '..'"
-        )));
+        return Err(NodeError::BadPath {
+            field,
+            path: p.to_owned(),
+        });
     }
     Ok(path.to_owned())
 }
@@ -296,28 +204,29 @@ pub fn checked_path(kind: &str, volume: &str, p: &str) -> Result<PathBuf, Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn mount_flags_pass_an_allow_list() {
-        let o = parse_mount_flags("v", &["noatime,nodiscard".into(), "ro".into()]).unwrap();
-        assert_eq!(o.flags, libc::MS_NOATIME | libc::MS_RDONLY);
+        let o = parse_mount_flags(&["noatime,nodiscard".into(), "ro".into()]).unwrap();
+        assert_eq!(o.flags, MountFlags::NOATIME | MountFlags::RDONLY);
         assert_eq!(o.data, vec!["nodiscard".to_string()]);
         for bad in ["remount", "bind", "rbind", "x-foo", "uid=0", "context=x"] {
-            let e = parse_mount_flags("v", &[bad.into()]).unwrap_err();
+            let e = parse_mount_flags(&[bad.into()]).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
         assert_eq!(
-            parse_mount_flags("v", &[]).unwrap().flags & libc::MS_NOEXEC,
-            0,
+            parse_mount_flags(&[]).unwrap().flags & MountFlags::NOEXEC,
+            MountFlags::empty(),
             "noexec is never forced"
         );
     }
 
     #[test]
     fn paths_from_the_co_are_checked() {
-        assert!(checked_path("target_path", "v", "/var/lib/kubelet/pods/x/mount").is_ok());
+        assert!(checked_path("target_path", "/var/lib/kubelet/pods/x/mount").is_ok());
         for bad in ["", "relative", "/a/../b", "/a/./b"] {
-            assert!(checked_path("target_path", "v", bad).is_err(), "{bad:?}");
+            assert!(checked_path("target_path", bad).is_err(), "{bad:?}");
         }
     }
 
@@ -336,7 +245,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(e, Error::DeadlineExceeded(_)), "{e}");
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e}");
         assert!(e.to_string().contains("sleep 30"), "names the tool: {e}");
         assert!(started.elapsed() < Duration::from_secs(3));
         let pid = std::fs::read_to_string(&pid_file).unwrap();

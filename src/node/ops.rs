@@ -11,8 +11,8 @@ use node_io::mountinfo::{read_mountinfo, MountInfo, Pid};
 use node_io::reader::DeviceReader;
 use tokio::time::Instant;
 
-use crate::error::Error;
 use crate::inflight::InFlight;
+use crate::node::error::NodeError;
 use crate::node::host_identity::HostIdentity;
 use crate::node::metrics::NodeMetrics;
 use crate::node::mount;
@@ -20,9 +20,9 @@ use crate::node::stage_record::StageRecord;
 use crate::node::transport::Transport;
 
 /// Volume ids become file names under the state dir: a conservative allow-list.
-pub fn check_volume_id(volume_id: &str) -> Result<(), Error> {
+pub fn check_volume_id(volume_id: &str) -> Result<(), NodeError> {
     if volume_id.is_empty() {
-        return Err(Error::InvalidArgument("volume_id is required".into()));
+        return Err(NodeError::Missing { field: "volume_id" });
     }
     let ok = volume_id.len() <= 128
         && !volume_id.starts_with('.')
@@ -30,10 +30,9 @@ pub fn check_volume_id(volume_id: &str) -> Result<(), Error> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
-        return Err(Error::InvalidArgument(format!(
-            "volume_id {volume_id:?} must be at most 128 characters of letters, digits, '-', '_' and '.', \
-             not starting with '.'"
-        )));
+        return Err(NodeError::BadVolumeId {
+            id: volume_id.to_owned(),
+        });
     }
     Ok(())
 }
@@ -53,59 +52,40 @@ pub struct Node {
 }
 
 impl Node {
-    pub(super) fn mounts_at(&self, path: &Path) -> Result<Vec<MountInfo>, Error> {
-        // Our own mount namespace: where this plugin mounts (propagated to the host).
-        let table = read_mountinfo(&self.proc_root, Pid::Current)
-            .map_err(|e| Error::Internal(format!("reading mountinfo: {e}")))?;
+    /// The mounts stacked at `path`, bottom first, in this plugin's mount namespace (where it
+    /// mounts; propagated to the host).
+    pub(super) fn mounts_at(&self, path: &Path) -> Result<Vec<MountInfo>, NodeError> {
+        let table = read_mountinfo(&self.proc_root, Pid::Current).map_err(NodeError::Mountinfo)?;
         Ok(table.by_target(path).into_iter().cloned().collect())
     }
 
     /// Unmounts everything stacked at `path`.
     pub(super) async fn unmount_all(
         &self,
-        volume_id: &str,
         path: &Path,
         deadline: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<(), NodeError> {
         for _ in 0..8 {
             if self.mounts_at(path)?.is_empty() {
                 return Ok(());
             }
-            mount::unmount(path, deadline).await.map_err(|e| {
-                Error::Internal(format!(
-                    "volume {volume_id}: {e}; the volume stays mounted, the call is retried"
-                ))
-            })?;
+            mount::unmount(path, deadline)
+                .await
+                .map_err(|e| NodeError::Unmount(Box::new(e)))?;
         }
-        Err(Error::Internal(format!(
-            "volume {volume_id}: {} is still mounted after 8 unmounts; inspect the mounts on the node",
-            path.display()
-        )))
-    }
-    pub(super) fn staged(&self, volume_id: &str) -> Result<StageRecord, Error> {
-        StageRecord::load(&self.state_dir, volume_id)?.ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "volume {volume_id} is not staged on this node (no stage record); NodeStageVolume must succeed first"
-            ))
+        Err(NodeError::StillMounted {
+            path: path.to_owned(),
         })
+    }
+
+    /// The stage record of `volume_id`; NotStaged without one.
+    pub(super) fn staged(&self, volume_id: &str) -> Result<StageRecord, NodeError> {
+        StageRecord::load(&self.state_dir, volume_id)?.ok_or(NodeError::NotStaged)
     }
 }
 
 pub(super) fn dev_of(rdev: u64) -> DevNum {
     DevNum::new(rustix::fs::major(rdev), rustix::fs::minor(rdev))
-}
-
-/// Prefixes a lower-level error's message with the volume, keeping its code.
-pub(super) fn with_volume(v: &str, e: Error) -> Error {
-    let m = |s: String| format!("volume {v}: {s}");
-    match e {
-        Error::InvalidArgument(s) => Error::InvalidArgument(m(s)),
-        Error::FailedPrecondition(s) => Error::FailedPrecondition(m(s)),
-        Error::DeadlineExceeded(s) => Error::DeadlineExceeded(m(s)),
-        Error::Unavailable(s) => Error::Unavailable(m(s)),
-        Error::Internal(s) => Error::Internal(m(s)),
-        other => other,
-    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,13 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use node_io::mount::MountFlags;
 use tokio::time::Instant;
 
-use crate::error::Error;
+use crate::node::error::NodeError;
 use crate::node::mount::{self, parse_mount_flags};
-use crate::node::ops::{dev_of, with_volume, Node};
+use crate::node::ops::{dev_of, Node};
 use crate::node::stage_record::{Access, StageRecord};
-use crate::node::transport::Target;
 
 pub struct PublishRequest {
     pub volume_id: String,
@@ -22,14 +22,13 @@ pub struct PublishRequest {
 }
 
 impl Node {
-    pub async fn publish(&self, r: PublishRequest, deadline: Instant) -> Result<(), Error> {
-        let v = r.volume_id.as_str();
-        let rec = self.staged(v)?;
+    pub async fn publish(&self, r: PublishRequest, deadline: Instant) -> Result<(), NodeError> {
+        let rec = self.staged(&r.volume_id)?;
         if rec.access != r.access {
-            return Err(Error::FailedPrecondition(format!(
-                "volume {v} was staged for {:?} access but is published for {:?}",
-                rec.access, r.access
-            )));
+            return Err(NodeError::AccessMismatch {
+                staged: rec.access,
+                requested: r.access,
+            });
         }
         match r.access {
             Access::Filesystem => self.publish_fs(&r, deadline).await,
@@ -37,59 +36,55 @@ impl Node {
         }
     }
 
-    async fn publish_fs(&self, r: &PublishRequest, deadline: Instant) -> Result<(), Error> {
-        let v = r.volume_id.as_str();
-        let mut opts = parse_mount_flags(v, &r.mount_flags)?;
+    async fn publish_fs(&self, r: &PublishRequest, deadline: Instant) -> Result<(), NodeError> {
+        let mut opts = parse_mount_flags(&r.mount_flags)?;
         if r.readonly {
-            opts.flags |= libc::MS_RDONLY;
+            opts.flags |= MountFlags::RDONLY;
         }
         let Some(staged) = self.mounts_at(&r.staging_path)?.last().cloned() else {
-            return Err(Error::FailedPrecondition(format!(
-                "volume {v}: staging path {} is not mounted; NodeStageVolume must run again",
-                r.staging_path.display()
-            )));
+            return Err(NodeError::StagingNotMounted {
+                path: r.staging_path.clone(),
+            });
         };
         if let Some(m) = self.mounts_at(&r.target_path)?.last() {
             if m.dev != staged.dev {
-                return Err(Error::FailedPrecondition(format!(
-                    "volume {v}: target {} is already mounted from {} but the staged volume is {}; unpublish it first",
-                    r.target_path.display(),
-                    m.dev,
-                    staged.dev
-                )));
+                return Err(NodeError::TargetMountedElsewhere {
+                    target: r.target_path.clone(),
+                    mounted: m.dev,
+                    staged: staged.dev,
+                });
             }
-            let is_ro = m.mount_options.iter().any(|o| o == "ro");
-            if is_ro != (opts.flags & libc::MS_RDONLY != 0) {
-                return Err(Error::AlreadyExists(format!(
-                    "volume {v}: target {} is already published {} ; unpublish it before publishing {}",
-                    r.target_path.display(),
-                    if is_ro { "read-only" } else { "read-write" },
-                    if is_ro { "read-write" } else { "read-only" }
-                )));
+            let read_only = m.mount_options.iter().any(|o| o == "ro");
+            if read_only != opts.flags.contains(MountFlags::RDONLY) {
+                return Err(NodeError::PublishedDifferently {
+                    target: r.target_path.clone(),
+                    read_only,
+                });
             }
             return Ok(());
         }
         mount::ensure_dir(&r.target_path)?;
-        mount::bind_mount(&r.staging_path, &r.target_path, opts.flags, deadline)
-            .await
-            .map_err(|e| with_volume(v, e))
+        mount::bind_mount(&r.staging_path, &r.target_path, opts.flags, deadline).await
     }
 
-    async fn publish_block(&self, r: &PublishRequest, rec: &StageRecord) -> Result<(), Error> {
+    async fn publish_block(&self, r: &PublishRequest, rec: &StageRecord) -> Result<(), NodeError> {
         let v = r.volume_id.as_str();
-        let t = Target::from_record(rec);
-        let d = self.transport.resolve(v, &t).await?.ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "volume {v}: its device ({}) is not present on this node; unstage and stage the volume again",
-                rec.target
-            ))
-        })?;
+        let t = self.transport.recorded_target(rec);
+        let d = self
+            .transport
+            .resolve(&t)
+            .await?
+            .ok_or_else(|| NodeError::DeviceMissing {
+                target: t.to_string(),
+            })?;
         if let Some(parent) = r.target_path.parent() {
             mount::ensure_dir(parent)?;
         }
         let p = &r.target_path;
-        let io = |what: &str, e: std::io::Error| {
-            Error::Internal(format!("volume {v}: {what} {}: {e}", p.display()))
+        let io = |what: &'static str, source: std::io::Error| NodeError::Io {
+            what,
+            path: p.clone(),
+            source,
         };
         match std::fs::symlink_metadata(p) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -100,24 +95,20 @@ impl Node {
                 }
                 // Renumbered after a reconnect: the old node points at another (or no) disk.
                 tracing::warn!(volume = %v, target = %p.display(), old = %dev_of(md.rdev()), new = %d.dev, "repairing a block node after renumbering");
-                std::fs::remove_file(p).map_err(|e| io("cannot remove the stale device node", e))?;
+                std::fs::remove_file(p)
+                    .map_err(|e| io("cannot remove the stale device node", e))?;
             }
-            Ok(md) if md.is_file() => std::fs::remove_file(p).map_err(|e| io("cannot replace the file", e))?,
+            Ok(md) if md.is_file() => {
+                std::fs::remove_file(p).map_err(|e| io("cannot replace the file", e))?
+            }
             Ok(md) if md.is_dir() => {
                 if !self.mounts_at(p)?.is_empty() {
-                    return Err(Error::FailedPrecondition(format!(
-                        "volume {v}: block target {} is a mounted directory; unpublish it first",
-                        p.display()
-                    )));
+                    return Err(NodeError::BlockTargetMounted { target: p.clone() });
                 }
-                std::fs::remove_dir(p).map_err(|e| io("cannot replace the directory (not empty?)", e))?;
+                std::fs::remove_dir(p)
+                    .map_err(|e| io("cannot replace the directory (not empty?)", e))?;
             }
-            Ok(_) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "volume {v}: block target {} exists and is neither a device node, a file nor a directory",
-                    p.display()
-                )))
-            }
+            Ok(_) => return Err(NodeError::BlockTargetUnexpected { target: p.clone() }),
         }
         // A device node of our own, not a bind mount of /dev/<name>: it keeps naming the
         // same major:minor, and the CO's bind of it into the pod works like any node.
@@ -134,39 +125,23 @@ impl Node {
             .map_err(|e| io("chmod", e))
     }
 
-    pub async fn unpublish(
-        &self,
-        volume_id: &str,
-        target: &Path,
-        deadline: Instant,
-    ) -> Result<(), Error> {
+    pub async fn unpublish(&self, target: &Path, deadline: Instant) -> Result<(), NodeError> {
+        let io = |what: &'static str, source: std::io::Error| NodeError::Io {
+            what,
+            path: target.to_owned(),
+            source,
+        };
         let md = match std::fs::symlink_metadata(target) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(Error::Internal(format!(
-                    "volume {volume_id}: cannot inspect {}: {e}",
-                    target.display()
-                )))
-            }
+            Err(e) => return Err(io("cannot inspect", e)),
             Ok(md) => md,
         };
-        let rm = |r: std::io::Result<()>| {
-            r.or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| {
-                Error::Internal(format!(
-                    "volume {volume_id}: cannot remove {}: {e}",
-                    target.display()
-                ))
-            })
+        let rm = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("cannot remove", e)),
+            _ => Ok(()),
         };
         if md.is_dir() {
-            self.unmount_all(volume_id, target, deadline).await?;
+            self.unmount_all(target, deadline).await?;
             rm(std::fs::remove_dir(target))
         } else {
             // A block node we made (or a file): unlinking it never touches the device.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::ops::Node;
 use crate::node::stage_record::StageRecord;
-use crate::node::transport::{under_prefix, NvmeTcp, Target};
+use crate::node::transport::{under_prefix, NvmeTarget, NvmeTcp};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -169,7 +169,7 @@ impl Reconciler {
                     };
                     match self
                         .nvme
-                        .connect(&volume_id, &Target::from_record(rec), deadline)
+                        .connect(&NvmeTarget::from_record(rec), deadline)
                         .await
                     {
                         Ok(()) => {
@@ -220,10 +220,9 @@ impl Reconciler {
                 )
             }
         }
-        let who = format!("orphan {nqn}");
-        let device = match self.nvme.resolve(&who, nqn) {
+        let device = match self.nvme.resolve(nqn) {
             Ok(d) => d,
-            Err(e) => return tracing::warn!("reconciler: {e}"),
+            Err(e) => return tracing::warn!(nqn, "reconciler: orphan: {e}"),
         };
         if let Some(d) = device {
             let (proc_root, sys_root, name, path) = (
@@ -258,7 +257,7 @@ impl Reconciler {
                 Err(e) => return tracing::warn!(nqn, "reconciler: {e}"),
             }
         }
-        match self.nvme.disconnect(&who, nqn, deadline).await {
+        match self.nvme.disconnect(nqn, deadline).await {
             Ok(()) => {
                 self.node.metrics.reconciler("disconnect_orphan", "ok");
                 tracing::info!(nqn, "disconnected a controller no staged volume owns");
@@ -562,8 +561,8 @@ mod tests {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let e = node.stage(req, deadline).await.unwrap_err();
-        assert!(matches!(e, crate::error::Error::Aborted(_)), "{e}");
-        let msg = e.to_string();
+        assert_eq!(e.code(), tonic::Code::Aborted, "{e}");
+        let msg = e.on("pvc-orphan").to_string();
         assert!(msg.contains("pvc-orphan") && msg.contains(ORPHAN), "{msg}");
         assert!(
             StageRecord::load(&node.state_dir, "pvc-orphan")

@@ -10,7 +10,7 @@ use csi_proto::v1::volume_capability::AccessType;
 use tonic::{Request, Response, Status};
 
 use crate::deadline;
-use crate::error::Error;
+use crate::node::error::{NodeError, VolumeError};
 use crate::node::fs_plan::FsType;
 use crate::node::mount::checked_path;
 use crate::node::ops::{check_volume_id, Node};
@@ -29,9 +29,9 @@ struct Capability {
     mount_flags: Vec<String>,
 }
 
-fn capability(volume_id: &str, cap: Option<&csi::VolumeCapability>) -> Result<Capability, Error> {
-    let cap = cap.ok_or_else(|| {
-        Error::InvalidArgument(format!("volume {volume_id}: volume_capability is required"))
+fn capability(cap: Option<&csi::VolumeCapability>) -> Result<Capability, NodeError> {
+    let cap = cap.ok_or(NodeError::Missing {
+        field: "volume_capability",
     })?;
     let mode = cap
         .access_mode
@@ -39,9 +39,9 @@ fn capability(volume_id: &str, cap: Option<&csi::VolumeCapability>) -> Result<Ca
         .and_then(|m| Mode::try_from(m.mode).ok())
         .unwrap_or(Mode::Unknown);
     if mode == Mode::Unknown {
-        return Err(Error::InvalidArgument(format!(
-            "volume {volume_id}: access_mode is required"
-        )));
+        return Err(NodeError::Missing {
+            field: "access_mode",
+        });
     }
     match &cap.access_type {
         Some(AccessType::Block(_)) => Ok(Capability {
@@ -58,21 +58,17 @@ fn capability(volume_id: &str, cap: Option<&csi::VolumeCapability>) -> Result<Ca
                     | Mode::MultiNodeSingleWriter
                     | Mode::MultiNodeReaderOnly
             ) {
-                return Err(Error::InvalidArgument(format!(
-                    "volume {volume_id}: access mode {} is refused for a filesystem volume: ext4/xfs cannot be \
-                     mounted on two nodes; use a Block volume (volumeMode: Block) for multi-node access",
-                    mode.as_str_name()
-                )));
+                return Err(NodeError::MultiNodeFilesystem {
+                    mode: mode.as_str_name(),
+                });
             }
             Ok(Capability {
                 access: Access::Filesystem,
-                fs_type: FsType::parse(volume_id, &m.fs_type)?,
+                fs_type: FsType::parse(&m.fs_type)?,
                 mount_flags: m.mount_flags.clone(),
             })
         }
-        None => Err(Error::InvalidArgument(format!(
-            "volume {volume_id}: volume_capability needs block or mount access"
-        ))),
+        None => Err(NodeError::NoAccessType),
     }
 }
 
@@ -85,8 +81,28 @@ fn rpc_cap(t: csi::node_service_capability::rpc::Type) -> csi::NodeServiceCapabi
 }
 
 impl NodeService {
+    /// Claims the volume for this call: ABORTED while another operation on it runs.
+    fn pending(&self, volume_id: &str) -> Result<crate::inflight::InFlightGuard, NodeError> {
+        self.0
+            .inflight
+            .try_acquire(volume_id)
+            .map_err(|_| NodeError::Pending)
+    }
+
     /// Counts the outcome and maps the error, in one place for every volume RPC.
-    fn finish<T>(&self, op: &'static str, r: Result<T, Error>) -> Result<Response<T>, Status> {
+    /// The volume is named in the error only once it passed the volume-id rule.
+    fn finish<T>(
+        &self,
+        op: &'static str,
+        volume_id: &str,
+        r: Result<T, NodeError>,
+    ) -> Result<Response<T>, Status> {
+        let r = r.map_err(|error| VolumeError {
+            volume_id: check_volume_id(volume_id)
+                .is_ok()
+                .then(|| volume_id.to_owned()),
+            error,
+        });
         match r {
             Ok(v) => {
                 self.0.metrics.operation(op, None);
@@ -114,15 +130,15 @@ impl CsiNode for NodeService {
         let result = async {
             check_volume_id(&r.volume_id)?;
             let v = r.volume_id.as_str();
-            let staging_path = checked_path("staging_target_path", v, &r.staging_target_path)?;
-            let cap = capability(v, r.volume_capability.as_ref())?;
-            let context = VolumeContext::from_map(v, &r.volume_context)?;
+            let staging_path = checked_path("staging_target_path", &r.staging_target_path)?;
+            let cap = capability(r.volume_capability.as_ref())?;
+            let context = VolumeContext::from_map(&r.volume_context)?;
             // The StorageClass fsType (context) applies when the capability names none.
             let fs_type = match cap.fs_type {
                 Some(f) => Some(f),
-                None => FsType::parse(v, context.fs_type.as_deref().unwrap_or(""))?,
+                None => FsType::parse(context.fs_type.as_deref().unwrap_or(""))?,
             };
-            let _g = self.0.inflight.try_acquire(v)?;
+            let _g = self.pending(v)?;
             self.0
                 .stage(
                     StageRequest {
@@ -144,7 +160,11 @@ impl CsiNode for NodeService {
                 .stage_duration
                 .observe(start.elapsed().as_secs_f64());
         }
-        self.finish("stage", result.map(|()| csi::NodeStageVolumeResponse {}))
+        self.finish(
+            "stage",
+            &r.volume_id,
+            result.map(|()| csi::NodeStageVolumeResponse {}),
+        )
     }
 
     async fn node_unstage_volume(
@@ -155,14 +175,14 @@ impl CsiNode for NodeService {
         let r = req.into_inner();
         let result = async {
             check_volume_id(&r.volume_id)?;
-            let staging =
-                checked_path("staging_target_path", &r.volume_id, &r.staging_target_path)?;
-            let _g = self.0.inflight.try_acquire(&r.volume_id)?;
+            let staging = checked_path("staging_target_path", &r.staging_target_path)?;
+            let _g = self.pending(&r.volume_id)?;
             self.0.unstage(&r.volume_id, &staging, deadline).await
         }
         .await;
         self.finish(
             "unstage",
+            &r.volume_id,
             result.map(|()| csi::NodeUnstageVolumeResponse {}),
         )
     }
@@ -176,10 +196,10 @@ impl CsiNode for NodeService {
         let result = async {
             check_volume_id(&r.volume_id)?;
             let v = r.volume_id.as_str();
-            let staging_path = checked_path("staging_target_path", v, &r.staging_target_path)?;
-            let target_path = checked_path("target_path", v, &r.target_path)?;
-            let cap = capability(v, r.volume_capability.as_ref())?;
-            let _g = self.0.inflight.try_acquire(v)?;
+            let staging_path = checked_path("staging_target_path", &r.staging_target_path)?;
+            let target_path = checked_path("target_path", &r.target_path)?;
+            let cap = capability(r.volume_capability.as_ref())?;
+            let _g = self.pending(v)?;
             self.0
                 .publish(
                     PublishRequest {
@@ -197,6 +217,7 @@ impl CsiNode for NodeService {
         .await;
         self.finish(
             "publish",
+            &r.volume_id,
             result.map(|()| csi::NodePublishVolumeResponse {}),
         )
     }
@@ -209,13 +230,14 @@ impl CsiNode for NodeService {
         let r = req.into_inner();
         let result = async {
             check_volume_id(&r.volume_id)?;
-            let target = checked_path("target_path", &r.volume_id, &r.target_path)?;
-            let _g = self.0.inflight.try_acquire(&r.volume_id)?;
-            self.0.unpublish(&r.volume_id, &target, deadline).await
+            let target = checked_path("target_path", &r.target_path)?;
+            let _g = self.pending(&r.volume_id)?;
+            self.0.unpublish(&target, deadline).await
         }
         .await;
         self.finish(
             "unpublish",
+            &r.volume_id,
             result.map(|()| csi::NodeUnpublishVolumeResponse {}),
         )
     }
@@ -229,8 +251,8 @@ impl CsiNode for NodeService {
         let r = req.into_inner();
         let result = async {
             check_volume_id(&r.volume_id)?;
-            let path = checked_path("volume_path", &r.volume_id, &r.volume_path)?;
-            let _g = self.0.inflight.try_acquire(&r.volume_id)?;
+            let path = checked_path("volume_path", &r.volume_path)?;
+            let _g = self.pending(&r.volume_id)?;
             let (u, c) = self.0.stats(&r.volume_id, &path, deadline).await?;
             let i = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
             let mut usage = vec![csi::VolumeUsage {
@@ -247,7 +269,7 @@ impl CsiNode for NodeService {
                     unit: Unit::Inodes as i32,
                 });
             }
-            Ok(csi::NodeGetVolumeStatsResponse {
+            Ok::<_, NodeError>(csi::NodeGetVolumeStatsResponse {
                 usage,
                 volume_condition: Some(csi::VolumeCondition {
                     abnormal: c.abnormal,
@@ -256,7 +278,7 @@ impl CsiNode for NodeService {
             })
         }
         .await;
-        self.finish("stats", result)
+        self.finish("stats", &r.volume_id, result)
     }
 
     async fn node_expand_volume(
@@ -267,22 +289,22 @@ impl CsiNode for NodeService {
         let r = req.into_inner();
         let result = async {
             check_volume_id(&r.volume_id)?;
-            let path = checked_path("volume_path", &r.volume_id, &r.volume_path)?;
+            let path = checked_path("volume_path", &r.volume_path)?;
             let required = r
                 .capacity_range
                 .as_ref()
                 .map_or(0, |c| u64::try_from(c.required_bytes).unwrap_or(0));
-            let _g = self.0.inflight.try_acquire(&r.volume_id)?;
+            let _g = self.pending(&r.volume_id)?;
             let size = self
                 .0
                 .expand(&r.volume_id, &path, required, deadline)
                 .await?;
-            Ok(csi::NodeExpandVolumeResponse {
+            Ok::<_, NodeError>(csi::NodeExpandVolumeResponse {
                 capacity_bytes: i64::try_from(size).unwrap_or(i64::MAX),
             })
         }
         .await;
-        self.finish("expand", result)
+        self.finish("expand", &r.volume_id, result)
     }
 
     async fn node_get_capabilities(

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use crate::node::error::NodeError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -73,12 +73,10 @@ impl StageRecord {
         s
     }
 
-    fn parse(text: &str, path: &Path) -> Result<Self, Error> {
-        let bad = |what: &str| {
-            Error::Internal(format!(
-                "stage record {} is damaged ({what}); unstage the volume by hand or remove the file",
-                path.display()
-            ))
+    fn parse(text: &str, path: &Path) -> Result<Self, NodeError> {
+        let bad = |what: &str| NodeError::RecordDamaged {
+            path: path.to_owned(),
+            what: what.to_owned(),
         };
         let m: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
         let get = |k: &str| m.get(k).copied().ok_or_else(|| bad(&format!("no {k}")));
@@ -107,14 +105,12 @@ impl StageRecord {
         })
     }
 
-    pub fn save(&self, state_dir: &Path) -> Result<(), Error> {
+    pub fn save(&self, state_dir: &Path) -> Result<(), NodeError> {
         let d = dir(state_dir);
-        let io = |e: std::io::Error| {
-            Error::Internal(format!(
-                "cannot write the stage record of volume {} under {}: {e}",
-                self.volume_id,
-                d.display()
-            ))
+        let io = |source: std::io::Error| NodeError::Io {
+            what: "cannot write the stage record under",
+            path: d.clone(),
+            source,
         };
         std::fs::create_dir_all(&d).map_err(io)?;
         let path = file(state_dir, &self.volume_id);
@@ -123,35 +119,45 @@ impl StageRecord {
         std::fs::rename(&tmp, &path).map_err(io)
     }
 
-    pub fn load(state_dir: &Path, volume_id: &str) -> Result<Option<Self>, Error> {
+    pub fn load(state_dir: &Path, volume_id: &str) -> Result<Option<Self>, NodeError> {
         let path = file(state_dir, volume_id);
         match std::fs::read_to_string(&path) {
             Ok(t) => Self::parse(&t, &path).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Internal(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
+            Err(source) => Err(NodeError::Io {
+                what: "cannot read",
+                path,
+                source,
+            }),
         }
     }
 
-    pub fn remove(state_dir: &Path, volume_id: &str) -> Result<(), Error> {
-        match std::fs::remove_file(file(state_dir, volume_id)) {
+    pub fn remove(state_dir: &Path, volume_id: &str) -> Result<(), NodeError> {
+        let path = file(state_dir, volume_id);
+        match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Internal(format!(
-                "cannot remove the stage record of volume {volume_id}: {e}"
-            ))),
+            Err(source) => Err(NodeError::Io {
+                what: "cannot remove the stage record",
+                path,
+                source,
+            }),
         }
     }
 
     /// Every staged volume (for the reconnect reconciler).
-    pub fn all(state_dir: &Path) -> Result<Vec<Self>, Error> {
+    pub fn all(state_dir: &Path) -> Result<Vec<Self>, NodeError> {
         let d = dir(state_dir);
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::Internal(format!("cannot list {}: {e}", d.display()))),
+            Err(source) => {
+                return Err(NodeError::Io {
+                    what: "cannot list",
+                    path: d,
+                    source,
+                })
+            }
         };
         let mut out = Vec::new();
         for e in entries.flatten() {

@@ -9,10 +9,10 @@ use node_io::dev_num::DevNum;
 use node_io::health;
 use tokio::time::Instant;
 
-use crate::error::Error;
+use crate::node::error::NodeError;
 use crate::node::ops::{dev_of, Node};
 use crate::node::stage_record::StageRecord;
-use crate::node::transport::{blocking_until, Target};
+use crate::node::transport::blocking_until;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
@@ -38,22 +38,8 @@ impl Node {
         volume_id: &str,
         path: &Path,
         deadline: Instant,
-    ) -> Result<(Usage, Condition), Error> {
-        let md = match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!(
-                    "volume {volume_id}: volume path {} does not exist",
-                    path.display()
-                )))
-            }
-            Err(e) => {
-                return Err(Error::Internal(format!(
-                    "volume {volume_id}: cannot stat {}: {e}",
-                    path.display()
-                )))
-            }
-            Ok(md) => md,
-        };
+    ) -> Result<(Usage, Condition), NodeError> {
+        let md = stat_volume_path(path)?;
         let short = deadline.min(Instant::now() + Duration::from_secs(10));
         let (usage, path_dev) = if md.file_type().is_block_device() {
             let dev = dev_of(md.rdev());
@@ -73,16 +59,13 @@ impl Node {
             )
         } else {
             let p = path.to_owned();
-            let vv = volume_id.to_owned();
-            let s = blocking_until(
-                format!("volume {volume_id}: statfs {}", path.display()),
-                short,
-                move || {
-                    rustix::fs::statvfs(&p).map_err(|e| {
-                        Error::Internal(format!("volume {vv}: statfs {}: {e}", p.display()))
-                    })
-                },
-            )
+            let s = blocking_until(format!("statfs {}", path.display()), short, move || {
+                rustix::fs::statvfs(&p).map_err(|e| NodeError::Io {
+                    what: "statfs",
+                    path: p,
+                    source: e.into(),
+                })
+            })
             .await?;
             let f = s.f_frsize.max(1);
             let usage = Usage {
@@ -117,8 +100,8 @@ impl Node {
             }
             Err(e) => return bad(e.to_string()),
         };
-        let t = Target::from_record(&rec);
-        let d = match self.transport.resolve(v, &t).await {
+        let t = self.transport.recorded_target(&rec);
+        let d = match self.transport.resolve(&t).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 return bad(format!(
@@ -177,4 +160,21 @@ impl Node {
             Err(e) => bad(format!("volume {v}: health read failed: {e}")),
         }
     }
+}
+
+/// The metadata of a CO-given volume path: NOT_FOUND when it does not exist.
+pub(super) fn stat_volume_path(path: &Path) -> Result<std::fs::Metadata, NodeError> {
+    std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            NodeError::PathNotFound {
+                path: path.to_owned(),
+            }
+        } else {
+            NodeError::Io {
+                what: "cannot stat",
+                path: path.to_owned(),
+                source: e,
+            }
+        }
+    })
 }

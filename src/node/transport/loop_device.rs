@@ -7,8 +7,8 @@ use std::time::Duration;
 use node_io::dev_num::DevNum;
 use tokio::time::Instant;
 
-use super::{Device, Target};
-use crate::error::Error;
+use super::Device;
+use crate::node::error::NodeError;
 use crate::node::mount::run_tool;
 use crate::volume_context::VolumeContext;
 
@@ -21,21 +21,15 @@ pub struct LoopDevices {
 
 impl LoopDevices {
     /// `<data-dir>/<volumeFile without its leading />`, without `..` escapes.
-    pub fn backing_file(&self, volume_id: &str, ctx: &VolumeContext) -> Result<PathBuf, Error> {
-        let f = ctx.volume_file.as_deref().ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "volume {volume_id}: the volume context has no volumeFile, which --transport loop needs"
-            ))
-        })?;
+    pub fn backing_file(&self, ctx: &VolumeContext) -> Result<PathBuf, NodeError> {
+        let f = ctx.volume_file.as_deref().ok_or(NodeError::NoVolumeFile)?;
         let rel = Path::new(f.trim_start_matches('/'));
         // Raw segments too: Path::components() silently drops an inner ".".
         if rel.as_os_str().is_empty()
             || !rel.components().all(|c| matches!(c, Component::Normal(_)))
             || f.split('/').any(|c| c == "." || c == "..")
         {
-            return Err(Error::InvalidArgument(format!(
-                "volume {volume_id}: volumeFile {f:?} must be a path without '.' or '..'"
-            )));
+            return Err(NodeError::BadVolumeFile { file: f.to_owned() });
         }
         Ok(self.data_dir.join(rel))
     }
@@ -43,14 +37,13 @@ impl LoopDevices {
     /// Loop devices backed by `file` that are not being detached (autoclear set by a
     /// `losetup -d` on a busy device: it disappears at the last close, like a deleting
     /// NVMe controller).
-    pub fn resolve(&self, volume_id: &str, file: &str) -> Result<Option<Device>, Error> {
-        let want = std::fs::canonicalize(file).unwrap_or_else(|_| PathBuf::from(file));
+    pub fn resolve(&self, file: &Path) -> Result<Option<Device>, NodeError> {
+        let want = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
         let block = self.sys_root.join("block");
-        let entries = std::fs::read_dir(&block).map_err(|e| {
-            Error::Internal(format!(
-                "volume {volume_id}: listing {}: {e}",
-                block.display()
-            ))
+        let entries = std::fs::read_dir(&block).map_err(|source| NodeError::Io {
+            what: "listing",
+            path: block.clone(),
+            source,
         })?;
         let mut found = Vec::new();
         for e in entries.flatten() {
@@ -87,56 +80,47 @@ impl LoopDevices {
         match found.len() {
             0 => Ok(None),
             1 => Ok(found.pop()),
-            _ => Err(Error::FailedPrecondition(format!(
-                "volume {volume_id}: {} all back {file}; detach the extra ones (losetup -d) — this driver attaches one",
-                found.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))),
+            _ => Err(NodeError::SeveralLoopDevices {
+                devices: found.into_iter().map(|d| d.name).collect(),
+                file: file.to_owned(),
+            }),
         }
     }
 
-    pub async fn attach(
-        &self,
-        volume_id: &str,
-        t: &Target,
-        deadline: Instant,
-    ) -> Result<Device, Error> {
-        if let Some(d) = self.resolve(volume_id, &t.id)? {
+    pub async fn attach(&self, file: &Path, deadline: Instant) -> Result<Device, NodeError> {
+        if let Some(d) = self.resolve(file)? {
             return Ok(d);
         }
-        if !Path::new(&t.id).is_file() {
-            return Err(Error::FailedPrecondition(format!(
-                "volume {volume_id}: backing file {} does not exist; is --loop-data-dir the simulator's data directory?",
-                t.id
-            )));
+        if !file.is_file() {
+            return Err(NodeError::BackingFileMissing {
+                path: file.to_owned(),
+            });
         }
-        run_tool("losetup", &["-f", "--show", &t.id], deadline).await?;
-        self.resolve(volume_id, &t.id)?.ok_or_else(|| {
-            Error::Internal(format!(
-                "volume {volume_id}: losetup attached {} but no loop device shows it",
-                t.id
-            ))
+        run_tool(
+            "losetup",
+            &["-f", "--show", &file.to_string_lossy()],
+            deadline,
+        )
+        .await?;
+        self.resolve(file)?.ok_or_else(|| NodeError::LoopNotShown {
+            file: file.to_owned(),
         })
     }
 
-    pub async fn detach(
-        &self,
-        volume_id: &str,
-        file: &str,
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        let Some(d) = self.resolve(volume_id, file)? else {
+    pub async fn detach(&self, file: &Path, deadline: Instant) -> Result<(), NodeError> {
+        let Some(d) = self.resolve(file)? else {
             return Ok(());
         };
         run_tool("losetup", &["-d", &d.path.to_string_lossy()], deadline).await?;
         loop {
-            if self.resolve(volume_id, file)?.is_none() {
+            if self.resolve(file)?.is_none() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(Error::DeadlineExceeded(format!(
-                    "volume {volume_id}: {} was detached but still shows {file} at the deadline",
-                    d.name
-                )));
+                return Err(NodeError::DetachStuck {
+                    device: d.name,
+                    file: file.to_owned(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -168,12 +152,11 @@ mod tests {
             volume_file: Some(f.into()),
         };
         assert_eq!(
-            l.backing_file("v", &ctx("/storage-pool/csi/pvc-1.img"))
-                .unwrap(),
+            l.backing_file(&ctx("/storage-pool/csi/pvc-1.img")).unwrap(),
             Path::new("/data/storage-pool/csi/pvc-1.img")
         );
         for bad in ["/../etc/passwd", "/a/../../b", "/", "a/./b"] {
-            assert!(l.backing_file("v", &ctx(bad)).is_err(), "{bad}");
+            assert!(l.backing_file(&ctx(bad)).is_err(), "{bad}");
         }
     }
 }

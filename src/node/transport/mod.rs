@@ -8,12 +8,13 @@
 mod loop_device;
 mod nvme_tcp;
 
+use std::fmt;
 use std::path::PathBuf;
 
 use node_io::dev_num::DevNum;
 use tokio::time::Instant;
 
-use crate::error::Error;
+use crate::node::error::NodeError;
 use crate::node::mount::run_tool;
 use crate::node::stage_record::StageRecord;
 use crate::volume_context::{Tunables, VolumeContext};
@@ -32,20 +33,30 @@ pub struct Device {
     pub path: PathBuf,
 }
 
-/// What identifies a volume's device to a transport, plus how to (re)connect it.
+/// What a transport attaches for a volume, in that transport's own terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The subsystem NQN (nvme-tcp) or the backing file's path on this node (loop).
-    pub id: String,
+pub enum Target {
+    /// An NVMe/TCP subsystem on the RDS, and how to (re)connect to it.
+    NvmeTcp(NvmeTarget),
+    /// The backing file on this node that a loop device serves (development transport):
+    /// an absolute path under `--loop-data-dir`.
+    LoopFile(PathBuf),
+}
+
+/// An NVMe/TCP subsystem and the connect parameters the reconciler needs to bring it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvmeTarget {
+    pub nqn: String,
+    /// An IP address or a host name, resolved on the node at every connect.
     pub address: String,
     pub port: u16,
     pub tunables: Tunables,
 }
 
-impl Target {
+impl NvmeTarget {
     pub fn from_record(r: &StageRecord) -> Self {
-        Target {
-            id: r.target.clone(),
+        NvmeTarget {
+            nqn: r.target.clone(),
             address: r.address.clone(),
             port: r.port,
             tunables: Tunables {
@@ -53,6 +64,31 @@ impl Target {
                 reconnect_delay: r.reconnect_delay,
                 keep_alive_tmo: r.keep_alive_tmo,
             },
+        }
+    }
+}
+
+impl Target {
+    /// The transport that attaches this target (`nvme-tcp` or `loop`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::NvmeTcp(_) => "nvme-tcp",
+            Target::LoopFile(_) => "loop",
+        }
+    }
+
+    /// The key a stage and the reconciler share to exclude each other on one target, and
+    /// the target's name in records: the NQN, or the backing file's path.
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::NvmeTcp(t) => f.write_str(&t.nqn),
+            Target::LoopFile(p) => write!(f, "{}", p.display()),
         }
     }
 }
@@ -73,96 +109,98 @@ impl Transport {
 
     /// The target of a volume from its context (nvme: NQN, checked against the prefix so
     /// that whatever we connect we can also disconnect; loop: the backing file).
-    pub fn target(&self, volume_id: &str, ctx: &VolumeContext) -> Result<Target, Error> {
-        let id = match self {
+    pub fn target(&self, ctx: &VolumeContext) -> Result<Target, NodeError> {
+        Ok(match self {
             Transport::NvmeTcp(n) => {
-                n.check_disconnectable(volume_id, &ctx.nqn)?;
-                ctx.nqn.clone()
+                n.check_disconnectable(&ctx.nqn)?;
+                Target::NvmeTcp(NvmeTarget {
+                    nqn: ctx.nqn.clone(),
+                    address: ctx.nvme_address.clone(),
+                    port: ctx.nvme_port,
+                    tunables: ctx.tunables,
+                })
             }
-            Transport::Loop(l) => l
-                .backing_file(volume_id, ctx)?
-                .to_string_lossy()
-                .into_owned(),
-        };
-        Ok(Target {
-            id,
-            address: ctx.nvme_address.clone(),
-            port: ctx.nvme_port,
-            tunables: ctx.tunables,
+            Transport::Loop(l) => Target::LoopFile(l.backing_file(ctx)?),
         })
     }
 
-    /// Makes the device present (idempotent) and returns it, within `deadline`.
-    pub async fn attach(
-        &self,
-        volume_id: &str,
-        t: &Target,
-        deadline: Instant,
-    ) -> Result<Device, Error> {
+    /// The target a stage record names, in this transport's terms.
+    pub fn recorded_target(&self, r: &StageRecord) -> Target {
         match self {
-            Transport::NvmeTcp(n) => n.attach(volume_id, t, deadline).await,
-            Transport::Loop(l) => l.attach(volume_id, t, deadline).await,
+            Transport::NvmeTcp(_) => Target::NvmeTcp(NvmeTarget::from_record(r)),
+            Transport::Loop(_) => Target::LoopFile(PathBuf::from(&r.target)),
+        }
+    }
+
+    fn mismatch(&self, t: &Target) -> NodeError {
+        NodeError::WrongTransport {
+            target: t.to_string(),
+            target_kind: t.kind(),
+            transport: self.kind(),
+        }
+    }
+
+    /// Makes the device present (idempotent) and returns it, within `deadline`.
+    pub async fn attach(&self, t: &Target, deadline: Instant) -> Result<Device, NodeError> {
+        match (self, t) {
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.attach(t, deadline).await,
+            (Transport::Loop(l), Target::LoopFile(f)) => l.attach(f, deadline).await,
+            _ => Err(self.mismatch(t)),
         }
     }
 
     /// The device now, or None when it is not present.
-    pub async fn resolve(&self, volume_id: &str, t: &Target) -> Result<Option<Device>, Error> {
-        let this = self.clone();
-        let (v, id) = (volume_id.to_owned(), t.id.clone());
+    pub async fn resolve(&self, t: &Target) -> Result<Option<Device>, NodeError> {
+        let (this, target) = (self.clone(), t.clone());
         // sysfs reads do not block on the device, but keep them off the async threads.
-        tokio::task::spawn_blocking(move || match &this {
-            Transport::NvmeTcp(n) => n.resolve(&v, &id),
-            Transport::Loop(l) => l.resolve(&v, &id),
+        tokio::task::spawn_blocking(move || match (&this, &target) {
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.resolve(&t.nqn),
+            (Transport::Loop(l), Target::LoopFile(f)) => l.resolve(f),
+            _ => Err(this.mismatch(&target)),
         })
         .await
-        .map_err(|e| Error::Internal(format!("volume {volume_id}: resolving the device: {e}")))?
+        .map_err(|source| NodeError::Task {
+            what: format!("resolving the device of {t}"),
+            source,
+        })?
     }
 
     /// Removes the device and waits until it is gone.
-    pub async fn detach(
-        &self,
-        volume_id: &str,
-        t: &Target,
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        match self {
-            Transport::NvmeTcp(n) => n.disconnect(volume_id, &t.id, deadline).await,
-            Transport::Loop(l) => l.detach(volume_id, &t.id, deadline).await,
+    pub async fn detach(&self, t: &Target, deadline: Instant) -> Result<(), NodeError> {
+        match (self, t) {
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.disconnect(&t.nqn, deadline).await,
+            (Transport::Loop(l), Target::LoopFile(f)) => l.detach(f, deadline).await,
+            _ => Err(self.mismatch(t)),
         }
     }
 
     /// Makes the kernel re-read the device size (after the RDS grew the file).
-    pub async fn rescan(
-        &self,
-        volume_id: &str,
-        t: &Target,
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        match self {
-            Transport::NvmeTcp(n) => n.rescan(volume_id, &t.id, deadline).await,
-            Transport::Loop(l) => {
-                let d = l
-                    .resolve(volume_id, &t.id)?
-                    .ok_or_else(|| not_attached(volume_id, &t.id))?;
+    pub async fn rescan(&self, t: &Target, deadline: Instant) -> Result<(), NodeError> {
+        match (self, t) {
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.rescan(&t.nqn, deadline).await,
+            (Transport::Loop(l), Target::LoopFile(f)) => {
+                let d = l.resolve(f)?.ok_or_else(|| not_attached(t))?;
                 run_tool("losetup", &["-c", &d.path.to_string_lossy()], deadline).await?;
                 Ok(())
             }
+            _ => Err(self.mismatch(t)),
         }
     }
 
     /// Why the transport path is unhealthy (nvme: no live controller), or None.
     pub fn condition(&self, t: &Target) -> Option<String> {
-        match self {
-            Transport::NvmeTcp(n) => n.condition(&t.id),
-            Transport::Loop(_) => None,
+        match (self, t) {
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.condition(&t.nqn),
+            (Transport::Loop(_), Target::LoopFile(_)) => None,
+            _ => Some(self.mismatch(t).to_string()),
         }
     }
 }
 
-fn not_attached(volume_id: &str, id: &str) -> Error {
-    Error::FailedPrecondition(format!(
-        "volume {volume_id}: no device is attached for {id}; stage the volume again"
-    ))
+fn not_attached(t: &Target) -> NodeError {
+    NodeError::DeviceMissing {
+        target: t.to_string(),
+    }
 }
 
 /// The one blocking helper (crate::runtime), under the name node code uses.
