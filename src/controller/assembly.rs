@@ -16,6 +16,7 @@ use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
 use crate::error::Error;
 use crate::inflight::InFlight;
 use crate::k8s::{AttachmentSource, EventSink, NodeDirectory, NodeEvents};
+use crate::observability::rpc::Traced;
 use crate::observability::Metrics;
 use crate::rds::RdsClient;
 
@@ -97,8 +98,8 @@ impl Assembly {
 
 impl RunningController {
     /// The CSI Controller service, to add to a tonic router.
-    pub fn service(&self) -> ControllerServer<Controller> {
-        ControllerServer::from_arc(Arc::clone(&self.controller))
+    pub fn service(&self) -> ControllerServer<Traced<Controller>> {
+        ControllerServer::new(Traced::controller(Arc::clone(&self.controller)))
     }
 
     /// Stops the background tasks and waits for them.

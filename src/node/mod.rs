@@ -33,6 +33,7 @@ use tonic::service::Routes;
 use crate::cli::{NodeArgs, TopologySegment, Transport as TransportFlag};
 use crate::identity::{Health, HealthCheck, IdentityService};
 use crate::inflight::InFlight;
+use crate::observability::rpc::Traced;
 use crate::observability::Metrics;
 use crate::runtime::{run_role, serve_until_stopped, RoleError, ServeConfig};
 use crate::server::DEFAULT_DRAIN_TIMEOUT;
@@ -211,7 +212,10 @@ impl NodePlugin {
             false,
             self.health(),
         )))
-        .add_service(NodeServer::new(NodeService(Arc::clone(&self.node))))
+        .add_service(NodeServer::new(Traced::node(
+            Arc::new(NodeService(Arc::clone(&self.node))),
+            self.config.node_id.clone(),
+        )))
     }
 
     /// Starts the reconnect reconciler (nvme-tcp only); it stops with `stop`.

@@ -111,7 +111,6 @@ impl NodeService {
             Err(e) => {
                 let s = Status::from(e);
                 self.0.metrics.operation(op, Some(s.code()));
-                tracing::warn!(op, code = ?s.code(), "{}", s.message());
                 Err(s)
             }
         }
