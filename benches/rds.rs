@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rds_csi::observability::Metrics;
 use rds_csi::rds::command::MIKROTIK_NQN_PREFIX;
 use rds_csi::rds::{
-    parse_items, render_disk_list, Disk, Nqn, NvmeExport, Port, RdsClient, RdsPath, Slot,
+    parse_items, render_disk_list, slot_nqn, Disk, NvmeExport, Port, RdsClient, RdsPath, Slot,
 };
 use rds_csi::simulator::harness::{start_simulator, SimOptions};
 
@@ -67,7 +67,7 @@ fn concurrent_prints(c: &mut Criterion) {
         let path = RdsPath::volume_file(shared.base_path(), &slot).unwrap();
         let export = NvmeExport {
             port: Port::default(),
-            nqn: Nqn::for_slot(MIKROTIK_NQN_PREFIX, &slot).unwrap(),
+            nqn: slot_nqn(MIKROTIK_NQN_PREFIX, &slot).unwrap(),
         };
         shared
             .create_disk(&path, 1 << 30, &slot, &export, deadline())

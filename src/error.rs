@@ -122,6 +122,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The variant for `code` (a layer's own table chose the code), carrying `message`.
+    pub fn from_code(code: Code, message: String) -> Self {
+        match code {
+            Code::InvalidArgument => Error::InvalidArgument(message),
+            Code::Aborted => Error::Aborted(message),
+            Code::NotFound => Error::NotFound(message),
+            Code::AlreadyExists => Error::AlreadyExists(message),
+            Code::FailedPrecondition => Error::FailedPrecondition(message),
+            Code::OutOfRange => Error::OutOfRange(message),
+            Code::ResourceExhausted => Error::ResourceExhausted(message),
+            Code::Unavailable => Error::Unavailable(message),
+            Code::DeadlineExceeded => Error::DeadlineExceeded(message),
+            Code::Unimplemented => Error::Unimplemented(message),
+            _ => Error::Internal(message),
+        }
+    }
+
     pub fn code(&self) -> Code {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
@@ -141,11 +158,14 @@ impl Error {
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
-        Status::new(
-            e.code(),
-            cap_message(e.to_string(), MAX_STATUS_MESSAGE_BYTES),
-        )
+        status(e.code(), e.to_string())
     }
+}
+
+/// The gRPC status for a code a layer's table chose, its message capped at
+/// [`MAX_STATUS_MESSAGE_BYTES`]. Every error of the driver reaches the CO through here.
+pub fn status(code: Code, message: String) -> Status {
+    Status::new(code, cap_message(message, MAX_STATUS_MESSAGE_BYTES))
 }
 
 #[cfg(test)]
@@ -239,6 +259,7 @@ mod tests {
             (Error::Internal("x".into()), Code::Internal),
         ];
         for (e, code) in cases {
+            assert_eq!(Error::from_code(code, "y".into()).code(), code);
             assert_eq!(Status::from(e).code(), code);
         }
     }

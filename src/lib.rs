@@ -17,4 +17,5 @@ pub mod rds;
 pub mod runtime;
 pub mod server;
 pub mod simulator;
+pub mod volume;
 pub mod volume_context;

@@ -1,9 +1,13 @@
 //! The volume context: everything a node needs to reach and treat a volume, written by the
 //! controller at CreateVolume and read back by the node at NodeStage. Keys are a contract
-//! between the two halves of the driver (and must never change meaning across versions).
+//! between the two halves of the driver (and must never change meaning across versions);
+//! they are defined once, in [`crate::volume::keys`].
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
+
+use crate::volume::keys::*;
+use crate::volume::MigrationTimeout;
 
 /// A volume context this driver cannot use: the key, and what is wrong with its value.
 /// Every case is INVALID_ARGUMENT at NodeStage.
@@ -25,27 +29,11 @@ pub enum ContextError {
     },
 }
 
-pub const NVME_ADDRESS: &str = "nvmeAddress";
-pub const NVME_PORT: &str = "nvmePort";
-pub const NQN: &str = "nqn";
-pub const CTRL_LOSS_TMO: &str = "ctrlLossTmo";
-pub const RECONNECT_DELAY: &str = "reconnectDelay";
-pub const KEEP_ALIVE_TMO: &str = "keepAliveTmo";
-pub const MIGRATION_TIMEOUT_SECONDS: &str = "migrationTimeoutSeconds";
-pub const FS_TYPE: &str = "fsType";
-/// "true" only for a volume created empty: the node may format it if (and only if) the
-/// device is also blank. Clones and restores are never fresh.
-pub const FRESH: &str = "fresh";
-/// The volume's backing file path on the RDS (e.g. `/storage-pool/csi/pvc-1.img`). Used only
-/// by the node's development `loop` transport, which attaches the simulator's file directly.
-pub const VOLUME_FILE: &str = "volumeFile";
-
 // Accepted values, shared by the StorageClass parser (which writes them) and the reader
 // below (which refuses anything else rather than wrapping it into a different number).
 pub const CTRL_LOSS_TMO_RANGE: RangeInclusive<i64> = -1..=86400;
 pub const RECONNECT_DELAY_RANGE: RangeInclusive<i64> = 1..=3600;
 pub const KEEP_ALIVE_TMO_RANGE: RangeInclusive<i64> = 1..=3600;
-pub const MIGRATION_TIMEOUT_RANGE: RangeInclusive<u32> = 30..=3600;
 
 /// Connection tunables for the kernel's NVMe/TCP host (seconds; -1 = forever for ctrl_loss).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,8 +129,7 @@ impl VolumeContext {
                     })
                 }
             };
-        let migration = MIGRATION_TIMEOUT_RANGE;
-        let migration = *migration.start() as i64..=*migration.end() as i64;
+        let migration = MigrationTimeout::MIN_SECS as i64..=MigrationTimeout::MAX_SECS as i64;
         // Each value is range-checked first, so the narrowing below cannot wrap.
         Ok(VolumeContext {
             nvme_address: get(NVME_ADDRESS)?.to_owned(),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use rds_csi::attachment::EventReason;
-use rds_csi::controller::params;
+use rds_csi::volume::keys::STORAGE_CLASS_PARAMETERS;
 
 fn docs() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
@@ -145,7 +145,10 @@ fn configuration_lists_exactly_the_storageclass_parameters_the_controller_reads(
         .expect("docs/configuration.md has a `## StorageClass parameters` section");
     let section = section.split("\n## ").next().unwrap();
     let documented = table_keys(section, "parameter");
-    let code: BTreeSet<String> = params::ALL.iter().map(|s| s.to_string()).collect();
+    let code: BTreeSet<String> = STORAGE_CLASS_PARAMETERS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let unknown: Vec<_> = documented.difference(&code).collect();
     assert!(
         unknown.is_empty(),

@@ -9,7 +9,7 @@ use rds_csi::observability::Metrics;
 use rds_csi::rds::command::MIKROTIK_NQN_PREFIX;
 use rds_csi::rds::size::{plan_volume_size, GIB, MIB};
 use rds_csi::rds::{
-    BasePath, BreakerState, HostKeyPolicy, Nqn, NvmeExport, Port, RdsClient, RdsConfig,
+    slot_nqn, BasePath, BreakerState, HostKeyPolicy, NvmeExport, Port, RdsClient, RdsConfig,
     RdsErrorKind, RdsPath, Slot, SlotPrefix,
 };
 use rds_csi::simulator::harness::{start_simulator, SimHandle, SimOptions};
@@ -37,7 +37,7 @@ fn path(s: &Slot) -> RdsPath {
 fn export(s: &Slot) -> NvmeExport {
     NvmeExport {
         port: Port::default(),
-        nqn: Nqn::for_slot(MIKROTIK_NQN_PREFIX, s).unwrap(),
+        nqn: slot_nqn(MIKROTIK_NQN_PREFIX, s).unwrap(),
     }
 }
 

@@ -20,8 +20,8 @@ use node_io::fabrics::{self, ConnectOptions, ConnectReply, OptionValue};
 use node_io::mountinfo::{parse_line, MountInfo, MountTable};
 use node_io::sysfs::{ControllerState, TransportAddress};
 use node_io::uevent::Uevent;
-use rds_csi::controller::naming::{existing_volume_slot, volume_slot, SnapshotId};
-use rds_csi::controller::params::{self, VolumeParams};
+use rds_csi::controller::naming::{SnapshotId, VolumeName};
+use rds_csi::controller::params::VolumeParams;
 use rds_csi::endpoint::{Endpoint, MetricsAddress};
 use rds_csi::rds::command::{Command, MIKROTIK_NQN_PREFIX};
 use rds_csi::rds::size::{group_digits, human_size, parse_routeros_bytes, MIB};
@@ -32,6 +32,7 @@ use rds_csi::rds::{
 };
 use rds_csi::simulator::commands::{self, Cond, Op, Request, Target};
 use rds_csi::simulator::faults::Faults;
+use rds_csi::volume::{keys, FsType, MigrationTimeout, VolumeId};
 use rds_csi::volume_context::VolumeContext;
 
 /// A target's check: panics (fails) on an input that breaks a property.
@@ -199,7 +200,7 @@ pub fn routeros_error(data: &[u8]) {
             !matches!(e.kind(), RdsErrorKind::Transport | RdsErrorKind::Timeout),
             "output text cannot be a transport error: {e:?}"
         );
-        let mapped = rds_csi::controller::rds_errors::map(e, "volume pvc-fuzz");
+        let mapped = rds_csi::controller::ControllerError::rds("volume pvc-fuzz", e);
         assert!(mapped.to_string().contains("volume pvc-fuzz"), "{mapped}");
     }
 }
@@ -417,7 +418,8 @@ pub fn storageclass_params(data: &[u8]) {
     };
     for key in map.keys() {
         assert!(
-            params::ALL.contains(&key.as_str()) || key.starts_with("csi.storage.k8s.io/"),
+            keys::STORAGE_CLASS_PARAMETERS.contains(&key.as_str())
+                || key.starts_with(keys::PROVISIONER_KEY_PREFIX),
             "unknown key {key:?} accepted"
         );
     }
@@ -427,33 +429,35 @@ pub fn storageclass_params(data: &[u8]) {
     };
     assert_eq!(
         i64::from(p.nvme_port),
-        int(params::NVME_PORT).unwrap_or(i64::from(params::DEFAULT_NVME_PORT))
+        int(keys::NVME_PORT).unwrap_or(i64::from(fabrics::NVME_TCP_PORT))
     );
     assert!(p.nvme_port >= 1);
-    assert!(params::MIGRATION_TIMEOUT_RANGE.contains(&p.migration_timeout_seconds));
-    if let Some(v) = int(params::MIGRATION_TIMEOUT_SECONDS) {
-        assert_eq!(i64::from(p.migration_timeout_seconds), v);
+    let secs = p.migration_timeout.as_secs();
+    assert!((MigrationTimeout::MIN_SECS..=MigrationTimeout::MAX_SECS).contains(&secs));
+    if let Some(v) = int(keys::MIGRATION_TIMEOUT_SECONDS) {
+        assert_eq!(i64::try_from(secs).ok(), Some(v));
     } else {
-        assert_eq!(
-            p.migration_timeout_seconds,
-            params::DEFAULT_MIGRATION_TIMEOUT_SECONDS
-        );
+        assert_eq!(secs, MigrationTimeout::DEFAULT_SECS);
     }
     let t = p.tunables;
     assert!((-1..=86_400).contains(&t.ctrl_loss_tmo), "{t:?}");
     assert!((1..=3600).contains(&t.reconnect_delay), "{t:?}");
     assert!((1..=3600).contains(&t.keep_alive_tmo), "{t:?}");
     for (key, got) in [
-        (params::CTRL_LOSS_TMO, t.ctrl_loss_tmo),
-        (params::RECONNECT_DELAY, t.reconnect_delay),
-        (params::KEEP_ALIVE_TMO, t.keep_alive_tmo),
+        (keys::CTRL_LOSS_TMO, t.ctrl_loss_tmo),
+        (keys::RECONNECT_DELAY, t.reconnect_delay),
+        (keys::KEEP_ALIVE_TMO, t.keep_alive_tmo),
     ] {
         if let Some(v) = int(key) {
             assert_eq!(i64::from(got), v, "{key}");
         }
     }
-    if let Some(fs) = &p.fs_type {
-        assert!(params::SUPPORTED_FS_TYPES.contains(&fs.as_str()), "{fs:?}");
+    if let Some(fs) = p.fs_type {
+        assert!(FsType::ALL.contains(&fs), "{fs:?}");
+        assert_eq!(
+            map.get(keys::FS_TYPE).map(String::as_str),
+            Some(fs.as_str())
+        );
     }
     if let Some(addr) = &p.nvme_address {
         assert!(!addr.is_empty() && addr.len() <= 253, "{addr:?}");
@@ -494,10 +498,11 @@ pub fn volume_ids_nqns(data: &[u8]) {
     if let Ok(slot) = Slot::new(s) {
         assert!(slot_rule(s) && !s.ends_with('-'), "{s:?}");
         assert_eq!(Slot::new(slot.as_str()).as_ref(), Ok(&slot));
-        let nqn = Nqn::for_slot(MIKROTIK_NQN_PREFIX, &slot).expect("every slot makes an NQN");
+        let nqn =
+            rds_csi::rds::slot_nqn(MIKROTIK_NQN_PREFIX, &slot).expect("every slot makes an NQN");
         assert!(
-            fabrics::Nqn::new(nqn.as_str()).is_ok(),
-            "{nqn} refused by the kernel side"
+            OptionValue::new("nqn", nqn.as_str()).is_ok(),
+            "{nqn} unsafe in the kernel's connect string"
         );
         let find = |key: &str, value: &str| {
             Target::Find(vec![Cond {
@@ -530,9 +535,10 @@ pub fn volume_ids_nqns(data: &[u8]) {
     }
     if let Ok(nqn) = Nqn::new(s) {
         assert!(s.len() <= 223 && s.starts_with("nqn."), "{s:?}");
+        assert_eq!(Nqn::new(nqn.as_str()).as_ref(), Ok(&nqn));
         assert!(
-            fabrics::Nqn::new(nqn.as_str()).is_ok(),
-            "{s:?} refused by the kernel side"
+            OptionValue::new("nqn", nqn.as_str()).is_ok(),
+            "{s:?} unsafe in the kernel's connect string"
         );
     }
     if let Ok(path) = RdsPath::new(&base, s) {
@@ -560,10 +566,10 @@ pub fn volume_ids_nqns(data: &[u8]) {
             assert!(RdsPath::volume_file(&other, &slot).is_ok(), "{s:?}");
         }
     }
-    if let Ok(slot) = volume_slot(s) {
-        assert_eq!(slot.as_str(), s);
+    if let Ok(name) = VolumeName::parse(s) {
+        assert_eq!(name.id().as_str(), s);
         assert!(!s.starts_with("snap-"));
-        assert_eq!(existing_volume_slot(s), Some(slot));
+        assert_eq!(VolumeId::parse(s).as_ref(), Ok(name.id()));
     }
     if let Some(id) = SnapshotId::parse(s) {
         assert!(id.slot.as_str().starts_with("snap-"));
@@ -581,7 +587,7 @@ pub fn volume_ids_nqns(data: &[u8]) {
     let snap = SnapshotId::slot_for_name(s);
     assert_eq!(SnapshotId::slot_for_name(s), snap, "deterministic");
     assert!(
-        volume_slot(snap.as_str()).is_err(),
+        VolumeId::parse(snap.as_str()).is_err(),
         "a snapshot slot is never a volume id"
     );
 }

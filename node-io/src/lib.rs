@@ -14,6 +14,7 @@ pub mod health;
 pub mod holders;
 pub mod mount;
 pub mod mountinfo;
+pub mod nqn;
 pub mod probe;
 pub mod reader;
 mod ring;

@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use super::events::go_duration;
-use super::model::{AccessMode, MigrationTimeout};
+use super::model::AccessMode;
+use tonic::Code;
+
 use crate::error::Error;
+use crate::volume::RWX_FILESYSTEM_REFUSED;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AttachError {
@@ -47,11 +50,7 @@ pub enum AttachError {
         timeout: Duration,
     },
     /// Filesystem volumes are never shared between nodes.
-    #[error(
-        "volume {volume:?}: ReadWriteMany is only safe for KubeVirt live migration of block \
-         volumes (volumeMode: Block); a filesystem volume cannot be attached to several nodes. \
-         Use ReadWriteOnce, or volumeMode: Block for a VM disk"
-    )]
+    #[error("volume {volume:?}: {RWX_FILESYSTEM_REFUSED}")]
     FilesystemRwx { volume: String },
     /// The same node asks again with a different access mode.
     #[error(
@@ -64,14 +63,6 @@ pub enum AttachError {
         attached_as: AccessMode,
         requested: AccessMode,
     },
-    #[error(
-        "{}: {value:?} is not a whole number of seconds between {} and {} (the default is {})",
-        MigrationTimeout::PARAMETER,
-        MigrationTimeout::MIN_SECS,
-        MigrationTimeout::MAX_SECS,
-        MigrationTimeout::DEFAULT_SECS
-    )]
-    InvalidMigrationTimeout { value: String },
 }
 
 impl AttachError {
@@ -92,25 +83,27 @@ impl AttachError {
                 vec![source_node.clone(), target_node.clone()]
             }
             AttachError::IncompatibleMode { node, .. } => vec![node.clone()],
-            AttachError::FilesystemRwx { .. } | AttachError::InvalidMigrationTimeout { .. } => {
-                Vec::new()
-            }
+            AttachError::FilesystemRwx { .. } => Vec::new(),
+        }
+    }
+}
+
+impl AttachError {
+    /// The one code decision for the attachment rules (CSI ControllerPublishVolume).
+    pub fn code(&self) -> Code {
+        match self {
+            AttachError::HeldByAnotherNode { .. }
+            | AttachError::MigrationInProgress { .. }
+            | AttachError::MigrationTimedOut { .. } => Code::FailedPrecondition,
+            // CSI: published at this node with an incompatible capability is ALREADY_EXISTS.
+            AttachError::IncompatibleMode { .. } => Code::AlreadyExists,
+            AttachError::FilesystemRwx { .. } => Code::InvalidArgument,
         }
     }
 }
 
 impl From<AttachError> for Error {
     fn from(e: AttachError) -> Self {
-        let msg = e.to_string();
-        match e {
-            AttachError::HeldByAnotherNode { .. }
-            | AttachError::MigrationInProgress { .. }
-            | AttachError::MigrationTimedOut { .. } => Error::FailedPrecondition(msg),
-            // CSI: published at this node with an incompatible capability is ALREADY_EXISTS.
-            AttachError::IncompatibleMode { .. } => Error::AlreadyExists(msg),
-            AttachError::FilesystemRwx { .. } | AttachError::InvalidMigrationTimeout { .. } => {
-                Error::InvalidArgument(msg)
-            }
-        }
+        Error::from_code(e.code(), e.to_string())
     }
 }

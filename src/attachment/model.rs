@@ -2,9 +2,10 @@
 //! request and a restore record.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::error::AttachError;
+pub use crate::volume::MigrationTimeout;
 
 /// How a volume may be shared between nodes, once the request has been validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,61 +46,6 @@ impl RequestedAccess {
                 volume: volume.to_owned(),
             }),
         }
-    }
-}
-
-/// How long an RWX block volume may stay attached to two nodes (`migrationTimeoutSeconds`).
-///
-/// Out-of-range values are an error, never clamped: a StorageClass typo must be seen, not
-/// silently turned into a different fence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MigrationTimeout(Duration);
-
-impl MigrationTimeout {
-    /// The StorageClass / volume-context parameter this value comes from.
-    pub const PARAMETER: &'static str = "migrationTimeoutSeconds";
-    pub const MIN_SECS: u64 = 30;
-    pub const MAX_SECS: u64 = 3600;
-    pub const DEFAULT_SECS: u64 = 300;
-
-    pub fn from_secs(secs: u64) -> Result<Self, AttachError> {
-        if (Self::MIN_SECS..=Self::MAX_SECS).contains(&secs) {
-            Ok(MigrationTimeout(Duration::from_secs(secs)))
-        } else {
-            Err(AttachError::InvalidMigrationTimeout {
-                value: secs.to_string(),
-            })
-        }
-    }
-
-    /// Parses the parameter's string value (whole seconds, surrounding spaces allowed).
-    pub fn parse(value: &str) -> Result<Self, AttachError> {
-        value
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| AttachError::InvalidMigrationTimeout {
-                value: value.to_owned(),
-            })
-            .and_then(Self::from_secs)
-    }
-
-    /// The parameter if present, else the default.
-    pub fn from_parameter(value: Option<&str>) -> Result<Self, AttachError> {
-        value.map_or(Ok(Self::default()), Self::parse)
-    }
-
-    pub fn as_duration(self) -> Duration {
-        self.0
-    }
-
-    pub fn as_secs(self) -> u64 {
-        self.0.as_secs()
-    }
-}
-
-impl Default for MigrationTimeout {
-    fn default() -> Self {
-        MigrationTimeout(Duration::from_secs(Self::DEFAULT_SECS))
     }
 }
 

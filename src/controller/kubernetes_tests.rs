@@ -132,22 +132,28 @@ fn deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(20)
 }
 
+/// A request through the CSI service, with the test's deadline.
+fn request<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(deadline() - tokio::time::Instant::now());
+    r
+}
+
 async fn create(r: &Rig, name: &str, c: &csi::VolumeCapability) -> csi::Volume {
+    use csi_proto::v1::controller_server::Controller as _;
     r.ctl
-        .create_volume(
-            csi::CreateVolumeRequest {
-                name: name.into(),
-                capacity_range: Some(csi::CapacityRange {
-                    required_bytes: 1 << 30,
-                    limit_bytes: 0,
-                }),
-                volume_capabilities: vec![c.clone()],
-                ..Default::default()
-            },
-            deadline(),
-        )
+        .create_volume(request(csi::CreateVolumeRequest {
+            name: name.into(),
+            capacity_range: Some(csi::CapacityRange {
+                required_bytes: 1 << 30,
+                limit_bytes: 0,
+            }),
+            volume_capabilities: vec![c.clone()],
+            ..Default::default()
+        }))
         .await
         .unwrap()
+        .into_inner()
         .volume
         .unwrap()
 }
@@ -158,19 +164,18 @@ async fn publish(
     node: &str,
     c: &csi::VolumeCapability,
 ) -> Result<(), Error> {
+    use csi_proto::v1::controller_server::Controller as _;
     r.ctl
-        .publish_volume(
-            csi::ControllerPublishVolumeRequest {
-                volume_id: v.volume_id.clone(),
-                node_id: node.into(),
-                volume_capability: Some(c.clone()),
-                volume_context: v.volume_context.clone(),
-                ..Default::default()
-            },
-            deadline(),
-        )
+        .controller_publish_volume(request(csi::ControllerPublishVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            node_id: node.into(),
+            volume_capability: Some(c.clone()),
+            volume_context: v.volume_context.clone(),
+            ..Default::default()
+        }))
         .await
         .map(|_| ())
+        .map_err(|s| Error::from_code(s.code(), s.message().to_owned()))
 }
 
 pub(crate) fn record(volume: &str, node: &str, mode: AccessMode, age: Duration) -> RestoreRecord {

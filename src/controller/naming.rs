@@ -8,11 +8,11 @@
 
 use std::fmt;
 
-use crate::error::Error;
+use super::error::ControllerError;
 use crate::rds::{BasePath, RdsPath, Slot};
+use crate::volume::VolumeId;
+pub use crate::volume::SNAPSHOT_SLOT_PREFIX;
 
-/// Slots starting with this are snapshots, never volumes.
-pub const SNAPSHOT_SLOT_PREFIX: &str = "snap-";
 /// Snapshots live under `<base>/snapshots/<source volume>/`.
 pub const SNAPSHOT_DIR: &str = "snapshots";
 
@@ -20,7 +20,7 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Empty,
-    Volume(Slot),
+    Volume(VolumeId),
     Snapshot(SnapshotId),
 }
 
@@ -35,49 +35,77 @@ impl Source {
     }
 }
 
-/// Validates a CO-chosen volume name as a volume id (and RDS slot).
-pub fn volume_slot(name: &str) -> Result<Slot, Error> {
-    if name.is_empty() {
-        return Err(Error::InvalidArgument("volume name is required".into()));
-    }
-    let slot = Slot::new(name).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "volume name {name:?} cannot be used as an RDS disk slot: {e}"
-        ))
-    })?;
-    if name.starts_with(SNAPSHOT_SLOT_PREFIX) {
-        return Err(Error::InvalidArgument(format!(
-            "volume name {name:?} starts with {SNAPSHOT_SLOT_PREFIX:?}, which is reserved for snapshots"
-        )));
-    }
-    Ok(slot)
+/// A CreateVolume name and the volume id it maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeName {
+    name: String,
+    id: VolumeId,
 }
 
-/// A volume id from a request that refers to an existing volume: `None` when it cannot name
-/// a volume of ours (so the volume does not exist).
-pub fn existing_volume_slot(id: &str) -> Option<Slot> {
-    Slot::new(id)
-        .ok()
-        .filter(|_| !id.starts_with(SNAPSHOT_SLOT_PREFIX))
+impl VolumeName {
+    /// Validates a CO-chosen volume name as a volume id (and RDS slot).
+    pub fn parse(name: &str) -> Result<Self, ControllerError> {
+        if name.is_empty() {
+            return Err(ControllerError::missing("volume name"));
+        }
+        let invalid = |reason: String| ControllerError::InvalidName {
+            what: "volume",
+            name: name.to_owned(),
+            reason,
+        };
+        let slot = Slot::new(name)
+            .map_err(|e| invalid(format!("cannot be used as an RDS disk slot: {e}")))?;
+        let id = VolumeId::from_slot(slot).ok_or_else(|| {
+            invalid(format!(
+                "starts with {SNAPSHOT_SLOT_PREFIX:?}, which is reserved for snapshots"
+            ))
+        })?;
+        Ok(VolumeName {
+            name: name.to_owned(),
+            id,
+        })
+    }
+
+    /// The volume id (and RDS slot) the name maps to.
+    pub fn id(&self) -> &VolumeId {
+        &self.id
+    }
+
+    /// The name as the CO sent it.
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The snapshot slot for a CO-chosen snapshot name: deterministic, so a retried
+/// CreateSnapshot finds the snapshot it made before.
+pub fn snapshot_slot(name: &str) -> Result<Slot, ControllerError> {
+    if name.is_empty() {
+        return Err(ControllerError::missing("snapshot name"));
+    }
+    Ok(SnapshotId::slot_for_name(name))
 }
 
 /// The backing file of a volume in `dir` (the base path or a StorageClass volumePath).
 pub fn volume_file(
     base: &BasePath,
     dir: &str,
-    slot: &Slot,
+    id: &VolumeId,
     source: &Source,
-) -> Result<RdsPath, Error> {
-    let path = format!("{dir}/{slot}{}.img", source.file_suffix());
-    RdsPath::new(base, &path)
-        .map_err(|e| Error::InvalidArgument(format!("volume {slot}: file path {path:?}: {e}")))
+) -> Result<RdsPath, ControllerError> {
+    let path = format!("{dir}/{id}{}.img", source.file_suffix());
+    RdsPath::new(base, &path).map_err(|source| ControllerError::FilePath {
+        volume: id.to_string(),
+        path,
+        source: Box::new(source),
+    })
 }
 
 /// A snapshot's id: `<slot>:<source volume>:<creation unix seconds>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotId {
     pub slot: Slot,
-    pub source: Slot,
+    pub source: VolumeId,
     pub created_unix: u64,
 }
 
@@ -100,7 +128,7 @@ impl SnapshotId {
         }
         Some(SnapshotId {
             slot: Slot::new(slot).ok()?,
-            source: existing_volume_slot(source)?,
+            source: VolumeId::parse(source).ok()?,
             created_unix: t.parse().ok()?,
         })
     }
@@ -117,13 +145,17 @@ impl SnapshotId {
         Slot::new(&format!("{SNAPSHOT_SLOT_PREFIX}{h:016x}")).expect("hex is a valid slot")
     }
 
-    pub fn file(&self, base: &BasePath) -> Result<RdsPath, Error> {
+    pub fn file(&self, base: &BasePath) -> Result<RdsPath, ControllerError> {
         let path = format!(
             "{base}/{SNAPSHOT_DIR}/{}/{}-{}.img",
             self.source, self.created_unix, self.slot
         );
-        RdsPath::new(base, &path)
-            .map_err(|e| Error::Internal(format!("snapshot {self}: file path {path:?}: {e}")))
+        RdsPath::new(base, &path).map_err(|e| {
+            ControllerError::internal(
+                format!("snapshot {self}"),
+                format!("file path {path:?}: {e}"),
+            )
+        })
     }
 
     /// Rebuilds the id of a snapshot disk from its slot and backing file path.
@@ -149,7 +181,7 @@ mod tests {
         let base = BasePath::new("/storage-pool/csi").unwrap();
         let id = SnapshotId {
             slot: SnapshotId::slot_for_name("snapshot-1234"),
-            source: Slot::new("pvc-abc").unwrap(),
+            source: VolumeId::parse("pvc-abc").unwrap(),
             created_unix: 1_764_000_000,
         };
         assert_eq!(SnapshotId::parse(&id.to_string()), Some(id.clone()));
@@ -193,10 +225,15 @@ mod tests {
 
     #[test]
     fn volume_names_are_checked() {
-        assert!(volume_slot("pvc-0a1b").is_ok());
+        assert_eq!(
+            VolumeName::parse("pvc-0a1b").unwrap().id().as_str(),
+            "pvc-0a1b"
+        );
         for bad in ["", "PVC", "pvc;rm", "snap-x", &"a".repeat(64)] {
-            assert!(
-                matches!(volume_slot(bad), Err(Error::InvalidArgument(_))),
+            let e = VolumeName::parse(bad).unwrap_err();
+            assert_eq!(
+                tonic::Status::from(e).code(),
+                tonic::Code::InvalidArgument,
                 "{bad:?}"
             );
         }
@@ -205,7 +242,7 @@ mod tests {
     #[test]
     fn the_source_is_recorded_in_the_file_name() {
         let base = BasePath::new("/storage-pool/csi").unwrap();
-        let v = Slot::new("pvc-1").unwrap();
+        let v = VolumeId::parse("pvc-1").unwrap();
         let f = |s: &Source| {
             volume_file(&base, "/storage-pool/csi", &v, s)
                 .unwrap()
@@ -213,7 +250,7 @@ mod tests {
         };
         assert_eq!(f(&Source::Empty), "/storage-pool/csi/pvc-1.img");
         assert_eq!(
-            f(&Source::Volume(Slot::new("pvc-0").unwrap())),
+            f(&Source::Volume(VolumeId::parse("pvc-0").unwrap())),
             "/storage-pool/csi/pvc-1.clone-of-pvc-0.img"
         );
     }

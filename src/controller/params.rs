@@ -1,42 +1,37 @@
 //! StorageClass parameters, parsed once into a typed struct with clear INVALID_ARGUMENT
-//! errors next to each field.
+//! errors next to each field. The keys, ranges and accepted values are the shared facts of
+//! `crate::volume` and `crate::volume_context`.
 
 use std::collections::HashMap;
 
-use crate::error::Error;
+use crate::error::echo;
 use crate::rds::{BasePath, RdsPath};
+use crate::volume::keys::{self, *};
+use crate::volume::{FsType, MigrationTimeout};
 use crate::volume_context::{
     Tunables, CTRL_LOSS_TMO_RANGE, KEEP_ALIVE_TMO_RANGE, RECONNECT_DELAY_RANGE,
 };
 
-pub const VOLUME_PATH: &str = "volumePath";
-pub const NVME_ADDRESS: &str = "nvmeAddress";
-pub const NVME_PORT: &str = "nvmePort";
-pub const CTRL_LOSS_TMO: &str = "ctrlLossTmo";
-pub const RECONNECT_DELAY: &str = "reconnectDelay";
-pub const KEEP_ALIVE_TMO: &str = "keepAliveTmo";
-pub const MIGRATION_TIMEOUT_SECONDS: &str = "migrationTimeoutSeconds";
-pub const FS_TYPE: &str = "fsType";
-
-/// Every StorageClass parameter this driver reads (docs are checked against this list).
-pub const ALL: &[&str] = &[
-    VOLUME_PATH,
-    NVME_ADDRESS,
-    NVME_PORT,
-    CTRL_LOSS_TMO,
-    RECONNECT_DELAY,
-    KEEP_ALIVE_TMO,
-    MIGRATION_TIMEOUT_SECONDS,
-    FS_TYPE,
-];
-
-/// Keys the external-provisioner adds itself (PVC/PV names with --extra-create-metadata).
-const PROVISIONER_KEY_PREFIX: &str = "csi.storage.k8s.io/";
-
-pub const DEFAULT_MIGRATION_TIMEOUT_SECONDS: u32 = 300;
-pub use crate::volume_context::MIGRATION_TIMEOUT_RANGE;
-pub const DEFAULT_NVME_PORT: u16 = 4420;
-pub const SUPPORTED_FS_TYPES: &[&str] = &["ext4", "xfs"];
+/// A StorageClass parameter the driver refuses (INVALID_ARGUMENT), naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidParameter {
+    #[error("StorageClass parameter {key}={} is invalid: expected {expected}", echo(.value))]
+    Value {
+        key: &'static str,
+        value: String,
+        expected: String,
+    },
+    #[error("StorageClass parameter {0}")]
+    MigrationTimeout(#[from] crate::volume::InvalidMigrationTimeout),
+    #[error("StorageClass parameter {FS_TYPE}: {0}")]
+    FsType(#[from] crate::volume::UnsupportedFsType),
+    #[error(
+        "unknown StorageClass parameter {}; known parameters: {}",
+        echo(.0),
+        STORAGE_CLASS_PARAMETERS.join(", ")
+    )]
+    Unknown(String),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeParams {
@@ -45,27 +40,43 @@ pub struct VolumeParams {
     pub nvme_address: Option<String>,
     pub nvme_port: u16,
     pub tunables: Tunables,
-    pub migration_timeout_seconds: u32,
-    pub fs_type: Option<String>,
+    pub migration_timeout: MigrationTimeout,
+    pub fs_type: Option<FsType>,
 }
 
-fn invalid(key: &str, value: &str, expected: &str) -> Error {
-    Error::InvalidArgument(format!(
-        "StorageClass parameter {key}={value:?} is invalid: expected {expected}"
-    ))
+impl Default for VolumeParams {
+    fn default() -> Self {
+        VolumeParams {
+            volume_dir: None,
+            nvme_address: None,
+            nvme_port: node_io::fabrics::NVME_TCP_PORT,
+            tunables: Tunables::default(),
+            migration_timeout: MigrationTimeout::default(),
+            fs_type: None,
+        }
+    }
 }
 
-fn in_range(key: &str, value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, Error> {
-    int_in(key, value, *range.start(), *range.end())
+fn invalid(key: &'static str, value: &str, expected: impl Into<String>) -> InvalidParameter {
+    InvalidParameter::Value {
+        key,
+        value: value.to_owned(),
+        expected: expected.into(),
+    }
 }
 
-fn int_in(key: &str, value: &str, lo: i64, hi: i64) -> Result<i64, Error> {
+fn in_range(
+    key: &'static str,
+    value: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, InvalidParameter> {
+    let (lo, hi) = (*range.start(), *range.end());
     value
         .trim()
         .parse::<i64>()
         .ok()
-        .filter(|v| (lo..=hi).contains(v))
-        .ok_or_else(|| invalid(key, value, &format!("an integer from {lo} to {hi}")))
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| invalid(key, value, format!("an integer from {lo} to {hi}")))
 }
 
 /// A host name or IP address: letters, digits, '.', '-', ':' (IPv6), nothing else.
@@ -77,15 +88,11 @@ fn valid_address(v: &str) -> bool {
 }
 
 impl VolumeParams {
-    pub fn parse(params: &HashMap<String, String>, base: &BasePath) -> Result<Self, Error> {
-        let mut p = VolumeParams {
-            volume_dir: None,
-            nvme_address: None,
-            nvme_port: DEFAULT_NVME_PORT,
-            tunables: Tunables::default(),
-            migration_timeout_seconds: DEFAULT_MIGRATION_TIMEOUT_SECONDS,
-            fs_type: None,
-        };
+    pub fn parse(
+        params: &HashMap<String, String>,
+        base: &BasePath,
+    ) -> Result<Self, InvalidParameter> {
+        let mut p = VolumeParams::default();
         // Sorted, so the first error reported is deterministic.
         let mut keys: Vec<_> = params.iter().collect();
         keys.sort();
@@ -97,9 +104,9 @@ impl VolumeParams {
                         // Component-wise containment: /pool/csi2 is not inside /pool/csi.
                         RdsPath::new(base, v).map_err(|e| {
                             invalid(
-                                k,
+                                VOLUME_PATH,
                                 v,
-                                &format!("a directory inside the driver's base path {base} ({e})"),
+                                format!("a directory inside the driver's base path {base} ({e})"),
                             )
                         })?;
                     }
@@ -107,48 +114,27 @@ impl VolumeParams {
                 }
                 NVME_ADDRESS => {
                     if !valid_address(v) {
-                        return Err(invalid(k, v, "a host name or IP address"));
+                        return Err(invalid(NVME_ADDRESS, v, "a host name or IP address"));
                     }
                     p.nvme_address = Some(v.clone());
                 }
-                NVME_PORT => p.nvme_port = int_in(k, v, 1, 65535)? as u16,
+                NVME_PORT => p.nvme_port = in_range(NVME_PORT, v, 1..=65535)? as u16,
                 CTRL_LOSS_TMO => {
-                    p.tunables.ctrl_loss_tmo = in_range(k, v, CTRL_LOSS_TMO_RANGE)? as i32
+                    p.tunables.ctrl_loss_tmo =
+                        in_range(CTRL_LOSS_TMO, v, CTRL_LOSS_TMO_RANGE)? as i32
                 }
                 RECONNECT_DELAY => {
-                    p.tunables.reconnect_delay = in_range(k, v, RECONNECT_DELAY_RANGE)? as i32
+                    p.tunables.reconnect_delay =
+                        in_range(RECONNECT_DELAY, v, RECONNECT_DELAY_RANGE)? as i32
                 }
                 KEEP_ALIVE_TMO => {
-                    p.tunables.keep_alive_tmo = in_range(k, v, KEEP_ALIVE_TMO_RANGE)? as i32
+                    p.tunables.keep_alive_tmo =
+                        in_range(KEEP_ALIVE_TMO, v, KEEP_ALIVE_TMO_RANGE)? as i32
                 }
-                MIGRATION_TIMEOUT_SECONDS => {
-                    let n = v.trim().parse::<u32>().ok();
-                    match n {
-                        Some(n) if MIGRATION_TIMEOUT_RANGE.contains(&n) => {
-                            p.migration_timeout_seconds = n
-                        }
-                        _ => {
-                            return Err(invalid(
-                                k,
-                                v,
-                                "whole seconds from 30 to 3600 (default 300); values outside the range are refused, not clamped",
-                            ))
-                        }
-                    }
-                }
-                FS_TYPE => {
-                    if !SUPPORTED_FS_TYPES.contains(&v.as_str()) {
-                        return Err(invalid(k, v, "ext4 or xfs"));
-                    }
-                    p.fs_type = Some(v.clone());
-                }
-                other if other.starts_with(PROVISIONER_KEY_PREFIX) => {}
-                other => {
-                    return Err(Error::InvalidArgument(format!(
-                        "unknown StorageClass parameter {other:?}; known parameters: {}",
-                        ALL.join(", ")
-                    )))
-                }
+                MIGRATION_TIMEOUT_SECONDS => p.migration_timeout = MigrationTimeout::parse(v)?,
+                FS_TYPE => p.fs_type = Some(FsType::parse(v)?),
+                other if other.starts_with(keys::PROVISIONER_KEY_PREFIX) => {}
+                other => return Err(InvalidParameter::Unknown(other.to_owned())),
             }
         }
         Ok(p)
@@ -163,7 +149,7 @@ mod tests {
         BasePath::new("/storage-pool/csi").unwrap()
     }
 
-    fn parse(kv: &[(&str, &str)]) -> Result<VolumeParams, Error> {
+    fn parse(kv: &[(&str, &str)]) -> Result<VolumeParams, InvalidParameter> {
         let m = kv
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -178,7 +164,7 @@ mod tests {
             ("csi.storage.k8s.io/pv/name", "pvc-1"),
         ])
         .unwrap();
-        assert_eq!(p.migration_timeout_seconds, 300);
+        assert_eq!(p.migration_timeout.as_secs(), 300);
         assert_eq!(p.nvme_port, 4420);
         assert_eq!(p.tunables, Tunables::default());
     }
@@ -199,27 +185,29 @@ mod tests {
         assert_eq!(p.volume_dir.as_deref(), Some("/storage-pool/csi/fast"));
         assert_eq!(p.nvme_port, 4421);
         assert_eq!(p.tunables.ctrl_loss_tmo, -1);
-        assert_eq!(p.migration_timeout_seconds, 600);
-        assert_eq!(p.fs_type.as_deref(), Some("xfs"));
+        assert_eq!(p.migration_timeout.as_secs(), 600);
+        assert_eq!(p.fs_type, Some(FsType::Xfs));
     }
 
     #[test]
     fn migration_timeout_out_of_range_is_refused_not_clamped() {
         for v in ["29", "3601", "0", "-5", "5m", ""] {
             let e = parse(&[("migrationTimeoutSeconds", v)]).unwrap_err();
-            assert!(matches!(e, Error::InvalidArgument(_)));
+            assert!(matches!(e, InvalidParameter::MigrationTimeout(_)));
             assert!(e.to_string().contains("30 to 3600"), "{e}");
         }
         assert_eq!(
             parse(&[("migrationTimeoutSeconds", "30")])
                 .unwrap()
-                .migration_timeout_seconds,
+                .migration_timeout
+                .as_secs(),
             30
         );
         assert_eq!(
             parse(&[("migrationTimeoutSeconds", "3600")])
                 .unwrap()
-                .migration_timeout_seconds,
+                .migration_timeout
+                .as_secs(),
             3600
         );
     }
@@ -237,7 +225,6 @@ mod tests {
             ("keepAliveTmo", "0"),
         ] {
             let e = parse(&[(k, v)]).unwrap_err();
-            assert!(matches!(e, Error::InvalidArgument(_)));
             assert!(e.to_string().contains(k), "{e}");
         }
     }

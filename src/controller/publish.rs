@@ -4,25 +4,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use csi_proto::v1 as csi;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::capabilities::{self, AccessType};
+use super::error::ControllerError;
+use super::requests::{Publish, Unpublish};
 use super::Controller;
 use crate::attachment::{
-    event_for, Effect, MigrationTimeout, Operation, PublishRequest, RequestedAccess,
+    event_for, AttachmentTable, Effect, Operation, PublishRequest, RequestedAccess,
 };
-use crate::error::Error;
-use crate::volume_context::MIGRATION_TIMEOUT_SECONDS;
+use crate::rds::Nqn;
+use crate::volume::AccessType;
 
 /// Keys of the publish context handed to the node.
-pub const PUBLISH_NQN: &str = "nqn";
+pub const PUBLISH_NQN: &str = crate::volume::keys::NQN;
 
 impl Controller {
     /// Records metrics and posts events for `effects`, outside any table lock. Event failures
     /// are the sink's to log; they never fail the RPC.
-    pub(super) async fn apply(&self, effects: Vec<Effect>) {
+    async fn apply(&self, effects: Vec<Effect>) {
         if effects.is_empty() {
             return;
         }
@@ -37,72 +37,66 @@ impl Controller {
         }
     }
 
-    pub async fn publish_volume(
+    /// The bookkeeping around every attachment-table call: runs `call` (given the table and
+    /// `now`), times it as `op`, turns its effects into metrics and events after the shard
+    /// lock is released, and wakes the sweeper (the next deadline may have changed).
+    pub(super) async fn fence<T>(
         &self,
-        req: csi::ControllerPublishVolumeRequest,
-        deadline: Instant,
-    ) -> Result<csi::ControllerPublishVolumeResponse, Error> {
-        if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+        op: Operation,
+        call: impl FnOnce(&AttachmentTable, std::time::Instant) -> (T, Vec<Effect>),
+    ) -> T {
+        let now = std::time::Instant::now();
+        let (out, effects) = call(&self.fencing.table, now);
+        self.fencing.metrics.observe_operation(op, now.elapsed());
+        self.apply(effects).await;
+        self.fencing.wake_sweeper.notify_one();
+        out
+    }
+
+    /// ControllerPublishVolume: the attachment rules decide; the RDS is not changed. Returns
+    /// the NQN the node connects to.
+    pub async fn publish(&self, req: &Publish, deadline: Instant) -> Result<Nqn, ControllerError> {
+        let (id, _disk) = self.existing_disk(&req.volume, deadline).await?;
+        let exists = self
+            .fencing
+            .nodes
+            .node_exists(&req.node)
+            .await
+            .map_err(|source| ControllerError::Kubernetes {
+                context: format!("volume {id}: "),
+                source,
+            })?;
+        if !exists {
+            return Err(ControllerError::NodeNotFound {
+                node: req.node.clone(),
+                volume: id.to_string(),
+            });
         }
-        if req.node_id.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "volume {}: node_id is required",
-                req.volume_id
-            )));
-        }
-        let cap = req.volume_capability.as_ref().ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "volume {}: volume_capability is required",
-                req.volume_id
-            ))
-        })?;
-        let cap = capabilities::parse(cap)?;
-        let (slot, _disk) = self.existing_volume(&req.volume_id, deadline).await?;
-        if !self.fencing.nodes.node_exists(&req.node_id).await? {
-            return Err(Error::NotFound(format!(
-                "node {:?} does not exist; volume {slot} cannot be published to it",
-                req.node_id
-            )));
-        }
-        let access = match (&cap.access, cap.is_multi_node()) {
+        let access = match (req.capability.access_type, req.capability.is_multi_node()) {
             (_, false) => RequestedAccess::SingleNode,
             (AccessType::Block, true) => RequestedAccess::MultiNodeBlock,
-            (AccessType::Mount { .. }, true) => RequestedAccess::MultiNodeFilesystem,
+            (AccessType::Mount, true) => RequestedAccess::MultiNodeFilesystem,
         };
-        let timeout = MigrationTimeout::from_parameter(
-            req.volume_context
-                .get(MIGRATION_TIMEOUT_SECONDS)
-                .map(String::as_str),
-        )?;
-        self.consult_kubernetes(slot.as_str()).await?;
-        let started = std::time::Instant::now();
-        let outcome = self.fencing.table.publish(
-            &PublishRequest {
-                volume: slot.as_str(),
-                node: &req.node_id,
-                access,
-                migration_timeout: timeout,
-            },
-            started,
-        );
-        self.fencing
-            .metrics
-            .observe_operation(Operation::Publish, started.elapsed());
-        self.apply(outcome.effects).await;
-        self.fencing.wake_sweeper.notify_one();
-        outcome.result?;
-        let nqn = self.nqn(&slot)?;
-        Ok(csi::ControllerPublishVolumeResponse {
-            publish_context: [(PUBLISH_NQN.to_owned(), nqn.to_string())].into(),
+        self.consult_kubernetes(id.as_str()).await?;
+        let publish = PublishRequest {
+            volume: id.as_str(),
+            node: &req.node,
+            access,
+            migration_timeout: req.migration_timeout,
+        };
+        self.fence(Operation::Publish, |table, now| {
+            let outcome = table.publish(&publish, now);
+            (outcome.result, outcome.effects)
         })
+        .await?;
+        self.nqn(id)
     }
 
     /// For a volume the table has no record of (no node, no grace window), restores what
     /// Kubernetes records for it first, so a publish after a leader change is judged against
     /// the attachments the previous leader made. A lookup failure fails the publish
     /// (UNAVAILABLE, retried by the attacher): fencing never guesses.
-    async fn consult_kubernetes(&self, volume: &str) -> Result<(), Error> {
+    async fn consult_kubernetes(&self, volume: &str) -> Result<(), ControllerError> {
         let Some(source) = &self.attachment_source else {
             return Ok(());
         };
@@ -112,11 +106,14 @@ impl Controller {
         let records = match source.attachments_for_volume(volume).await {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
-            Err(e) => {
-                return Err(Error::Unavailable(format!(
-                    "volume {volume}: cannot check its VolumeAttachments before publishing it \
-                     (this controller has no record of it, e.g. after a leader change): {e}"
-                )))
+            Err(source) => {
+                return Err(ControllerError::Kubernetes {
+                    context: format!(
+                        "volume {volume}: cannot check its VolumeAttachments before publishing it \
+                         (this controller has no record of it, e.g. after a leader change): "
+                    ),
+                    source: crate::error::Error::Unavailable(source.to_string()),
+                })
             }
         };
         let records: Vec<_> = records.into_iter().filter(|r| r.volume == volume).collect();
@@ -135,46 +132,33 @@ impl Controller {
     /// Drops every attachment of a deleted Kubernetes Node (StaleAttachmentCleared events;
     /// a migration it was part of fails). Returns how many attachments were dropped.
     pub async fn clear_node(&self, node: &str) -> usize {
-        let now = std::time::Instant::now();
-        let effects = self.fencing.table.clear_node(node, now);
-        self.fencing
-            .metrics
-            .observe_operation(Operation::ClearNode, now.elapsed());
-        let n = effects
-            .iter()
-            .filter(|e| matches!(e, Effect::StaleCleared { .. }))
-            .count();
-        self.apply(effects).await;
-        self.fencing.wake_sweeper.notify_one();
-        n
+        self.fence(Operation::ClearNode, |table, now| {
+            let effects = table.clear_node(node, now);
+            let n = effects
+                .iter()
+                .filter(|e| matches!(e, Effect::StaleCleared { .. }))
+                .count();
+            (n, effects)
+        })
+        .await
     }
 
-    pub async fn unpublish_volume(
-        &self,
-        req: csi::ControllerUnpublishVolumeRequest,
-    ) -> Result<(), Error> {
-        if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
-        }
-        let now = std::time::Instant::now();
-        let effects = if req.node_id.is_empty() {
-            // The spec: an empty node id means "from every node".
-            let nodes = self.fencing.table.published_nodes(&req.volume_id);
-            let mut all = Vec::new();
-            for n in nodes {
-                all.extend(self.fencing.table.unpublish(&req.volume_id, &n, now));
-            }
-            all
-        } else {
-            self.fencing
-                .table
-                .unpublish(&req.volume_id, &req.node_id, now)
-        };
-        self.fencing
-            .metrics
-            .observe_operation(Operation::Unpublish, now.elapsed());
-        self.apply(effects).await;
-        self.fencing.wake_sweeper.notify_one();
+    /// ControllerUnpublishVolume: idempotent; ends a migration the node was part of.
+    pub async fn unpublish(&self, req: &Unpublish) -> Result<(), ControllerError> {
+        let volume = req.volume.as_str();
+        self.fence(Operation::Unpublish, |table, now| {
+            let effects = match &req.node {
+                Some(node) => table.unpublish(volume, node, now),
+                // The spec: an empty node id means "from every node".
+                None => table
+                    .published_nodes(volume)
+                    .iter()
+                    .flat_map(|n| table.unpublish(volume, n, now))
+                    .collect(),
+            };
+            ((), effects)
+        })
+        .await;
         Ok(())
     }
 }
@@ -194,11 +178,7 @@ pub async fn run_sweeper(ctl: Arc<Controller>, stop: CancellationToken) {
             _ = ctl.fencing.wake_sweeper.notified() => continue,
             _ = tokio::time::sleep(sleep) => {}
         }
-        let now = std::time::Instant::now();
-        let effects = ctl.fencing.table.sweep(now);
-        ctl.fencing
-            .metrics
-            .observe_operation(Operation::Sweep, now.elapsed());
-        ctl.apply(effects).await;
+        ctl.fence(Operation::Sweep, |table, now| ((), table.sweep(now)))
+            .await;
     }
 }

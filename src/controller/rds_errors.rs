@@ -8,12 +8,27 @@
 //! for transport failures no SSH user, key file or key fingerprint. The whole error, command
 //! included, goes to the controller's log (one line per mapped error) for the operator.
 
-use crate::error::Error;
+use tonic::Code;
+
 use crate::rds::{RdsError, RdsErrorKind};
 
-/// Maps `e`, raised while working on `subject` (e.g. `volume pvc-1`), to a driver error whose
-/// message is safe to show to namespace users; logs the full error.
-pub fn map(e: RdsError, subject: &str) -> Error {
+/// The CSI code for an RDS error of `kind`.
+pub fn code(kind: RdsErrorKind) -> Code {
+    match kind {
+        RdsErrorKind::Transport => Code::Unavailable,
+        RdsErrorKind::Timeout => Code::DeadlineExceeded,
+        RdsErrorKind::NoSpace => Code::ResourceExhausted,
+        RdsErrorKind::NotFound => Code::NotFound,
+        RdsErrorKind::AlreadyExists => Code::AlreadyExists,
+        RdsErrorKind::InUse => Code::FailedPrecondition,
+        // RouterOS refusing a command we built is a driver bug, not the caller's fault.
+        RdsErrorKind::Invalid | RdsErrorKind::Unknown => Code::Internal,
+    }
+}
+
+/// Logs the whole error `e`, raised while working on `subject` (e.g. `volume pvc-1`), command
+/// included, for the operator (once, when the controller error is made).
+pub fn log(subject: &str, e: &RdsError) {
     match e.kind() {
         RdsErrorKind::NotFound | RdsErrorKind::AlreadyExists => {
             tracing::debug!(
@@ -30,35 +45,41 @@ pub fn map(e: RdsError, subject: &str) -> Error {
             e.message()
         ),
     }
+}
+
+/// The message for `e` that is safe to show to namespace users: RouterOS's answer and what
+/// to do, never the command line or the SSH details.
+pub fn message(subject: &str, e: &RdsError) -> String {
     let said = |what: &str| format!("{subject}: RDS: {what}: {}", e.message());
     match e.kind() {
-        RdsErrorKind::Transport => Error::Unavailable(format!(
+        RdsErrorKind::Transport => format!(
             "{subject}: the RDS cannot be reached, refused the controller's SSH login, or the \
              circuit breaker is open (the controller's log says which); check the RDS and \
              --rds-address; the CO will retry"
-        )),
-        RdsErrorKind::Timeout => Error::DeadlineExceeded(format!(
-            "{subject}: the RDS did not answer before the call's deadline"
-        )),
-        RdsErrorKind::NoSpace => Error::ResourceExhausted(format!(
+        ),
+        RdsErrorKind::Timeout => {
+            format!("{subject}: the RDS did not answer before the call's deadline")
+        }
+        RdsErrorKind::NoSpace => format!(
             "{}; free space in the RDS pool or use a smaller volume",
             said("not enough space")
-        )),
-        RdsErrorKind::NotFound => Error::NotFound(said("not found")),
-        RdsErrorKind::AlreadyExists => Error::AlreadyExists(said("already exists")),
-        RdsErrorKind::InUse => {
-            Error::FailedPrecondition(format!("{}; it is still in use", said("in use")))
-        }
-        // RouterOS refusing a command we built is a driver bug, not the caller's fault.
-        RdsErrorKind::Invalid => Error::Internal(said("invalid command")),
-        RdsErrorKind::Unknown => Error::Internal(said("unrecognised failure")),
+        ),
+        RdsErrorKind::NotFound => said("not found"),
+        RdsErrorKind::AlreadyExists => said("already exists"),
+        RdsErrorKind::InUse => format!("{}; it is still in use", said("in use")),
+        RdsErrorKind::Invalid => said("invalid command"),
+        RdsErrorKind::Unknown => said("unrecognised failure"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::Code;
+    use crate::controller::ControllerError;
+
+    fn map(e: RdsError, subject: &str) -> ControllerError {
+        ControllerError::rds(subject, e)
+    }
 
     #[test]
     fn kinds_map_to_the_csi_codes() {

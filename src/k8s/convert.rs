@@ -40,7 +40,7 @@ use k8s_openapi::api::storage::v1::VolumeAttachment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::attachment::{AccessMode, MigrationTimeout, RestoreRecord};
-use crate::volume_context::MIGRATION_TIMEOUT_SECONDS;
+use crate::volume::keys::MIGRATION_TIMEOUT_SECONDS;
 
 /// Volume attribute the external-provisioner adds (`--extra-create-metadata`): the claim name.
 pub const PVC_NAME_ATTRIBUTE: &str = "csi.storage.k8s.io/pvc/name";

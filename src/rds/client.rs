@@ -734,7 +734,7 @@ mod tests {
         let path = RdsPath::volume_file(&base, &slot).unwrap();
         let export = NvmeExport {
             port: Default::default(),
-            nqn: super::super::command::Nqn::for_slot("nqn.2000-02.com.mikrotik:", &slot).unwrap(),
+            nqn: super::super::command::slot_nqn("nqn.2000-02.com.mikrotik:", &slot).unwrap(),
         };
         let mut disk = Disk::file("pvc-1", path.as_str(), 1 << 30);
         disk.nvme_tcp_export = true;

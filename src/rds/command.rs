@@ -7,8 +7,9 @@
 //!   fits `pvc-<uuid>`, `snap-<uuid>`). No `.`/`_`: slots are also matched with `~`, which is
 //!   a regex, and an allow-list without metacharacters needs no regex escaping.
 //! - [`SlotPrefix`] — 1–63 bytes of `[a-z0-9-]`, starting with `[a-z0-9]` (may end in `-`).
-//! - [`Nqn`] — at most 223 bytes, `nqn.YYYY-MM.<domain>:<unique>` where the domain is
-//!   `[A-Za-z0-9.-]` and the unique part `[A-Za-z0-9.:_-]`.
+//! - [`Nqn`] — node-io's one NQN type (`node_io::nqn`): at most 223 bytes,
+//!   `nqn.YYYY-MM.<domain>:<unique>` where the domain is `[A-Za-z0-9.-]` and the unique part
+//!   `[A-Za-z0-9.:_-]`.
 //! - [`BasePath`] / [`RdsPath`] — absolute, components of 1–255 bytes of `[A-Za-z0-9._-]`,
 //!   never `.` or `..`, no empty components (so no `//` or trailing `/`), at most 1024 bytes;
 //!   an `RdsPath` lies strictly inside its base, compared component by component.
@@ -19,19 +20,17 @@ use std::fmt;
 
 use thiserror::Error;
 
+pub use node_io::nqn::{Nqn, NqnError};
+
 use super::size::routeros_size_arg;
 
 pub const MAX_SLOT_LEN: usize = 63;
-pub const MAX_NQN_LEN: usize = 223;
 pub const MAX_COMPONENT_LEN: usize = 255;
 pub const MAX_PATH_LEN: usize = 1024;
-pub const DEFAULT_NVME_TCP_PORT: u16 = 4420;
 /// NQN prefix RouterOS uses for exported disks: `nqn.2000-02.com.mikrotik:<slot>`.
 pub const MIKROTIK_NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik:";
 
 const SLOT_ALLOWED: &str = "lowercase letters, digits, '-'";
-const NQN_DOMAIN_ALLOWED: &str = "letters, digits, '.', '-'";
-const NQN_UNIQUE_ALLOWED: &str = "letters, digits, '.', ':', '_', '-'";
 const COMPONENT_ALLOWED: &str = "letters, digits, '.', '_', '-'";
 
 /// A value refused by an allow-list; the message names the rule broken.
@@ -55,10 +54,8 @@ pub enum ValidationError {
     },
     #[error("{what} {value:?} must start and end with a lowercase letter or digit")]
     BadEdge { what: &'static str, value: String },
-    #[error(
-        "NQN {value:?} does not have the form nqn.YYYY-MM.<reverse-domain>:<unique>: {reason}"
-    )]
-    NqnFormat { value: String, reason: &'static str },
+    #[error(transparent)]
+    Nqn(#[from] NqnError),
     #[error("path {value:?} is not absolute")]
     NotAbsolute { value: String },
     #[error("path {value:?}: component {index} ({component:?}) {reason}")]
@@ -199,65 +196,10 @@ impl SlotPrefix {
     }
 }
 
-/// An NVMe Qualified Name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Nqn(String);
-string_newtype!(Nqn);
-
-impl Nqn {
-    pub fn new(value: &str) -> Result<Self, ValidationError> {
-        check_len("NQN", value, MAX_NQN_LEN)?;
-        // Whole-value check first, so a hostile character is reported as such.
-        check_chars("NQN", value, NQN_UNIQUE_ALLOWED, |c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '_' | '-')
-        })?;
-        let format = |reason| ValidationError::NqnFormat {
-            value: value.to_string(),
-            reason,
-        };
-        let rest = value
-            .strip_prefix("nqn.")
-            .ok_or(format("missing \"nqn.\" prefix"))?;
-        let date = rest.get(..7).ok_or(format("missing YYYY-MM date"))?;
-        let date_ok = date.bytes().enumerate().all(|(i, b)| {
-            if i == 4 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-        let month_ok = matches!(
-            date.get(5..7).and_then(|m| m.parse::<u8>().ok()),
-            Some(1..=12)
-        );
-        if !date_ok || !month_ok {
-            return Err(format("date is not YYYY-MM"));
-        }
-        let rest = rest[7..]
-            .strip_prefix('.')
-            .ok_or(format("no '.' after the date"))?;
-        let (domain, unique) = rest
-            .split_once(':')
-            .ok_or(format("no ':' before the unique part"))?;
-        if domain.is_empty() {
-            return Err(format("empty domain"));
-        }
-        if unique.is_empty() {
-            return Err(format("empty unique part"));
-        }
-        check_chars("NQN domain", domain, NQN_DOMAIN_ALLOWED, |c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '-')
-        })?;
-        check_chars("NQN unique part", unique, NQN_UNIQUE_ALLOWED, |c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '_' | '-')
-        })?;
-        Ok(Nqn(value.to_string()))
-    }
-
-    /// `<prefix><slot>`, e.g. `nqn.2000-02.com.mikrotik:pvc-1` with [`MIKROTIK_NQN_PREFIX`].
-    pub fn for_slot(prefix: &str, slot: &Slot) -> Result<Self, ValidationError> {
-        Self::new(&format!("{prefix}{slot}"))
-    }
+/// The NQN RouterOS exports `slot` under: `<prefix><slot>`, e.g.
+/// `nqn.2000-02.com.mikrotik:pvc-1` with [`MIKROTIK_NQN_PREFIX`].
+pub fn slot_nqn(prefix: &str, slot: &Slot) -> Result<Nqn, NqnError> {
+    Nqn::new(format!("{prefix}{slot}"))
 }
 
 /// A TCP port, 1–65535.
@@ -279,7 +221,7 @@ impl Port {
 
 impl Default for Port {
     fn default() -> Self {
-        Port(DEFAULT_NVME_TCP_PORT)
+        Port(node_io::fabrics::NVME_TCP_PORT)
     }
 }
 
@@ -580,7 +522,7 @@ mod tests {
     fn export(s: &Slot) -> NvmeExport {
         NvmeExport {
             port: Port::default(),
-            nqn: Nqn::for_slot(MIKROTIK_NQN_PREFIX, s).unwrap(),
+            nqn: slot_nqn(MIKROTIK_NQN_PREFIX, s).unwrap(),
         }
     }
 
@@ -643,34 +585,14 @@ mod tests {
     }
 
     #[test]
-    fn nqns_follow_the_allow_list() {
-        assert!(Nqn::new("nqn.2000-02.com.mikrotik:pvc-test-123").is_ok());
-        assert!(
-            Nqn::new("nqn.2014-08.org.nvmexpress:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427")
-                .is_ok()
-        );
-        let long_ok = format!(
-            "{MIKROTIK_NQN_PREFIX}{}",
-            "a".repeat(MAX_NQN_LEN - MIKROTIK_NQN_PREFIX.len())
-        );
-        assert!(Nqn::new(&long_ok).is_ok());
+    fn every_slot_makes_an_nqn_under_the_prefix() {
+        let long = Slot::new(&"a".repeat(MAX_SLOT_LEN)).unwrap();
+        let nqn = slot_nqn(MIKROTIK_NQN_PREFIX, &long).unwrap();
+        assert_eq!(nqn.as_str(), format!("{MIKROTIK_NQN_PREFIX}{long}"));
         assert!(matches!(
-            Nqn::new(&format!("{long_ok}a")),
-            Err(ValidationError::TooLong { .. })
+            slot_nqn("iqn.2000-02.x:", &long),
+            Err(NqnError::Format { .. })
         ));
-        for bad in [
-            "nq.2000-02.com.mikrotik:x",
-            "nqn.200-02.com.mikrotik:x",
-            "nqn.2000-13.com.mikrotik:x",
-            "nqn.2000-02com.mikrotik:x",
-            "nqn.2000-02.com.mikrotik",
-            "nqn.2000-02.:x",
-            "nqn.2000-02.com.mikrotik:",
-            "nqn.2000-02.com_x:y",
-            "nqn.",
-        ] {
-            assert!(Nqn::new(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
@@ -827,11 +749,11 @@ mod tests {
                 assert!(SlotPrefix::new(p).is_err(), "prefix {p:?}");
                 assert!(MountPoint::new(p).is_err(), "mount point {p:?}");
                 assert!(
-                    Nqn::new(&format!("{MIKROTIK_NQN_PREFIX}{p}")).is_err(),
+                    Nqn::new(format!("{MIKROTIK_NQN_PREFIX}{p}")).is_err(),
                     "nqn {p:?}"
                 );
                 assert!(
-                    Nqn::new(&format!("nqn.2000-02.com{h}x:pvc")).is_err(),
+                    Nqn::new(format!("nqn.2000-02.com{h}x:pvc")).is_err(),
                     "nqn domain {h:?}"
                 );
                 assert!(

@@ -14,8 +14,8 @@ pub(crate) mod transport;
 pub use breaker::BreakerState;
 pub use client::{RdsClient, RdsConfig};
 pub use command::{
-    BasePath, Command, MountPoint, Nqn, NvmeExport, Port, RdsPath, Slot, SlotPrefix,
-    ValidationError,
+    slot_nqn, BasePath, Command, MountPoint, Nqn, NqnError, NvmeExport, Port, RdsPath, Slot,
+    SlotPrefix, ValidationError,
 };
 pub use error::{classify_output, RdsError, RdsErrorKind};
 pub use hostkey::HostKeyPolicy;
