@@ -364,12 +364,13 @@ async fn node_watch_clears_deleted_nodes_after_the_grace_period_and_never_update
 }
 
 async fn unpublish(r: &Rig, v: &csi::Volume, node: &str) {
+    use csi_proto::v1::controller_server::Controller as _;
     r.ctl
-        .unpublish_volume(csi::ControllerUnpublishVolumeRequest {
+        .controller_unpublish_volume(request(csi::ControllerUnpublishVolumeRequest {
             volume_id: v.volume_id.clone(),
             node_id: node.into(),
             ..Default::default()
-        })
+        }))
         .await
         .unwrap();
 }
