@@ -289,12 +289,19 @@ pub enum NodeError {
         #[source]
         source: HolderError,
     },
-    #[error("cannot disconnect {nqn}: writing {}: {source}; the device stays connected, retry NodeUnstageVolume", .path.display())]
-    DisconnectWrite {
+    #[error(
+        "cannot disconnect {nqn}: {source}; the device stays connected, retry NodeUnstageVolume"
+    )]
+    Disconnect {
         nqn: String,
-        path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: SysfsError,
+    },
+    #[error("cannot rescan {nqn}: {source}")]
+    Rescan {
+        nqn: String,
+        #[source]
+        source: SysfsError,
     },
     #[error("{command} failed ({status}): {output}")]
     ToolFailed {
@@ -383,7 +390,8 @@ impl NodeError {
             | Sysfs(_)
             | Mountinfo(_)
             | HolderScan { .. }
-            | DisconnectWrite { .. }
+            | Disconnect { .. }
+            | Rescan { .. }
             | ToolFailed { .. }
             | Task { .. }
             | StillMounted { .. }

@@ -43,14 +43,12 @@ impl Node {
         let short = deadline.min(Instant::now() + Duration::from_secs(10));
         let (usage, path_dev) = if md.file_type().is_block_device() {
             let dev = dev_of(md.rdev());
-            let sectors =
-                std::fs::read_to_string(self.sys_root.join(format!("dev/block/{dev}/size")))
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .unwrap_or(0);
+            // A device gone since (its node left behind) reports 0 bytes; its condition
+            // says why.
+            let bytes = node_io::block::size_bytes(&self.sys_root, dev).unwrap_or(0);
             (
                 Usage {
-                    bytes_total: sectors * 512,
+                    bytes_total: bytes,
                     bytes_available: None,
                     bytes_used: None,
                     inodes: None,

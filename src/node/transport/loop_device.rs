@@ -4,7 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use node_io::dev_num::DevNum;
+use node_io::block;
 use tokio::time::Instant;
 
 use super::Device;
@@ -34,52 +34,23 @@ impl LoopDevices {
         Ok(self.data_dir.join(rel))
     }
 
-    /// Loop devices backed by `file` that are not being detached (autoclear set by a
-    /// `losetup -d` on a busy device: it disappears at the last close, like a deleting
-    /// NVMe controller).
+    /// The loop device backing `file` that is not being detached (autoclear set by a
+    /// `losetup -d` on a busy device: it disappears at the last close, like a deleting NVMe
+    /// controller), or None. Several are refused: this driver attaches one.
     pub fn resolve(&self, file: &Path) -> Result<Option<Device>, NodeError> {
-        let want = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
-        let block = self.sys_root.join("block");
-        let entries = std::fs::read_dir(&block).map_err(|source| NodeError::Io {
-            what: "listing",
-            path: block.clone(),
-            source,
-        })?;
-        let mut found = Vec::new();
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("loop") {
-                continue;
-            }
-            let dir = block.join(&name);
-            let read = |a: &str| {
-                std::fs::read_to_string(dir.join(a))
-                    .ok()
-                    .map(|s| s.trim_end_matches('\n').to_owned())
-            };
-            let Some(backing) = read("loop/backing_file") else {
-                continue;
-            };
-            if Path::new(&backing) != want || read("loop/autoclear").as_deref() == Some("1") {
-                continue;
-            }
-            let (Some(dev), Some(size)) = (read("dev"), read("size")) else {
-                continue;
-            };
-            let (Ok(dev), Ok(sectors)) = (dev.parse::<DevNum>(), size.parse::<u64>()) else {
-                continue;
-            };
-            found.push(Device {
-                path: self.dev_root.join(&name),
-                name,
-                dev,
-                size_bytes: sectors * 512,
-            });
-        }
-        found.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut found =
+            block::loop_devices_backing(&self.sys_root, file).map_err(NodeError::Sysfs)?;
         match found.len() {
             0 => Ok(None),
-            1 => Ok(found.pop()),
+            1 => {
+                let d = found.remove(0);
+                Ok(Some(Device {
+                    path: self.dev_root.join(&d.name),
+                    name: d.name,
+                    dev: d.dev,
+                    size_bytes: d.size_bytes,
+                }))
+            }
             _ => Err(NodeError::SeveralLoopDevices {
                 devices: found.into_iter().map(|d| d.name).collect(),
                 file: file.to_owned(),

@@ -206,34 +206,16 @@ impl NvmeTcp {
         self.check_disconnectable(nqn)?;
         let (sys, nqn_s) = (self.sys_root.clone(), nqn.to_owned());
         blocking_until(format!("disconnecting {nqn}"), deadline, move || {
-            let all = sysfs::controllers_for_nqn(&sys, &nqn_s).map_err(NodeError::Sysfs)?;
-            for c in all.iter().filter(|c| !c.state.is_gone()) {
-                let f = sys
-                    .join("class/nvme")
-                    .join(c.name())
-                    .join("delete_controller");
-                match std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&f)
-                    .and_then(|mut h| std::io::Write::write_all(&mut h, b"1"))
-                {
-                    Ok(()) => {
-                        tracing::info!(controller = %c.name(), nqn = %nqn_s, "deleted controller")
-                    }
-                    // Gone between listing and writing: what we wanted.
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::NotFound
-                            || e.raw_os_error() == Some(libc::ENODEV) => {}
-                    Err(source) => {
-                        return Err(NodeError::DisconnectWrite {
-                            nqn: nqn_s.clone(),
-                            path: f,
-                            source,
-                        })
-                    }
+            let done = sysfs::disconnect_subsystem(&sys, &nqn_s).map_err(|source| {
+                NodeError::Disconnect {
+                    nqn: nqn_s.clone(),
+                    source,
                 }
+            })?;
+            for (c, _) in done {
+                tracing::info!(controller = %c.name(), nqn = %nqn_s, "deleted controller");
             }
-            Ok(())
+            Ok::<_, NodeError>(())
         })
         .await?;
         self.wait_gone(nqn, deadline).await
@@ -266,16 +248,11 @@ impl NvmeTcp {
                 target: nqn.to_owned(),
             });
         }
-        let sys = self.sys_root.clone();
+        let (sys, nqn_s) = (self.sys_root.clone(), nqn.to_owned());
         blocking_until(format!("rescanning {nqn}"), deadline, move || {
             for c in ctrls {
-                let f = sys
-                    .join("class/nvme")
-                    .join(c.name())
-                    .join("rescan_controller");
-                std::fs::write(&f, "1").map_err(|source| NodeError::Io {
-                    what: "cannot rescan the controller: writing",
-                    path: f,
+                c.rescan(&sys).map_err(|source| NodeError::Rescan {
+                    nqn: nqn_s.clone(),
                     source,
                 })?;
             }
