@@ -451,3 +451,84 @@ async fn restaging_incompatibly_is_already_exists_at_the_same_path_and_a_precond
     );
     r.shutdown().await;
 }
+
+/// CSI NodeGetVolumeStats / NodeExpandVolume: a volume this node holds nothing of does not
+/// exist here — NOT_FOUND whatever the path's form (empty, relative, missing); only an empty
+/// volume_id is INVALID_ARGUMENT. For a staged volume the path is then checked: empty or
+/// relative is INVALID_ARGUMENT, a path that does not exist NOT_FOUND.
+#[tokio::test]
+async fn stats_and_expand_of_an_unknown_volume_are_not_found_whatever_the_path() {
+    use rds_csi::node::stage_record::{Access, StageRecord};
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), TransportConfig::NvmeTcp);
+    let state_dir = cfg.state_dir.clone();
+    let r = start(cfg, d.path().join("v.sock")).await;
+    let mut c = r.node().await;
+    let missing = d.path().join("nowhere").to_string_lossy().into_owned();
+    let stats = |id: &str, path: &str| csi::NodeGetVolumeStatsRequest {
+        volume_id: id.into(),
+        volume_path: path.into(),
+        staging_target_path: String::new(),
+    };
+    let expand = |id: &str, path: &str| csi::NodeExpandVolumeRequest {
+        volume_id: id.into(),
+        volume_path: path.into(),
+        ..Default::default()
+    };
+    let long = "v".repeat(100_000);
+    for id in ["pvc-9", "some id/with a slash", long.as_str()] {
+        for path in ["", "relative/path", missing.as_str()] {
+            for s in [
+                c.node_get_volume_stats(stats(id, path)).await.unwrap_err(),
+                c.node_expand_volume(expand(id, path)).await.unwrap_err(),
+            ] {
+                assert_eq!(s.code(), Code::NotFound, "{id:.20}/{path}: {}", s.message());
+                assert!(
+                    s.message().len() < 600,
+                    "echoes at most a few hundred bytes"
+                );
+            }
+        }
+    }
+    for s in [
+        c.node_get_volume_stats(stats("", "/x")).await.unwrap_err(),
+        c.node_expand_volume(expand("", "/x")).await.unwrap_err(),
+    ] {
+        assert_eq!(s.code(), Code::InvalidArgument, "{}", s.message());
+        assert!(s.message().contains("volume_id"), "{}", s.message());
+    }
+    StageRecord {
+        volume_id: "pvc-1".into(),
+        target: "nqn.2000-02.com.mikrotik:pvc-1".into(),
+        access: Access::Filesystem,
+        staging_path: d.path().join("staging"),
+        device: String::new(),
+        dev: String::new(),
+        fs_type: None,
+        address: "10.0.0.5".into(),
+        port: 4420,
+        ctrl_loss_tmo: 600,
+        reconnect_delay: 2,
+        keep_alive_tmo: 5,
+    }
+    .save(&state_dir)
+    .unwrap();
+    for (path, code) in [
+        ("", Code::InvalidArgument),
+        ("relative/path", Code::InvalidArgument),
+        (missing.as_str(), Code::NotFound),
+    ] {
+        for s in [
+            c.node_get_volume_stats(stats("pvc-1", path))
+                .await
+                .unwrap_err(),
+            c.node_expand_volume(expand("pvc-1", path))
+                .await
+                .unwrap_err(),
+        ] {
+            assert_eq!(s.code(), code, "{path}: {}", s.message());
+            assert!(s.message().contains("pvc-1"), "{}", s.message());
+        }
+    }
+    r.shutdown().await;
+}

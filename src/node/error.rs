@@ -88,8 +88,13 @@ pub enum NodeError {
     // ---- not there (NOT_FOUND)
     #[error("volume path {} does not exist", .path.display())]
     PathNotFound { path: PathBuf },
-    #[error("the volume is not staged on this node (no stage record)")]
+    #[error("no such volume on this node (no stage record)")]
     UnknownVolume,
+    #[error(
+        "volume {} does not exist: no volume of this driver has such an id",
+        echo(.id)
+    )]
+    UnknownVolumeId { id: String },
 
     // ---- an incompatible repeat (ALREADY_EXISTS) or a state to change first (FAILED_PRECONDITION)
     #[error(
@@ -347,7 +352,7 @@ impl NodeError {
             | BadHostNqn { .. }
             | BadHostId { .. } => Code::InvalidArgument,
             Pending | TargetBusy { .. } => Code::Aborted,
-            PathNotFound { .. } | UnknownVolume => Code::NotFound,
+            PathNotFound { .. } | UnknownVolume | UnknownVolumeId { .. } => Code::NotFound,
             // CSI: a repeat at the same path (or target) that is incompatible with what is
             // there; staged at another path is a precondition the CO must clear first.
             StagedDifferently {

@@ -16,7 +16,7 @@ use crate::node::mount::checked_path;
 use crate::node::ops::{check_volume_id, Node};
 use crate::node::publish::PublishRequest;
 use crate::node::stage::StageRequest;
-use crate::node::stage_record::Access;
+use crate::node::stage_record::{Access, StageRecord};
 use crate::volume_context::VolumeContext;
 
 #[derive(Clone)]
@@ -90,6 +90,24 @@ impl NodeService {
     }
 
     /// Counts the outcome and maps the error, in one place for every volume RPC.
+    /// For NodeGetVolumeStats and NodeExpandVolume, which act on a volume already here: one
+    /// this node holds no stage record of does not exist here, so it is NOT_FOUND (CSI:
+    /// "volume_id could not be found") before the path is looked at, whatever its form.
+    fn known_volume(&self, volume_id: &str) -> Result<(), NodeError> {
+        if volume_id.is_empty() {
+            return Err(NodeError::Missing { field: "volume_id" });
+        }
+        if check_volume_id(volume_id).is_err() {
+            return Err(NodeError::UnknownVolumeId {
+                id: volume_id.to_owned(),
+            });
+        }
+        match StageRecord::load(&self.0.state_dir, volume_id)? {
+            Some(_) => Ok(()),
+            None => Err(NodeError::UnknownVolume),
+        }
+    }
+
     /// The volume is named in the error only once it passed the volume-id rule.
     fn finish<T>(
         &self,
@@ -249,7 +267,7 @@ impl CsiNode for NodeService {
         let deadline = deadline::of(&req);
         let r = req.into_inner();
         let result = async {
-            check_volume_id(&r.volume_id)?;
+            self.known_volume(&r.volume_id)?;
             let path = checked_path("volume_path", &r.volume_path)?;
             let _g = self.pending(&r.volume_id)?;
             let (u, c) = self.0.stats(&r.volume_id, &path, deadline).await?;
@@ -287,7 +305,7 @@ impl CsiNode for NodeService {
         let deadline = deadline::of(&req);
         let r = req.into_inner();
         let result = async {
-            check_volume_id(&r.volume_id)?;
+            self.known_volume(&r.volume_id)?;
             let path = checked_path("volume_path", &r.volume_path)?;
             let required = r
                 .capacity_range
