@@ -70,30 +70,42 @@ pub fn list_loop_devices(sys_root: &Path) -> Result<Vec<LoopDevice>, SysfsError>
         if name.strip_prefix("loop").and_then(parse_decimal).is_none() {
             continue;
         }
-        let Some(backing) = read_attr(&dir, "loop/backing_file")? else {
-            continue;
-        };
-        let (backing_file, backing_deleted) = match backing.strip_suffix(DELETED_SUFFIX) {
-            Some(p) => (PathBuf::from(p), true),
-            None => (PathBuf::from(backing), false),
-        };
-        let (Some(dev), Some(sectors)) = (
-            read_parsed::<DevNum>(&dir, "dev")?,
-            read_parsed::<u64>(&dir, "size")?,
-        ) else {
-            continue;
-        };
-        out.push(LoopDevice {
-            name,
-            dev,
-            size_bytes: sectors.saturating_mul(SECTOR_BYTES),
-            backing_file,
-            backing_deleted,
-            autoclear: read_attr(&dir, "loop/autoclear")?.as_deref() == Some("1"),
-            offset: read_parsed(&dir, "loop/offset")?.unwrap_or(0),
-        });
+        out.extend(read_loop_device(name, &dir)?);
     }
     Ok(out)
+}
+
+/// The loop device `name` (`loop3`) if it exists and is bound.
+pub fn loop_device(sys_root: &Path, name: &str) -> Result<Option<LoopDevice>, SysfsError> {
+    if name.strip_prefix("loop").and_then(parse_decimal).is_none() {
+        return Ok(None);
+    }
+    read_loop_device(name.to_string(), &sys_root.join("block").join(name))
+}
+
+fn read_loop_device(name: String, dir: &Path) -> Result<Option<LoopDevice>, SysfsError> {
+    let Some(backing) = read_attr(dir, "loop/backing_file")? else {
+        return Ok(None);
+    };
+    let (backing_file, backing_deleted) = match backing.strip_suffix(DELETED_SUFFIX) {
+        Some(p) => (PathBuf::from(p), true),
+        None => (PathBuf::from(backing), false),
+    };
+    let (Some(dev), Some(sectors)) = (
+        read_parsed::<DevNum>(dir, "dev")?,
+        read_parsed::<u64>(dir, "size")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(LoopDevice {
+        name,
+        dev,
+        size_bytes: sectors.saturating_mul(SECTOR_BYTES),
+        backing_file,
+        backing_deleted,
+        autoclear: read_attr(dir, "loop/autoclear")?.as_deref() == Some("1"),
+        offset: read_parsed(dir, "loop/offset")?.unwrap_or(0),
+    }))
 }
 
 /// The loop devices that back `file` now and are not being detached ([`LoopDevice::backs`]),

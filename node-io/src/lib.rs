@@ -23,5 +23,6 @@ pub mod sysfs;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod uevent;
+pub mod uevent_hub;
 pub mod uevent_socket;
 pub mod wait;

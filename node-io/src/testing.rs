@@ -36,7 +36,16 @@ pub const NS1: Ns = Ns {
 
 impl FakeSys {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::in_dir(tempfile::tempdir().unwrap())
+    }
+
+    /// A tree in a temporary directory under `parent` (e.g. a tmpfs such as /dev/shm, so a
+    /// benchmark measures the reads, not a disk filesystem's inode allocation).
+    pub fn new_in(parent: &Path) -> Self {
+        Self::in_dir(tempfile::tempdir_in(parent).unwrap())
+    }
+
+    fn in_dir(dir: tempfile::TempDir) -> Self {
         let s = Self {
             root: dir.path().to_path_buf(),
             dir: Some(dir),

@@ -41,7 +41,7 @@ fn device_created_later_is_found_when_its_uevent_arrives() {
     let other = Uevent::parse(b"add@/devices/virtual/block/loop9\0SUBSYSTEM=block\0").unwrap();
     tx.send(other).unwrap();
     appear_later(&s, Duration::from_millis(300), Some(tx));
-    let mut waker = Waker::Channel(rx);
+    let mut waker = Waker::forwarded(rx);
     let start = Instant::now();
     let found =
         wait_for_block_device(s.root(), NQN, start + Duration::from_secs(5), &mut waker).unwrap();
@@ -64,9 +64,7 @@ fn device_created_later_is_found_when_its_uevent_arrives() {
 fn device_created_later_is_found_by_polling_without_uevents() {
     let s = FakeSys::new();
     appear_later(&s, Duration::from_millis(300), None);
-    let mut waker = Waker::Poll {
-        reason: "test".into(),
-    };
+    let mut waker = Waker::polling("test");
     let found = wait_for_block_device(
         s.root(),
         NQN,
@@ -84,7 +82,7 @@ fn a_missed_uevent_is_caught_by_the_safety_poll() {
     let s = FakeSys::new();
     let (_tx, rx) = mpsc::channel::<Uevent>();
     appear_later(&s, Duration::from_millis(100), None);
-    let mut waker = Waker::Channel(rx);
+    let mut waker = Waker::forwarded(rx);
     let found = wait_for_block_device(
         s.root(),
         NQN,
@@ -104,12 +102,7 @@ fn never_created_times_out_at_the_deadline_naming_nqn_and_state() {
     let s = FakeSys::new();
     s.controller(0, NQN, 4420, "connecting")
         .subsystem(0, NQN, &[0]);
-    for mut waker in [
-        Waker::Channel(mpsc::channel().1),
-        Waker::Poll {
-            reason: "test".into(),
-        },
-    ] {
+    for mut waker in [Waker::forwarded(mpsc::channel().1), Waker::polling("test")] {
         let budget = Duration::from_millis(700);
         let start = Instant::now();
         let err = wait_for_block_device(s.root(), NQN, start + budget, &mut waker).unwrap_err();
@@ -132,9 +125,7 @@ fn never_created_times_out_at_the_deadline_naming_nqn_and_state() {
 #[test]
 fn nothing_connected_says_so_in_the_timeout() {
     let s = FakeSys::new();
-    let mut waker = Waker::Poll {
-        reason: "test".into(),
-    };
+    let mut waker = Waker::polling("test");
     let err = wait_for_block_device(
         s.root(),
         NQN,
@@ -194,16 +185,15 @@ fn kernel_uevent_socket_reports_a_new_loop_device() {
 fn waker_open_prefers_netlink_and_says_when_it_polls() {
     let netlink_works = UeventSocket::open().is_ok();
     let w = Waker::open();
-    match &w {
-        Waker::Uevents(_) => assert!(netlink_works),
-        Waker::Poll { .. } => {
-            assert!(!netlink_works, "fell back although netlink opens");
-            assert!(
-                w.describe().contains("polling every 250ms"),
-                "{}",
-                w.describe()
-            );
-        }
-        Waker::Channel(_) => panic!("open() never forwards"),
+    if w.is_polling() {
+        assert!(!netlink_works, "fell back although netlink opens");
+        assert!(
+            w.describe().contains("polling every 250ms"),
+            "{}",
+            w.describe()
+        );
+    } else {
+        assert!(netlink_works);
+        assert_eq!(w.describe(), "netlink uevents");
     }
 }

@@ -1,7 +1,12 @@
 //! Reading and writing sysfs attributes of objects that may vanish while we look.
 
 use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, RawDir};
 
 use super::SysfsError;
 
@@ -30,13 +35,37 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, SysfsError>
 /// An attribute with its trailing newline removed; `None` if the file is gone.
 pub(crate) fn read_attr(dir: &Path, attr: &str) -> Result<Option<String>, SysfsError> {
     let path = dir.join(attr);
-    match std::fs::read(&path) {
+    match read_small(&path) {
         Ok(bytes) => {
             let s = String::from_utf8_lossy(&bytes);
             Ok(Some(s.strip_suffix('\n').unwrap_or(&s).to_string()))
         }
         Err(e) if vanished(&e) => Ok(None),
         Err(source) => Err(SysfsError::Io { path, source }),
+    }
+}
+
+/// The whole content of a small file in open + read + close: a sysfs attribute is produced
+/// whole by its first read (at most a page), so a read that does not fill the buffer ends
+/// it. `std::fs::read` adds a statx and a second read per file, which is most of the cost
+/// of a scan that reads hundreds of attributes.
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    read_whole(rustix::fs::open(path, FILE_FLAGS, Mode::empty())?)
+}
+
+fn read_whole(fd: OwnedFd) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match rustix::io::read(&fd, &mut buf) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        out.extend_from_slice(&buf[..n]);
+        if n < buf.len() {
+            return Ok(out);
+        }
     }
 }
 
@@ -47,50 +76,161 @@ pub(crate) fn read_parsed<T: std::str::FromStr>(
     let Some(s) = read_attr(dir, attr)? else {
         return Ok(None);
     };
-    // Plain decimal or major:minor only: reject signs and spaces FromStr might allow.
+    parse_plain(dir, attr, s).map(Some)
+}
+
+/// The kernel object a block device hangs under: the `device` link's last component,
+/// else the parent of the canonical directory. `None` if the entry vanished.
+pub(crate) fn parent_name(block_entry: &SysDir) -> Result<Option<String>, SysfsError> {
+    if let Some(name) = block_entry.link_name("device")? {
+        return Ok(Some(name));
+    }
+    let parent = match std::fs::canonicalize(block_entry.path()) {
+        Ok(p) => p.parent().map(Path::to_path_buf),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SysfsError::Io {
+                path: block_entry.path().to_path_buf(),
+                source,
+            })
+        }
+    };
+    Ok(parent
+        .as_deref()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .map(str::to_string))
+}
+
+/// A sysfs directory held open: its attributes and entries are read relative to it, one
+/// path component per lookup instead of the whole path from the root (most of the cost of a
+/// scan that reads hundreds of attributes).
+pub(crate) struct SysDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl SysDir {
+    /// Opens `path`; `None` when it does not exist (any more).
+    pub(crate) fn open(path: PathBuf) -> Result<Option<Self>, SysfsError> {
+        match rustix::fs::open(&path, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => Ok(Some(Self { fd, path })),
+            Err(e) if vanished(&e.into()) => Ok(None),
+            Err(e) => Err(SysfsError::Io {
+                path,
+                source: e.into(),
+            }),
+        }
+    }
+
+    /// The subdirectory (or directory symlink) `name`; `None` when it does not exist.
+    pub(crate) fn at(&self, name: &str) -> Result<Option<Self>, SysfsError> {
+        match rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => Ok(Some(Self {
+                fd,
+                path: self.path.join(name),
+            })),
+            Err(e) if vanished(&e.into()) => Ok(None),
+            Err(e) => Err(SysfsError::Io {
+                path: self.path.join(name),
+                source: e.into(),
+            }),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The attribute `attr` (may be `sub/attr`) without its trailing newline; `None` if gone.
+    pub(crate) fn read(&self, attr: &str) -> Result<Option<String>, SysfsError> {
+        let bytes = match rustix::fs::openat(&self.fd, attr, FILE_FLAGS, Mode::empty())
+            .map_err(io::Error::from)
+            .and_then(read_whole)
+        {
+            Ok(b) => b,
+            Err(e) if vanished(&e) => return Ok(None),
+            Err(source) => {
+                return Err(SysfsError::Io {
+                    path: self.path.join(attr),
+                    source,
+                })
+            }
+        };
+        let s = String::from_utf8_lossy(&bytes);
+        Ok(Some(s.strip_suffix('\n').unwrap_or(&s).to_string()))
+    }
+
+    /// [`SysDir::read`] parsed as a plain decimal or `major:minor`.
+    pub(crate) fn parsed<T: std::str::FromStr>(&self, attr: &str) -> Result<Option<T>, SysfsError> {
+        let Some(s) = self.read(attr)? else {
+            return Ok(None);
+        };
+        parse_plain(&self.path, attr, s).map(Some)
+    }
+
+    /// The names of the entries (without `.` and `..`), unsorted; a directory removed
+    /// meanwhile lists as empty.
+    pub(crate) fn names(&self) -> Result<Vec<String>, SysfsError> {
+        let io_err = |e: rustix::io::Errno| SysfsError::Io {
+            path: self.path.clone(),
+            source: e.into(),
+        };
+        rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Start(0)).map_err(io_err)?;
+        let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+        let mut dir = RawDir::new(&self.fd, &mut buf);
+        let mut out = Vec::new();
+        while let Some(entry) = dir.next() {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) if vanished(&e.into()) => return Ok(Vec::new()),
+                Err(e) => return Err(io_err(e)),
+            };
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if let Ok(name) = std::str::from_utf8(name) {
+                out.push(name.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last component of the symlink `link`'s target; `None` when there is no such link
+    /// (or it is not a symlink).
+    pub(crate) fn link_name(&self, link: &str) -> Result<Option<String>, SysfsError> {
+        match rustix::fs::readlinkat(&self.fd, link, Vec::new()) {
+            Ok(target) => Ok(Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()))
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)),
+            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::INVAL) => Ok(None),
+            Err(e) => Err(SysfsError::Io {
+                path: self.path.join(link),
+                source: e.into(),
+            }),
+        }
+    }
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
+const FILE_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::CLOEXEC);
+
+/// Plain decimal or major:minor only: reject signs and spaces `FromStr` might allow.
+fn parse_plain<T: std::str::FromStr>(dir: &Path, attr: &str, s: String) -> Result<T, SysfsError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b':') {
         return Err(SysfsError::Parse {
             path: dir.join(attr),
             content: s,
         });
     }
-    s.parse().map(Some).map_err(|_| SysfsError::Parse {
+    s.parse().map_err(|_| SysfsError::Parse {
         path: dir.join(attr),
         content: s,
     })
-}
-
-/// The kernel object a block device hangs under: the `device` link's last component,
-/// else the parent of the canonical directory. `None` if the entry vanished.
-pub(crate) fn parent_name(block_entry: &Path) -> Result<Option<String>, SysfsError> {
-    let link = block_entry.join("device");
-    let target = match std::fs::read_link(&link) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        // Not a symlink (EINVAL): fall through to the canonical path.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
-        Err(source) => return Err(SysfsError::Io { path: link, source }),
-    };
-    let target = match target {
-        Some(t) => t,
-        None => match std::fs::canonicalize(block_entry) {
-            Ok(p) => match p.parent() {
-                Some(parent) => parent.to_path_buf(),
-                None => return Ok(None),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(SysfsError::Io {
-                    path: block_entry.to_path_buf(),
-                    source,
-                })
-            }
-        },
-    };
-    Ok(target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_string))
 }
 
 /// Whether an error means the kernel object behind an attribute is gone (ENOENT, or ENODEV

@@ -1,10 +1,11 @@
 //! The controller and subsystem model: read from `<sys>/class/nvme` and
 //! `<sys>/class/nvme-subsystem`, and the two actions a controller takes (delete, rescan).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::attr::{list_dir, read_attr, read_parsed, write_attr};
+use super::attr::{write_attr, SysDir};
 use super::SysfsError;
 use crate::dev_num::{parse_decimal, DevNum};
 use crate::device_path::NvmeDevice;
@@ -126,7 +127,7 @@ impl Controller {
 
     /// `<sys>/class/nvme/nvme<instance>`.
     pub fn sysfs_dir(&self, sys_root: &Path) -> PathBuf {
-        sys_root.join("class/nvme").join(self.name())
+        controller_dir(sys_root, self.instance)
     }
 
     /// Deletes the controller: writes `1` to its `delete_controller` (what `nvme disconnect`
@@ -185,72 +186,184 @@ pub struct Subsystem {
 /// All controllers under `<sys>/class/nvme`, sorted by instance. Missing class
 /// directory (nvme not loaded) yields an empty list.
 pub fn list_controllers(sys_root: &Path) -> Result<Vec<Controller>, SysfsError> {
+    list_controllers_of(sys_root, None)
+}
+
+/// Controllers whose `subsysnqn` is `nqn`, in every state. Only `subsysnqn` is read of the
+/// other subsystems' controllers.
+pub fn controllers_for_nqn(sys_root: &Path, nqn: &str) -> Result<Vec<Controller>, SysfsError> {
+    list_controllers_of(sys_root, Some(nqn))
+}
+
+pub(super) fn list_controllers_of(
+    sys_root: &Path,
+    nqn: Option<&str>,
+) -> Result<Vec<Controller>, SysfsError> {
     let mut out = Vec::new();
-    for (name, dir) in list_dir(&sys_root.join("class/nvme"))? {
+    let Some(class) = SysDir::open(sys_root.join("class/nvme"))? else {
+        return Ok(out);
+    };
+    for name in class.names()? {
         let Ok(NvmeDevice::Controller { ctrl }) = NvmeDevice::parse(&name) else {
             continue;
         };
-        if let Some(c) = read_controller(ctrl, &dir)? {
-            out.push(c);
+        if !serves(&class, &name, nqn)? {
+            continue;
+        }
+        if let Some(dir) = class.at(&name)? {
+            if let Some(c) = read_controller(ctrl, &dir, nqn)? {
+                out.push(c);
+            }
         }
     }
     out.sort_by_key(|c| c.instance);
     Ok(out)
 }
 
-/// Controllers whose `subsysnqn` is `nqn`, in every state.
-pub fn controllers_for_nqn(sys_root: &Path, nqn: &str) -> Result<Vec<Controller>, SysfsError> {
-    let mut all = list_controllers(sys_root)?;
-    all.retain(|c| c.subsysnqn == nqn);
-    Ok(all)
+/// Whether the object `name` in `class` serves `nqn` (always true without one): ONE read
+/// relative to the class directory, so other NQNs' objects cost a single open.
+fn serves(class: &SysDir, name: &str, nqn: Option<&str>) -> Result<bool, SysfsError> {
+    match nqn {
+        None => Ok(true),
+        Some(nqn) => Ok(class.read(&format!("{name}/subsysnqn"))?.as_deref() == Some(nqn)),
+    }
 }
 
 /// All subsystems under `<sys>/class/nvme-subsystem`, sorted by instance.
 pub fn list_subsystems(sys_root: &Path) -> Result<Vec<Subsystem>, SysfsError> {
+    list_subsystems_of(sys_root, None)
+}
+
+pub(super) fn list_subsystems_of(
+    sys_root: &Path,
+    nqn: Option<&str>,
+) -> Result<Vec<Subsystem>, SysfsError> {
     let mut out = Vec::new();
-    for (name, dir) in list_dir(&sys_root.join("class/nvme-subsystem"))? {
+    let Some(class) = SysDir::open(sys_root.join("class/nvme-subsystem"))? else {
+        return Ok(out);
+    };
+    for name in class.names()? {
         let Some(instance) = name.strip_prefix("nvme-subsys").and_then(parse_decimal) else {
             continue;
         };
-        let Some(subsysnqn) = read_attr(&dir, "subsysnqn")? else {
+        if !serves(&class, &name, nqn)? {
             continue;
-        };
-        let mut controllers: Vec<u32> = list_dir(&dir)?
-            .into_iter()
-            .filter_map(|(n, _)| match NvmeDevice::parse(&n) {
-                Ok(NvmeDevice::Controller { ctrl }) => Some(ctrl),
-                _ => None,
-            })
-            .collect();
-        controllers.sort_unstable();
-        out.push(Subsystem {
-            instance,
-            subsysnqn,
-            controllers,
-        });
+        }
+        if let Some(dir) = class.at(&name)? {
+            if let Some(s) = read_subsystem(instance, &dir, nqn)? {
+                out.push(s);
+            }
+        }
     }
     out.sort_by_key(|s| s.instance);
     Ok(out)
 }
 
-pub(super) fn read_controller(instance: u32, dir: &Path) -> Result<Option<Controller>, SysfsError> {
-    // subsysnqn and state are what every decision needs; without them the controller
-    // is treated as already gone.
-    let (Some(subsysnqn), Some(state)) = (read_attr(dir, "subsysnqn")?, read_attr(dir, "state")?)
-    else {
+/// The state of every controller of `nqn`, by instance: two small reads per controller of
+/// `nqn`, one per other controller.
+pub(super) fn controller_states_of(
+    sys_root: &Path,
+    nqn: &str,
+) -> Result<BTreeMap<u32, ControllerState>, SysfsError> {
+    let mut out = BTreeMap::new();
+    let Some(class) = SysDir::open(sys_root.join("class/nvme"))? else {
+        return Ok(out);
+    };
+    for name in class.names()? {
+        let Ok(NvmeDevice::Controller { ctrl }) = NvmeDevice::parse(&name) else {
+            continue;
+        };
+        if !serves(&class, &name, Some(nqn))? {
+            continue;
+        }
+        if let Some(state) = class.read(&format!("{name}/state"))? {
+            out.insert(ctrl, ControllerState::parse(&state));
+        }
+    }
+    Ok(out)
+}
+
+/// The state of controller `instance` if it serves `nqn` (`None`: gone or another NQN).
+pub(super) fn read_controller_state(
+    class: &SysDir,
+    instance: u32,
+    nqn: &str,
+) -> Result<Option<ControllerState>, SysfsError> {
+    let name = format!("nvme{instance}");
+    if !serves(class, &name, Some(nqn))? {
+        return Ok(None);
+    }
+    Ok(class
+        .read(&format!("{name}/state"))?
+        .map(|s| ControllerState::parse(&s)))
+}
+
+/// `<sys>/class/nvme/nvme<instance>`.
+pub(super) fn controller_dir(sys_root: &Path, instance: u32) -> PathBuf {
+    sys_root.join(format!("class/nvme/nvme{instance}"))
+}
+
+/// `<sys>/class/nvme-subsystem/nvme-subsys<instance>`.
+pub(super) fn subsystem_dir(sys_root: &Path, instance: u32) -> PathBuf {
+    sys_root.join(format!("class/nvme-subsystem/nvme-subsys{instance}"))
+}
+
+/// The subsystem at `dir`, `None` if it is gone or (with `nqn`) serves another NQN.
+pub(super) fn read_subsystem(
+    instance: u32,
+    dir: &SysDir,
+    nqn: Option<&str>,
+) -> Result<Option<Subsystem>, SysfsError> {
+    let Some(subsysnqn) = dir.read("subsysnqn")? else {
         return Ok(None);
     };
-    let address_raw = read_attr(dir, "address")?.unwrap_or_default();
+    if nqn.is_some_and(|n| n != subsysnqn) {
+        return Ok(None);
+    }
+    let mut controllers: Vec<u32> = dir
+        .names()?
+        .into_iter()
+        .filter_map(|n| match NvmeDevice::parse(&n) {
+            Ok(NvmeDevice::Controller { ctrl }) => Some(ctrl),
+            _ => None,
+        })
+        .collect();
+    controllers.sort_unstable();
+    Ok(Some(Subsystem {
+        instance,
+        subsysnqn,
+        controllers,
+    }))
+}
+
+/// The controller at `dir`, `None` if it is gone or (with `nqn`) serves another NQN.
+fn read_controller(
+    instance: u32,
+    dir: &SysDir,
+    nqn: Option<&str>,
+) -> Result<Option<Controller>, SysfsError> {
+    // subsysnqn and state are what every decision needs; without them the controller
+    // is treated as already gone.
+    let Some(subsysnqn) = dir.read("subsysnqn")? else {
+        return Ok(None);
+    };
+    if nqn.is_some_and(|n| n != subsysnqn) {
+        return Ok(None);
+    }
+    let Some(state) = dir.read("state")? else {
+        return Ok(None);
+    };
+    let address_raw = dir.read("address")?.unwrap_or_default();
     Ok(Some(Controller {
         instance,
         subsysnqn,
-        transport: read_attr(dir, "transport")?.unwrap_or_default(),
+        transport: dir.read("transport")?.unwrap_or_default(),
         address: TransportAddress::parse(&address_raw),
         address_raw,
         state: ControllerState::parse(&state),
-        cntlid: read_parsed(dir, "cntlid")?,
-        hostnqn: read_attr(dir, "hostnqn")?,
-        dev: read_parsed(dir, "dev")?,
+        cntlid: dir.parsed("cntlid")?,
+        hostnqn: dir.read("hostnqn")?,
+        dev: dir.parsed("dev")?,
     }))
 }
 

@@ -27,8 +27,9 @@ use crate::device_path::NvmeDevice;
 
 pub(crate) mod attr;
 mod controller;
+pub mod index;
 
-use attr::{list_dir, parent_name, read_attr, read_parsed};
+use attr::{parent_name, SysDir};
 pub use controller::{
     controllers_for_nqn, disconnect_subsystem, list_controllers, list_subsystems, Controller,
     ControllerState, Subsystem, TransportAddress, Written,
@@ -90,19 +91,56 @@ pub struct BlockDevice {
 /// Every usable namespace block device of subsystem `nqn`, sorted by nsid then name.
 /// Devices whose every path is going away are left out.
 pub fn list_block_devices(sys_root: &Path, nqn: &str) -> Result<Vec<BlockDevice>, SysfsError> {
-    let controllers: BTreeMap<u32, Controller> = list_controllers(sys_root)?
-        .into_iter()
-        .map(|c| (c.instance, c))
-        .collect();
-    let subsystems: BTreeMap<u32, Subsystem> = list_subsystems(sys_root)?
+    Ok(scan(sys_root, nqn)?.0)
+}
+
+/// The full scan behind [`list_block_devices`], with where `nqn` was found (the hint a
+/// later [`index::SubsystemHint::list_block_devices`] re-reads). Only `subsysnqn` is read of
+/// other subsystems' controllers, and a block entry is looked at only when the number in its
+/// name is one of `nqn`'s subsystems or controllers (a head `nvme<S>n<N>`, a private
+/// namespace `nvme<C>n<N>`, a path `nvme<S>c<C>n<N>`), so the cost of other volumes is a
+/// directory listing and one small read per controller and subsystem.
+pub(crate) fn scan(
+    sys_root: &Path,
+    nqn: &str,
+) -> Result<(Vec<BlockDevice>, index::SubsystemHint), SysfsError> {
+    let controllers = controller::controller_states_of(sys_root, nqn)?;
+    let subsystems: BTreeMap<u32, Subsystem> = controller::list_subsystems_of(sys_root, Some(nqn))?
         .into_iter()
         .map(|s| (s.instance, s))
         .collect();
-    let block_dir = sys_root.join("block");
-    let entries = list_dir(&block_dir)?;
+    let mut entries = Vec::new();
+    if let Some(block) = SysDir::open(sys_root.join("block"))? {
+        for name in block.names()? {
+            let ours = match NvmeDevice::parse(&name) {
+                Ok(NvmeDevice::Namespace { instance, .. }) => {
+                    subsystems.contains_key(&instance) || controllers.contains_key(&instance)
+                }
+                Ok(NvmeDevice::Path { subsys, .. }) => subsystems.contains_key(&subsys),
+                _ => false,
+            };
+            if ours {
+                entries.extend(block.at(&name)?.map(|d| (name, d)));
+            }
+        }
+    }
+    let devices = devices_from(nqn, &controllers, &subsystems, &entries)?;
+    let hint = index::SubsystemHint::from_maps(&controllers, &subsystems);
+    Ok((devices, hint))
+}
+
+/// The usable namespace block devices of `nqn` among the `/sys/block` `entries`, given the
+/// states of `nqn`'s controllers and `nqn`'s subsystems (nothing of other NQNs may be in the
+/// maps). Shared by the full scan and the hinted one, so both decide alike.
+fn devices_from(
+    nqn: &str,
+    controllers: &BTreeMap<u32, ControllerState>,
+    subsystems: &BTreeMap<u32, Subsystem>,
+    entries: &[(String, SysDir)],
+) -> Result<Vec<BlockDevice>, SysfsError> {
     // Hidden path nodes, grouped by the head they serve: (subsys, ns) -> controllers.
     let mut mp_paths: BTreeMap<(u32, u32), Vec<u32>> = BTreeMap::new();
-    for (name, _) in &entries {
+    for (name, _) in entries {
         if let Ok(NvmeDevice::Path {
             subsys,
             ctrl,
@@ -114,7 +152,7 @@ pub fn list_block_devices(sys_root: &Path, nqn: &str) -> Result<Vec<BlockDevice>
         }
     }
     let mut out = Vec::new();
-    for (name, dir) in &entries {
+    for (name, dir) in entries {
         let Ok(NvmeDevice::Namespace {
             instance,
             ns,
@@ -141,20 +179,19 @@ pub fn list_block_devices(sys_root: &Path, nqn: &str) -> Result<Vec<BlockDevice>
                     (true, paths)
                 }
                 None => match NvmeDevice::parse(&parent) {
-                    Ok(NvmeDevice::Controller { ctrl }) => match controllers.get(&ctrl) {
-                        Some(c) if c.subsysnqn == nqn => (false, vec![ctrl]),
-                        _ => continue,
-                    },
+                    Ok(NvmeDevice::Controller { ctrl }) if controllers.contains_key(&ctrl) => {
+                        (false, vec![ctrl])
+                    }
                     _ => continue,
                 },
             };
         let mut paths: Vec<PathInfo> = serving
             .into_iter()
-            .filter_map(|c| controllers.get(&c))
-            .filter(|c| !c.state.is_gone())
-            .map(|c| PathInfo {
-                controller: c.instance,
-                state: c.state.clone(),
+            .filter_map(|c| controllers.get(&c).map(|state| (c, state)))
+            .filter(|(_, state)| !state.is_gone())
+            .map(|(controller, state)| PathInfo {
+                controller,
+                state: state.clone(),
             })
             .collect();
         paths.sort_by_key(|p| p.controller);
@@ -165,28 +202,28 @@ pub fn list_block_devices(sys_root: &Path, nqn: &str) -> Result<Vec<BlockDevice>
         } else {
             Access::Connecting
         };
-        if read_attr(dir, "hidden")?.as_deref() == Some("1") {
+        if dir.read("hidden")?.as_deref() == Some("1") {
             continue;
         }
-        let Some(dev) = read_parsed::<DevNum>(dir, "dev")? else {
+        let Some(dev) = dir.parsed::<DevNum>("dev")? else {
             continue;
         };
-        let Some(nsid) = read_parsed::<u32>(dir, "nsid")? else {
+        let Some(nsid) = dir.parsed::<u32>("nsid")? else {
             continue;
         };
-        let Some(sectors) = read_parsed::<u64>(dir, "size")? else {
+        let Some(sectors) = dir.parsed::<u64>("size")? else {
             continue;
         };
         let size_bytes = sectors.checked_mul(512).ok_or_else(|| SysfsError::Parse {
-            path: dir.join("size"),
+            path: dir.path().join("size"),
             content: sectors.to_string(),
         })?;
         out.push(BlockDevice {
             name: format!("nvme{instance}n{ns}"),
             dev,
             nsid,
-            uuid: read_attr(dir, "uuid")?,
-            wwid: read_attr(dir, "wwid")?,
+            uuid: dir.read("uuid")?,
+            wwid: dir.read("wwid")?,
             size_bytes,
             multipath,
             paths,
@@ -202,7 +239,14 @@ pub fn list_block_devices(sys_root: &Path, nqn: &str) -> Result<Vec<BlockDevice>
 /// Without multipath one namespace shows up once per controller; the copy with a live
 /// path and the lowest name is chosen. Several distinct namespaces are an error.
 pub fn resolve_block_device(sys_root: &Path, nqn: &str) -> Result<Option<BlockDevice>, SysfsError> {
-    let devices = list_block_devices(sys_root, nqn)?;
+    choose(nqn, list_block_devices(sys_root, nqn)?)
+}
+
+/// The one namespace among `devices` (all of subsystem `nqn`), as [`resolve_block_device`].
+pub(crate) fn choose(
+    nqn: &str,
+    devices: Vec<BlockDevice>,
+) -> Result<Option<BlockDevice>, SysfsError> {
     let mut nsids: Vec<u32> = devices.iter().map(|d| d.nsid).collect();
     nsids.dedup();
     if nsids.len() > 1 {

@@ -1,0 +1,244 @@
+//! The NVMe sysfs tree indexed by what a uevent names: a subsystem `nvme-subsys<S>` or a
+//! controller `nvme<C>`, and which NQN it serves.
+//!
+//! A uevent's DEVPATH names the object it is about (`.../nvme-subsys0/nvme0n1`,
+//! `.../ctl/nvme3`), so a waiter for one NQN can re-read just that object's `subsysnqn` to
+//! know whether the event concerns it, and then re-read only its own subsystem and
+//! controllers instead of the whole tree. The index is a hint, sysfs the truth: every
+//! object a hinted read uses is verified (its `subsysnqn` read again) in the same read, an
+//! object that vanished or now serves another NQN is dropped, and a missing object only
+//! delays an answer until the next full scan; it never makes one wrong.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::attr::{read_attr, SysDir};
+use super::controller::{controller_dir, read_controller_state, read_subsystem, subsystem_dir};
+use super::{choose, devices_from, scan, BlockDevice, ControllerState, Subsystem, SysfsError};
+use crate::dev_num::parse_decimal;
+use crate::device_path::NvmeDevice;
+
+/// An NVMe kernel object a uevent can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NvmeObject {
+    /// `nvme-subsys<S>`: the subsystem, and with native multipath its namespace heads.
+    Subsystem(u32),
+    /// `nvme<C>`: a controller, its hidden path nodes and its private namespaces.
+    Controller(u32),
+}
+
+impl NvmeObject {
+    /// The object a DEVPATH is about: its nearest component that names a subsystem or a
+    /// controller (`/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1` → subsystem 0,
+    /// `/devices/virtual/nvme-fabrics/ctl/nvme1/nvme0c1n1` → controller 1,
+    /// `/devices/pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n1p1` → controller 0).
+    pub fn from_devpath(devpath: &str) -> Option<Self> {
+        devpath.rsplit('/').find_map(|c| {
+            if let Some(s) = c.strip_prefix("nvme-subsys").and_then(parse_decimal) {
+                return Some(Self::Subsystem(s));
+            }
+            match NvmeDevice::parse(c) {
+                Ok(NvmeDevice::Controller { ctrl }) => Some(Self::Controller(ctrl)),
+                _ => None,
+            }
+        })
+    }
+
+    /// `<sys>/class/nvme-subsystem/nvme-subsys<S>` or `<sys>/class/nvme/nvme<C>`.
+    pub fn sysfs_dir(&self, sys_root: &Path) -> PathBuf {
+        match *self {
+            Self::Subsystem(s) => subsystem_dir(sys_root, s),
+            Self::Controller(c) => controller_dir(sys_root, c),
+        }
+    }
+
+    /// The NQN the object serves now, read fresh; `None` when it is gone.
+    pub fn subsysnqn(&self, sys_root: &Path) -> Result<Option<String>, SysfsError> {
+        read_attr(&self.sysfs_dir(sys_root), "subsysnqn")
+    }
+}
+
+/// Where one subsystem's objects were last seen. Built by a full scan
+/// ([`SubsystemHint::scan`]), grown from uevents ([`SubsystemHint::learn`]), and re-read by
+/// [`SubsystemHint::list_block_devices`], which also forgets what no longer serves the NQN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubsystemHint {
+    pub subsystems: BTreeSet<u32>,
+    pub controllers: BTreeSet<u32>,
+}
+
+impl SubsystemHint {
+    pub(super) fn from_maps(
+        controllers: &BTreeMap<u32, ControllerState>,
+        subsystems: &BTreeMap<u32, Subsystem>,
+    ) -> Self {
+        Self {
+            subsystems: subsystems.keys().copied().collect(),
+            controllers: controllers
+                .keys()
+                .copied()
+                .chain(
+                    subsystems
+                        .values()
+                        .flat_map(|s| s.controllers.iter().copied()),
+                )
+                .collect(),
+        }
+    }
+
+    /// A full scan for `nqn`: its devices (as [`super::list_block_devices`]) and the hint.
+    pub fn scan(sys_root: &Path, nqn: &str) -> Result<(Vec<BlockDevice>, Self), SysfsError> {
+        scan(sys_root, nqn)
+    }
+
+    /// Adds an object a uevent named (after checking that it serves the NQN).
+    pub fn learn(&mut self, object: NvmeObject) {
+        match object {
+            NvmeObject::Subsystem(s) => self.subsystems.insert(s),
+            NvmeObject::Controller(c) => self.controllers.insert(c),
+        };
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.subsystems.is_empty() && self.controllers.is_empty()
+    }
+
+    /// Every object of the hint.
+    pub fn objects(&self) -> impl Iterator<Item = NvmeObject> + '_ {
+        self.subsystems
+            .iter()
+            .map(|&s| NvmeObject::Subsystem(s))
+            .chain(self.controllers.iter().map(|&c| NvmeObject::Controller(c)))
+    }
+
+    /// The usable block devices of `nqn` found under the hinted objects, read fresh: each
+    /// subsystem and controller is checked to still serve `nqn` (and dropped from the hint
+    /// otherwise), the subsystems' controller links are followed, and only their block
+    /// devices are read. Equal to the full scan's answer whenever the hint holds `nqn`'s
+    /// subsystem (the kernel links every controller of an NQN into its one subsystem) or all
+    /// its controllers; an emptier hint can only find less.
+    pub fn list_block_devices(
+        &mut self,
+        sys_root: &Path,
+        nqn: &str,
+    ) -> Result<Vec<BlockDevice>, SysfsError> {
+        let (Some(ctrl_class), Some(block)) = (
+            SysDir::open(sys_root.join("class/nvme"))?,
+            SysDir::open(sys_root.join("block"))?,
+        ) else {
+            // No NVMe controllers or no block devices at all.
+            *self = Self::default();
+            return Ok(Vec::new());
+        };
+        let subsys_class = SysDir::open(sys_root.join("class/nvme-subsystem"))?;
+        let mut subsystems = BTreeMap::new();
+        let mut subsystem_dirs = Vec::new();
+        for &s in &self.subsystems {
+            let Some(class) = &subsys_class else { break };
+            let Some(dir) = class.at(&format!("nvme-subsys{s}"))? else {
+                continue;
+            };
+            if let Some(sub) = read_subsystem(s, &dir, Some(nqn))? {
+                subsystems.insert(s, sub);
+                subsystem_dirs.push((s, dir));
+            }
+        }
+        let wanted: BTreeSet<u32> = self
+            .controllers
+            .iter()
+            .copied()
+            .chain(
+                subsystems
+                    .values()
+                    .flat_map(|s| s.controllers.iter().copied()),
+            )
+            .collect();
+        let mut controllers = BTreeMap::new();
+        for c in wanted {
+            if let Some(state) = read_controller_state(&ctrl_class, c, nqn)? {
+                controllers.insert(c, state);
+            }
+        }
+        // Block devices live under their parent object: heads under the subsystem, path
+        // nodes and private namespaces under the controller. They are read through
+        // /sys/block, as the full scan reads them.
+        let mut names = BTreeSet::new();
+        for (s, dir) in &subsystem_dirs {
+            for name in dir.names()? {
+                if matches!(NvmeDevice::parse(&name), Ok(NvmeDevice::Namespace { instance, .. }) if instance == *s)
+                {
+                    names.insert(name);
+                }
+            }
+        }
+        for &c in controllers.keys() {
+            let Some(dir) = ctrl_class.at(&format!("nvme{c}"))? else {
+                continue;
+            };
+            for name in dir.names()? {
+                let ours = match NvmeDevice::parse(&name) {
+                    Ok(NvmeDevice::Namespace { instance, .. }) => instance == c,
+                    Ok(NvmeDevice::Path { subsys, ctrl, .. }) => {
+                        ctrl == c && subsystems.contains_key(&subsys)
+                    }
+                    _ => false,
+                };
+                if ours {
+                    names.insert(name);
+                }
+            }
+        }
+        let mut entries = Vec::new();
+        for n in names {
+            entries.extend(block.at(&n)?.map(|d| (n, d)));
+        }
+        let devices = devices_from(nqn, &controllers, &subsystems, &entries)?;
+        *self = Self::from_maps(&controllers, &subsystems);
+        Ok(devices)
+    }
+
+    /// [`super::resolve_block_device`] over the hinted objects only.
+    pub fn resolve_block_device(
+        &mut self,
+        sys_root: &Path,
+        nqn: &str,
+    ) -> Result<Option<BlockDevice>, SysfsError> {
+        let devices = self.list_block_devices(sys_root, nqn)?;
+        choose(nqn, devices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_devpath_names_its_nearest_subsystem_or_controller() {
+        for (path, want) in [
+            (
+                "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
+                Some(NvmeObject::Subsystem(0)),
+            ),
+            (
+                "/devices/virtual/nvme-fabrics/ctl/nvme1/nvme0c1n1",
+                Some(NvmeObject::Controller(1)),
+            ),
+            (
+                "/devices/virtual/nvme-fabrics/ctl/nvme12",
+                Some(NvmeObject::Controller(12)),
+            ),
+            (
+                "/devices/virtual/nvme-subsystem/nvme-subsys7",
+                Some(NvmeObject::Subsystem(7)),
+            ),
+            (
+                "/devices/pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n1/nvme0n1p1",
+                Some(NvmeObject::Controller(0)),
+            ),
+            ("/devices/virtual/block/loop3", None),
+            ("/devices/virtual/nvme-subsystem/nvme-subsysX/nvme0n1", None),
+        ] {
+            assert_eq!(NvmeObject::from_devpath(path), want, "{path}");
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! One uevent source shared by every wait, routing each event only to the waits it concerns.
+//!
+//! A node re-attaching a hundred volumes after a reboot has a hundred waits at once. With one
+//! netlink socket per wait, every wait wakes on every NVMe event and re-reads sysfs: O(N²)
+//! reads. Here one thread reads the events, looks at what each one names ([`NvmeObject`] from
+//! its DEVPATH, or a block device's kernel name), re-reads that one object's `subsysnqn`, and
+//! wakes only the subscriptions for that NQN or device. Wakes coalesce: a subscription holds
+//! a flag and the objects named since its owner last looked, never a queue of events.
+//!
+//! The routing table (object → NQN) only answers for objects that are gone (a `remove`
+//! event of a controller whose directory no longer exists); anything else is read fresh.
+//! An object it does not know wakes every NVMe subscription. Lost events (socket overflow)
+//! and a failed source wake everyone with that news, so each wait re-reads in full or polls.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::sysfs::index::NvmeObject;
+use crate::uevent::{Action, Uevent};
+use crate::uevent_socket::{UeventRecv, UeventSocket};
+
+/// What a subscription wants to hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interest {
+    /// NVMe subsystem `nqn`: its subsystem, controllers (connect, state change, delete) and
+    /// namespace block devices (add, remove, resize).
+    Subsystem { nqn: String },
+    /// The block device with kernel name `name` (`loop3`): add, remove, change.
+    BlockDevice { name: String },
+}
+
+/// What happened since the subscriber last looked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Wakes {
+    /// At least one event concerned the subscription.
+    pub event: bool,
+    /// The NVMe objects those events named, verified to serve the subscription's NQN (or of
+    /// unknown owner).
+    pub named: Vec<NvmeObject>,
+    /// Events were lost: re-read everything.
+    pub overflow: bool,
+    /// The source stopped for good: poll from now on.
+    pub failed: Option<String>,
+}
+
+impl Wakes {
+    fn any(&self) -> bool {
+        self.event || self.overflow || self.failed.is_some()
+    }
+}
+
+struct Slot {
+    wakes: Mutex<Wakes>,
+    cv: Condvar,
+}
+
+struct Sub {
+    id: u64,
+    sys_root: PathBuf,
+    interest: Interest,
+    slot: Arc<Slot>,
+}
+
+#[derive(Default)]
+struct State {
+    subs: Vec<Arc<Sub>>,
+    /// Last NQN seen per (sysfs root, object): answers for objects already gone.
+    owners: HashMap<(PathBuf, NvmeObject), String>,
+    failed: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    describe: String,
+    next_id: AtomicU64,
+}
+
+/// A uevent source and its subscriptions. Cheap to clone (one shared thread).
+#[derive(Clone)]
+pub struct UeventHub {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for UeventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UeventHub({})", self.shared.describe)
+    }
+}
+
+static GLOBAL: OnceLock<Result<UeventHub, String>> = OnceLock::new();
+
+impl UeventHub {
+    /// The process-wide hub on the kernel's netlink uevents, started on first use, or why it
+    /// cannot run here (netlink filtered by seccomp, no uevents in this network namespace).
+    pub fn global() -> Result<UeventHub, String> {
+        GLOBAL
+            .get_or_init(|| {
+                let sock = UeventSocket::open()
+                    .map_err(|e| format!("netlink uevent socket unavailable: {e}"))?;
+                Ok(Self::start("netlink uevents", Source::Netlink(sock)))
+            })
+            .clone()
+    }
+
+    /// A hub fed by uevents someone else reads (a shared listener, a test, a benchmark). When
+    /// every sender is dropped the hub counts as failed and its waits poll.
+    pub fn forwarded(rx: mpsc::Receiver<Uevent>) -> UeventHub {
+        Self::start("forwarded uevents", Source::Channel(rx))
+    }
+
+    fn start(describe: &str, source: Source) -> UeventHub {
+        let hub = UeventHub {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                describe: describe.to_string(),
+                next_id: AtomicU64::new(1),
+            }),
+        };
+        let weak = Arc::downgrade(&hub.shared);
+        let spawned = std::thread::Builder::new()
+            .name("node-io-uevents".into())
+            .spawn(move || source.run(weak));
+        if let Err(e) = spawned {
+            hub.fail(format!("spawning the uevent thread: {e}"));
+        }
+        hub
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.shared.describe
+    }
+
+    /// How many waits are subscribed now (for diagnostics and benchmarks).
+    pub fn subscribers(&self) -> usize {
+        lock(&self.shared.state).subs.len()
+    }
+
+    /// Starts listening for `interest` (objects resolved under `sys_root`). Subscribe BEFORE
+    /// reading the state you wait on, so no event between the read and the wait is missed.
+    pub fn subscribe(&self, sys_root: &Path, interest: Interest) -> Subscription {
+        let slot = Arc::new(Slot {
+            wakes: Mutex::new(Wakes::default()),
+            cv: Condvar::new(),
+        });
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut st = lock(&self.shared.state);
+        if let Some(reason) = &st.failed {
+            lock(&slot.wakes).failed = Some(reason.clone());
+        }
+        st.subs.push(Arc::new(Sub {
+            id,
+            sys_root: sys_root.to_path_buf(),
+            interest,
+            slot: slot.clone(),
+        }));
+        Subscription {
+            hub: self.clone(),
+            id,
+            slot,
+        }
+    }
+
+    /// Records that `object` (under `sys_root`) serves `nqn`, so its `remove` event, which
+    /// arrives after its directory is gone, still reaches `nqn`'s subscriptions.
+    pub fn note_owner(&self, sys_root: &Path, object: NvmeObject, nqn: &str) {
+        lock(&self.shared.state)
+            .owners
+            .insert((sys_root.to_path_buf(), object), nqn.to_string());
+    }
+
+    /// Routes one event to the subscriptions it concerns.
+    fn dispatch(&self, ev: &Uevent) {
+        let block_name = (ev.subsystem.as_deref() == Some("block")).then(|| ev.kernel_name());
+        let nvme = is_nvme_event(ev)
+            .then(|| NvmeObject::from_devpath(&ev.devpath))
+            .flatten();
+        if block_name.is_none() && nvme.is_none() {
+            return;
+        }
+        let subs = lock(&self.shared.state).subs.clone();
+        // The owner of the named object, per sysfs root, read once per event.
+        let mut owners: Vec<(&Path, Option<String>)> = Vec::new();
+        for sub in &subs {
+            let wake = match &sub.interest {
+                Interest::BlockDevice { name } => block_name == Some(name.as_str()),
+                Interest::Subsystem { nqn } => match nvme {
+                    None => false,
+                    Some(object) => {
+                        let owner = match owners.iter().find(|(r, _)| *r == sub.sys_root) {
+                            Some((_, o)) => o.clone(),
+                            None => {
+                                let o = self.owner(&sub.sys_root, object, &ev.action);
+                                owners.push((&sub.sys_root, o.clone()));
+                                o
+                            }
+                        };
+                        // Unknown owner (gone before we ever saw it): wake, the wait re-reads.
+                        owner.is_none_or(|o| o == *nqn)
+                    }
+                },
+            };
+            if wake {
+                let mut w = lock(&sub.slot.wakes);
+                w.event = true;
+                if let Some(o) = nvme {
+                    if !w.named.contains(&o) {
+                        w.named.push(o);
+                    }
+                }
+                sub.slot.cv.notify_all();
+            }
+        }
+    }
+
+    /// Who `object` serves: read fresh; the routing table only for an object already gone.
+    fn owner(&self, sys_root: &Path, object: NvmeObject, action: &Action) -> Option<String> {
+        let key = (sys_root.to_path_buf(), object);
+        match object.subsysnqn(sys_root) {
+            Ok(Some(nqn)) => {
+                lock(&self.shared.state).owners.insert(key, nqn.clone());
+                Some(nqn)
+            }
+            _ => {
+                let mut st = lock(&self.shared.state);
+                if *action == Action::Remove {
+                    st.owners.remove(&key)
+                } else {
+                    st.owners.get(&key).cloned()
+                }
+            }
+        }
+    }
+
+    /// Wakes every subscription: events were lost.
+    fn overflow(&self) {
+        for sub in lock(&self.shared.state).subs.clone() {
+            lock(&sub.slot.wakes).overflow = true;
+            sub.slot.cv.notify_all();
+        }
+    }
+
+    /// The source stopped for good: every subscription, present and future, polls.
+    fn fail(&self, reason: String) {
+        let subs = {
+            let mut st = lock(&self.shared.state);
+            st.failed = Some(reason.clone());
+            st.subs.clone()
+        };
+        for sub in subs {
+            lock(&sub.slot.wakes).failed = Some(reason.clone());
+            sub.slot.cv.notify_all();
+        }
+    }
+}
+
+/// NVMe events worth routing: namespace block devices, controllers, subsystems.
+fn is_nvme_event(ev: &Uevent) -> bool {
+    ev.is_nvme_block_event()
+        || ev.is_nvme_controller_event()
+        || ev.subsystem.as_deref() == Some("nvme-subsystem")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave these plain collections inconsistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One wait's registration on a hub; unregisters on drop.
+pub struct Subscription {
+    hub: UeventHub,
+    id: u64,
+    slot: Arc<Slot>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Subscription({})", self.id)
+    }
+}
+
+impl Subscription {
+    /// Blocks until something concerns this subscription or `until` passes, and returns
+    /// (and clears) what happened; an empty [`Wakes`] means the time ran out.
+    pub fn wait(&self, until: Instant) -> Wakes {
+        let mut w = lock(&self.slot.wakes);
+        loop {
+            if w.any() {
+                let failed = w.failed.clone();
+                let out = std::mem::take(&mut *w);
+                // A failure is permanent: keep saying so.
+                w.failed = failed;
+                return out;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Wakes::default();
+            }
+            w = self
+                .slot
+                .cv
+                .wait_timeout(w, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The hub this subscription is on.
+    pub fn hub(&self) -> &UeventHub {
+        &self.hub
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        lock(&self.hub.shared.state)
+            .subs
+            .retain(|s| s.id != self.id);
+    }
+}
+
+enum Source {
+    Netlink(UeventSocket),
+    Channel(mpsc::Receiver<Uevent>),
+}
+
+/// How long the source thread blocks before checking that its hub still exists.
+const SOURCE_TICK: Duration = Duration::from_secs(5);
+
+impl Source {
+    fn run(mut self, weak: std::sync::Weak<Shared>) {
+        loop {
+            let got = match &mut self {
+                Source::Netlink(sock) => match sock.recv(SOURCE_TICK) {
+                    Ok(UeventRecv::Event(ev)) => Got::Event(ev),
+                    Ok(UeventRecv::Overflow) => Got::Overflow,
+                    Ok(UeventRecv::Timeout) => Got::Nothing,
+                    Err(e) => Got::Failed(format!("netlink uevent socket failed: {e}")),
+                },
+                Source::Channel(rx) => match rx.recv_timeout(SOURCE_TICK) {
+                    Ok(ev) => Got::Event(ev),
+                    Err(mpsc::RecvTimeoutError::Timeout) => Got::Nothing,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        Got::Failed("uevent forwarder stopped".to_string())
+                    }
+                },
+            };
+            // Every handle dropped: nobody can subscribe any more.
+            let Some(shared) = weak.upgrade() else { return };
+            let hub = UeventHub { shared };
+            match got {
+                Got::Event(ev) => hub.dispatch(&ev),
+                Got::Overflow => hub.overflow(),
+                Got::Nothing => {}
+                Got::Failed(reason) => {
+                    hub.fail(reason);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+enum Got {
+    Event(Uevent),
+    Overflow,
+    Nothing,
+    Failed(String),
+}

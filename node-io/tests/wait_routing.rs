@@ -1,0 +1,296 @@
+//! Device waits at scale: uevents are routed to the wait they concern only, the wait then
+//! re-reads only its own subsystem's objects, and that hinted read never answers what a
+//! full scan of sysfs would not (fake trees shaped like the kernel 6.1 dump).
+
+mod common;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{FakeSys, Ns, NQN, NS1, OTHER_NQN};
+use node_io::sysfs::index::{NvmeObject, SubsystemHint};
+use node_io::sysfs::{resolve_block_device, SysfsError};
+use node_io::uevent::Uevent;
+use node_io::wait::{wait_for_block_device, wait_for_controllers_gone, Waker};
+
+/// A kernel-shaped uevent.
+fn uevent(action: &str, devpath: &str, subsystem: &str) -> Uevent {
+    let msg = format!(
+        "{action}@{devpath}\0ACTION={action}\0DEVPATH={devpath}\0SUBSYSTEM={subsystem}\0SEQNUM=1\0"
+    );
+    Uevent::parse(msg.as_bytes()).unwrap()
+}
+
+fn head_added(subsys: u32) -> Uevent {
+    uevent(
+        "add",
+        &format!("/devices/virtual/nvme-subsystem/nvme-subsys{subsys}/nvme{subsys}n1"),
+        "block",
+    )
+}
+
+fn nqn_of(i: u32) -> String {
+    format!("nqn.2024-01.io.example:other{i}")
+}
+
+#[test]
+fn events_of_other_subsystems_do_not_wake_the_wait() {
+    let s = FakeSys::new();
+    for i in 0..20 {
+        s.controller(i, &nqn_of(i), 4420, "live")
+            .subsystem(i, &nqn_of(i), &[i]);
+    }
+    s.controller(50, NQN, 4420, "live")
+        .subsystem(50, NQN, &[50]);
+    let (tx, rx) = mpsc::channel();
+    let root = s.root().to_path_buf();
+    let kernel = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let s = FakeSys::at(&root);
+        for i in 0..20 {
+            s.mp_head(i, &Ns { minor: i, ..NS1 })
+                .mp_path(i, i, &Ns { minor: i, ..NS1 });
+            tx.send(head_added(i)).unwrap();
+            tx.send(uevent(
+                "add",
+                &format!("/devices/virtual/nvme-fabrics/ctl/nvme{i}/nvme{i}c{i}n1"),
+                "block",
+            ))
+            .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        s.mp_head(50, &Ns { minor: 50, ..NS1 });
+        tx.send(head_added(50)).unwrap();
+        tx
+    });
+    let mut waker = Waker::forwarded(rx);
+    let start = Instant::now();
+    let found =
+        wait_for_block_device(s.root(), NQN, start + Duration::from_secs(5), &mut waker).unwrap();
+    let _tx = kernel.join().unwrap();
+    assert_eq!(found.device.name, "nvme50n1");
+    assert_eq!(
+        found.checks, 2,
+        "start + its own event; the other 40 events woke nobody"
+    );
+    assert!(
+        found.waited < Duration::from_millis(900),
+        "{:?}",
+        found.waited
+    );
+}
+
+#[test]
+fn a_renumbered_controller_is_found_through_the_event_that_names_it() {
+    // multipath=N: nvme0 lost (deleting), the reconnect comes back as nvme3 with nvme3n1.
+    let s = FakeSys::new();
+    s.controller(0, NQN, 4420, "deleting")
+        .private_ns(0, &Ns { minor: 0, ..NS1 })
+        .subsystem(0, NQN, &[0]);
+    let (tx, rx) = mpsc::channel();
+    let root = s.root().to_path_buf();
+    let kernel = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        let s = FakeSys::at(&root);
+        s.controller(3, NQN, 4420, "live");
+        tx.send(uevent(
+            "add",
+            "/devices/virtual/nvme-fabrics/ctl/nvme3",
+            "nvme",
+        ))
+        .unwrap();
+        s.private_ns(3, &Ns { minor: 7, ..NS1 });
+        tx.send(uevent(
+            "add",
+            "/devices/virtual/nvme-fabrics/ctl/nvme3/nvme3n1",
+            "block",
+        ))
+        .unwrap();
+        tx
+    });
+    let mut waker = Waker::forwarded(rx);
+    let found = wait_for_block_device(
+        s.root(),
+        NQN,
+        Instant::now() + Duration::from_secs(5),
+        &mut waker,
+    )
+    .unwrap();
+    let _tx = kernel.join().unwrap();
+    assert_eq!(found.device.name, "nvme3n1");
+    assert!(
+        found.waited < Duration::from_millis(900),
+        "{:?}",
+        found.waited
+    );
+}
+
+#[test]
+fn a_remove_of_a_controller_already_gone_reaches_the_wait_of_its_nqn() {
+    let s = FakeSys::new();
+    s.controller(0, NQN, 4420, "live")
+        .controller(1, NQN, 4421, "live")
+        .controller(2, OTHER_NQN, 4420, "live")
+        .subsystem(0, NQN, &[0, 1]);
+    let (tx, rx) = mpsc::channel();
+    let root = s.root().to_path_buf();
+    let kernel = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        for c in [0, 1] {
+            // The directory goes first, then the kernel announces it: only the routing
+            // table still knows which NQN nvme<c> served.
+            std::fs::remove_file(root.join(format!("class/nvme/nvme{c}"))).unwrap();
+            std::fs::remove_dir_all(root.join(format!("devices/virtual/nvme-fabrics/ctl/nvme{c}")))
+                .unwrap();
+            tx.send(uevent(
+                "remove",
+                &format!("/devices/virtual/nvme-fabrics/ctl/nvme{c}"),
+                "nvme",
+            ))
+            .unwrap();
+        }
+        tx
+    });
+    let mut waker = Waker::forwarded(rx);
+    let start = Instant::now();
+    let waited =
+        wait_for_controllers_gone(s.root(), NQN, start + Duration::from_secs(5), &mut waker)
+            .unwrap();
+    let _tx = kernel.join().unwrap();
+    assert!(waited.waited >= Duration::from_millis(190), "{waited}");
+    assert!(
+        waited.waited < Duration::from_millis(900),
+        "woken by the events: {waited}"
+    );
+    assert!(waited.checks <= 3, "{waited}");
+    assert!(
+        s.ctl_dir(2).exists(),
+        "the other NQN's controller is untouched"
+    );
+}
+
+/// Every fixture shape a full scan resolves: the hinted read of the objects that scan found
+/// gives the same answer (or the same error).
+#[test]
+fn hinted_and_full_resolution_agree_on_every_fixture_shape() {
+    let renumbered = || {
+        let s = FakeSys::new();
+        s.controller(0, NQN, 4420, "deleting")
+            .private_ns(0, &Ns { minor: 0, ..NS1 })
+            .controller(3, NQN, 4420, "live")
+            .private_ns(3, &Ns { minor: 7, ..NS1 })
+            .subsystem(0, NQN, &[0, 3]);
+        s
+    };
+    let connecting = || {
+        let s = FakeSys::multipath_y();
+        s.set_state(0, "connecting");
+        s.set_state(1, "resetting");
+        s
+    };
+    let deleting = || {
+        let s = FakeSys::multipath_y();
+        s.set_state(0, "deleting");
+        s.set_state(1, "deleting (no IO)");
+        s
+    };
+    let two_namespaces = || {
+        let s = FakeSys::multipath_y();
+        let ns2 = Ns {
+            ns: 2,
+            nsid: 2,
+            minor: 9,
+            ..NS1
+        };
+        s.mp_head(0, &ns2).mp_path(0, 0, &ns2);
+        s
+    };
+    let no_subsystem_dir = || {
+        let s = FakeSys::new();
+        s.controller(4, NQN, 4420, "live").private_ns(4, &NS1);
+        s
+    };
+    let neighbours = || {
+        let s = FakeSys::multipath_y();
+        s.controller(2, OTHER_NQN, 4420, "live")
+            .subsystem(1, OTHER_NQN, &[2])
+            .mp_head(1, &Ns { minor: 5, ..NS1 })
+            .mp_path(1, 2, &Ns { minor: 5, ..NS1 });
+        s
+    };
+    let shapes: Vec<(&str, FakeSys)> = vec![
+        ("multipath=Y", FakeSys::multipath_y()),
+        ("multipath=N", FakeSys::multipath_n()),
+        ("renumbered", renumbered()),
+        ("connecting", connecting()),
+        ("deleting", deleting()),
+        ("two namespaces", two_namespaces()),
+        ("no subsystem dir", no_subsystem_dir()),
+        ("neighbours", neighbours()),
+        ("nothing", FakeSys::new()),
+    ];
+    for (shape, s) in shapes {
+        let full = resolve_block_device(s.root(), NQN);
+        let (_, mut hint) = SubsystemHint::scan(s.root(), NQN).unwrap();
+        let hinted = hint.resolve_block_device(s.root(), NQN);
+        match (&full, &hinted) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{shape}"),
+            (
+                Err(SysfsError::AmbiguousNamespaces { names: a, .. }),
+                Err(SysfsError::AmbiguousNamespaces { names: b, .. }),
+            ) => assert_eq!(a, b, "{shape}"),
+            _ => panic!("{shape}: full {full:?} vs hinted {hinted:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_stale_hint_never_answers_for_another_nqn() {
+    let s = FakeSys::multipath_y();
+    let (_, mut hint) = SubsystemHint::scan(s.root(), NQN).unwrap();
+    assert!(hint.resolve_block_device(s.root(), NQN).unwrap().is_some());
+    // Subsystem 0 and both controllers now serve another NQN (deleted and re-created with
+    // the same instance numbers): same names, same device numbers, someone else's disk.
+    for f in [
+        s.subsys_dir(0).join("subsysnqn"),
+        s.ctl_dir(0).join("subsysnqn"),
+        s.ctl_dir(1).join("subsysnqn"),
+    ] {
+        std::fs::write(f, format!("{OTHER_NQN}\n")).unwrap();
+    }
+    assert_eq!(hint.resolve_block_device(s.root(), NQN).unwrap(), None);
+    assert!(
+        hint.is_empty(),
+        "what no longer serves the NQN is forgotten: {hint:?}"
+    );
+    assert_eq!(resolve_block_device(s.root(), NQN).unwrap(), None);
+}
+
+#[test]
+fn a_hinted_read_sees_a_path_going_away_at_once() {
+    let s = FakeSys::multipath_y();
+    let (_, mut hint) = SubsystemHint::scan(s.root(), NQN).unwrap();
+    let d = hint.resolve_block_device(s.root(), NQN).unwrap().unwrap();
+    assert_eq!(d.paths.len(), 2);
+    s.set_state(0, "deleting");
+    let d = hint.resolve_block_device(s.root(), NQN).unwrap().unwrap();
+    let ctrls: Vec<u32> = d.paths.iter().map(|p| p.controller).collect();
+    assert_eq!(ctrls, [1], "never a cached path");
+    s.set_state(1, "dead");
+    assert_eq!(hint.resolve_block_device(s.root(), NQN).unwrap(), None);
+}
+
+#[test]
+fn an_object_is_learned_only_from_a_devpath_that_names_it() {
+    let mut hint = SubsystemHint::default();
+    assert!(hint.is_empty());
+    let o = NvmeObject::from_devpath("/devices/virtual/nvme-fabrics/ctl/nvme9/nvme2c9n1").unwrap();
+    assert_eq!(o, NvmeObject::Controller(9));
+    hint.learn(o);
+    assert_eq!(hint.objects().collect::<Vec<_>>(), [o]);
+    assert_eq!(
+        o.sysfs_dir(Path::new("/sys")),
+        Path::new("/sys/class/nvme/nvme9")
+    );
+}
