@@ -10,7 +10,7 @@ use csi_proto::v1::controller_server::ControllerServer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::node_watch::run_node_watch;
+use super::node_watch::{run_node_watch, GoneNodes, WithoutGoneNodes};
 use super::{run_sweeper, Controller, ControllerConfig, Fencing};
 use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
 use crate::error::Error;
@@ -68,12 +68,18 @@ impl Assembly {
             let c = metrics.inflight_rejections.clone();
             InFlight::new().with_reject_hook(move || c.inc())
         };
+        // Deleted Nodes' attachments, once cleared, are never restored again.
+        let gone = Arc::new(GoneNodes::default());
+        let restore_from: Arc<dyn AttachmentSource> = Arc::new(WithoutGoneNodes {
+            inner: self.restore_from,
+            gone: Arc::clone(&gone),
+        });
         let mut controller = Controller::new(self.rds, self.config, inflight, fencing);
         if self.consult_on_miss {
-            controller = controller.with_attachment_source(Arc::clone(&self.restore_from));
+            controller = controller.with_attachment_source(Arc::clone(&restore_from));
         }
         let controller = Arc::new(controller);
-        controller.restore(self.restore_from.as_ref()).await?;
+        controller.restore(restore_from.as_ref()).await?;
         let stop = CancellationToken::new();
         let mut tasks = vec![tokio::spawn(run_sweeper(
             Arc::clone(&controller),
@@ -84,6 +90,7 @@ impl Assembly {
                 Arc::clone(&controller),
                 events,
                 self.nodes,
+                gone,
                 self.grace_period,
                 stop.clone(),
             )));

@@ -12,13 +12,13 @@ use csi_proto::v1::volume_capability::access_mode::Mode;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::node_watch::run_node_watch;
+use super::node_watch::{run_node_watch, GoneNodes};
 use super::{Assembly, Controller, ControllerConfig, RunningController};
 use crate::attachment::{AccessMode, MigrationTimeout, RestoreRecord};
 use crate::error::Error;
 use crate::k8s::{
-    AttachmentSource, EventSink, NoAttachments, NodeDirectory, NodeEvent, RecordedEvents,
-    StaticNodes,
+    AttachmentSource, EventSink, NoAttachments, NodeDirectory, NodeEvent, NodeEvents,
+    RecordedEvents, StaticNodes,
 };
 use crate::observability::Metrics;
 use crate::rds::RdsClient;
@@ -69,13 +69,16 @@ pub(crate) struct Rig {
 /// A controller over the simulator, assembled as `rds-csi controller` assembles it; with a
 /// source, ControllerPublish consults it for volumes the table does not know.
 pub(crate) async fn rig(source: Option<Arc<dyn AttachmentSource>>) -> Rig {
-    rig_with(source, None).await
+    rig_with(source, None, None, Duration::from_secs(30)).await
 }
 
-/// [`rig`], with `sink` instead of recording events in memory.
+/// [`rig`], with `sink` instead of recording events in memory, and a Node watch fed by
+/// `node_events` (nodes other than node-a, node-b and node-c do not exist).
 pub(crate) async fn rig_with(
     source: Option<Arc<dyn AttachmentSource>>,
     sink: Option<Arc<dyn EventSink>>,
+    node_events: Option<NodeEvents>,
+    grace_period: Duration,
 ) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
@@ -89,7 +92,7 @@ pub(crate) async fn rig_with(
             default_nvme_address: Some("127.0.0.1".into()),
             topology: None,
         },
-        grace_period: Duration::from_secs(30),
+        grace_period,
         events: sink.unwrap_or_else(|| Arc::new(events.clone())),
         nodes: Arc::new(StaticNodes(
             ["node-a", "node-b", "node-c"]
@@ -99,7 +102,7 @@ pub(crate) async fn rig_with(
         )),
         consult_on_miss: source.is_some(),
         restore_from: source.unwrap_or_else(|| Arc::new(NoAttachments)),
-        node_events: None,
+        node_events,
     }
     .start(&metrics)
     .await
@@ -319,6 +322,7 @@ async fn node_watch_clears_deleted_nodes_after_the_grace_period_and_never_update
         Arc::clone(&r.ctl),
         Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)),
         nodes.clone(),
+        Arc::new(GoneNodes::default()),
         grace,
         stop.clone(),
     ));
@@ -399,7 +403,7 @@ async fn describe_pvc_shows_every_attach_and_both_migration_directions() {
     .await;
     let metrics = Metrics::new("controller");
     let sink = Arc::new(KubeEvents::new(api.client(), DRIVER, &metrics));
-    let r = rig_with(None, Some(sink.clone())).await;
+    let r = rig_with(None, Some(sink.clone()), None, Duration::from_secs(30)).await;
     let rwx = cap(true, Mode::MultiNodeMultiWriter);
     let v = create(&r, "pvc-vm", &rwx).await;
     publish(&r, &v, "node-a", &rwx).await.unwrap();
@@ -451,4 +455,88 @@ async fn describe_pvc_shows_every_attach_and_both_migration_directions() {
             .all(|(_, n, c, _)| *c == 1 || n == "node: node-a"),
         "nothing else was merged: {described:#?}"
     );
+}
+
+/// The Node-deletion sequence: node-z is deleted while it holds an RWO and an RWX block volume;
+/// its attachments are cleared (StaleAttachmentCleared) while its VolumeAttachments linger in
+/// Kubernetes until the force-detach. The next publishes are judged without the dead node: no
+/// "attached to node-z" refusal, no migration window from node-z.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_node_stays_deleted_while_its_volume_attachments_linger() {
+    let k8s = Arc::new(FakeKubernetes::default());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<NodeEvent, String>>();
+    let r = rig_with(
+        Some(k8s.clone()),
+        None,
+        Some(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        )),
+        Duration::from_millis(200),
+    )
+    .await;
+    let (rwo, rwx) = (
+        cap(false, Mode::SingleNodeWriter),
+        cap(true, Mode::MultiNodeMultiWriter),
+    );
+    let (v_rwo, v_rwx) = (
+        create(&r, "pvc-db", &rwo).await,
+        create(&r, "pvc-vm", &rwx).await,
+    );
+    let age = Duration::from_secs(60);
+    k8s.records.lock().extend([
+        record("pvc-db", "node-z", AccessMode::Rwo, age),
+        record("pvc-vm", "node-z", AccessMode::RwxBlock, age),
+    ]);
+    // The controller learns of them (a publish elsewhere is refused while node-z exists).
+    let e = publish(&r, &v_rwo, "node-a", &rwo).await.unwrap_err();
+    assert!(e.to_string().contains("node-z"), "{e}");
+    publish(&r, &v_rwx, "node-b", &rwx).await.unwrap(); // a migration from node-z
+    publish(&r, &v_rwx, "node-b", &rwx).await.unwrap();
+    // node-z is deleted: after the grace period, rechecked (it does not exist in this rig's
+    // node directory), its attachments are cleared.
+    tx.send(Ok(NodeEvent::Deleted("node-z".into()))).unwrap();
+    let table = r.ctl.attachments();
+    wait_for("node-z cleared", || {
+        table.published_nodes("pvc-db").is_empty() && table.published_nodes("pvc-vm") == ["node-b"]
+    })
+    .await;
+    assert!(r
+        .events
+        .reasons()
+        .contains(&"StaleAttachmentCleared".to_string()));
+    // The VolumeAttachments of node-z are still there; pvc-db is unknown to the table again.
+    assert_eq!(k8s.records.lock().len(), 2);
+    publish(&r, &v_rwo, "node-a", &rwo).await.unwrap();
+    assert_eq!(table.published_nodes("pvc-db"), ["node-a"]);
+    // pvc-vm: node-b holds it alone; a second node is a fresh migration from node-b, never a
+    // window from node-z (the lingering record is not restored).
+    publish(&r, &v_rwx, "node-c", &rwx).await.unwrap();
+    assert_eq!(table.published_nodes("pvc-vm"), ["node-b", "node-c"]);
+    // node-z registers again: its VolumeAttachments count again.
+    tx.send(Ok(NodeEvent::Applied("node-z".into()))).unwrap();
+    let v_other = create(&r, "pvc-other", &rwo).await;
+    k8s.records
+        .lock()
+        .push(record("pvc-other", "node-z", AccessMode::Rwo, age));
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match publish(&r, &v_other, "node-a", &rwo).await {
+            Err(e) if e.to_string().contains("node-z") => break,
+            other => {
+                assert!(
+                    Instant::now() < until,
+                    "node-z never counted again: {other:?}"
+                );
+                r.ctl
+                    .unpublish_volume(csi::ControllerUnpublishVolumeRequest {
+                        volume_id: "pvc-other".into(),
+                        node_id: "node-a".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }

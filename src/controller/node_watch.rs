@@ -2,6 +2,12 @@
 //! the node events (a kube-rs watcher in production, a channel in tests); the decisions are
 //! here: which nodes are gone ([`NodeWatch`]), a grace period, and a recheck by name before
 //! anything is cleared.
+//!
+//! A cleared node stays cleared: its VolumeAttachments linger until Kubernetes force-detaches
+//! them (about 6 minutes after the Node is gone), and restoring from them would fence the
+//! volume to a dead node again. [`GoneNodes`] remembers the cleared nodes until a Node of the
+//! same name is seen again, and [`WithoutGoneNodes`] leaves their attachments out of every
+//! restore.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -12,7 +18,75 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Controller;
-use crate::k8s::{NodeDirectory, NodeEvent, NodeEvents};
+use crate::attachment::RestoreRecord;
+use crate::error::Error;
+use crate::k8s::{AttachmentSource, NodeDirectory, NodeEvent, NodeEvents};
+
+/// Nodes whose attachments were cleared because the Node was deleted, until a Node of that
+/// name exists again.
+#[derive(Debug, Default)]
+pub struct GoneNodes(Mutex<HashSet<String>>);
+
+impl GoneNodes {
+    pub fn mark(&self, node: &str) {
+        self.0.lock().insert(node.to_owned());
+    }
+
+    /// The node exists (again): its attachments count from now on.
+    pub fn unmark(&self, node: &str) {
+        if self.0.lock().remove(node) {
+            tracing::info!(node, "Node exists again; its VolumeAttachments count again");
+        }
+    }
+
+    pub fn contains(&self, node: &str) -> bool {
+        self.0.lock().contains(node)
+    }
+}
+
+/// An attachment source that leaves out the attachments of [`GoneNodes`] (logged).
+pub struct WithoutGoneNodes {
+    pub inner: Arc<dyn AttachmentSource>,
+    pub gone: Arc<GoneNodes>,
+}
+
+impl WithoutGoneNodes {
+    fn keep(&self, records: Vec<RestoreRecord>) -> Vec<RestoreRecord> {
+        records
+            .into_iter()
+            .filter(|r| {
+                let gone = self.gone.contains(&r.node);
+                if gone {
+                    tracing::info!(
+                        volume = r.volume,
+                        node = r.node,
+                        "VolumeAttachment of a deleted Node (already cleared) is not restored; \
+                         Kubernetes detaches it"
+                    );
+                }
+                !gone
+            })
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl AttachmentSource for WithoutGoneNodes {
+    async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error> {
+        Ok(self.keep(self.inner.attachments().await?))
+    }
+
+    async fn attachments_for_volume(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<Vec<RestoreRecord>>, Error> {
+        Ok(self
+            .inner
+            .attachments_for_volume(volume_id)
+            .await?
+            .map(|r| self.keep(r)))
+    }
+}
 
 /// Which nodes are gone, from the node watch. A node counts as deleted when the API server
 /// reports its deletion, or when a complete (re)list no longer contains a node that was known
@@ -64,7 +138,7 @@ impl NodeWatch {
 /// After the grace period the node is looked up again: only a node that still does not exist is
 /// cleared (one re-registered under the same name keeps its attachments), and an error looking
 /// it up clears nothing (the next relist finds it again if it is really gone).
-pub fn clear_after_recheck(still_exists: &Result<bool, crate::error::Error>) -> bool {
+pub fn clear_after_recheck(still_exists: &Result<bool, Error>) -> bool {
     matches!(still_exists, Ok(false))
 }
 
@@ -84,6 +158,7 @@ pub async fn run_node_watch(
     ctl: Arc<Controller>,
     mut events: NodeEvents,
     nodes: Arc<dyn NodeDirectory>,
+    gone: Arc<GoneNodes>,
     grace: Duration,
     stop: CancellationToken,
 ) {
@@ -105,6 +180,9 @@ pub async fn run_node_watch(
                 continue;
             }
         };
+        if let NodeEvent::Applied(n) | NodeEvent::Listed(n) = &ev {
+            gone.unmark(n);
+        }
         for node in watch.on_event(ev, || holding_nodes(&ctl)) {
             if !pending.lock().insert(node.clone()) {
                 continue;
@@ -114,10 +192,11 @@ pub async fn run_node_watch(
                 grace_seconds = grace.as_secs(),
                 "Node deleted; its attachments are cleared after the grace period if it is still gone"
             );
-            let (ctl, nodes, pending, stop) = (
+            let (ctl, nodes, pending, gone, stop) = (
                 Arc::clone(&ctl),
                 Arc::clone(&nodes),
                 Arc::clone(&pending),
+                Arc::clone(&gone),
                 stop.clone(),
             );
             tokio::spawn(async move {
@@ -127,6 +206,7 @@ pub async fn run_node_watch(
                 }
                 let exists = nodes.node_exists(&node).await;
                 if clear_after_recheck(&exists) {
+                    gone.mark(&node);
                     let n = ctl.clear_node(&node).await;
                     tracing::info!(node, cleared = n, "attachments of deleted node cleared");
                 } else {
@@ -151,7 +231,6 @@ pub async fn run_node_watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
