@@ -344,10 +344,16 @@ def container_checks(where, o, c, driver_names):
         err(where, f"{name_of(o)}: the node plugin needs hostPID: true (the holder scan must see every process on the host, or unstage could disconnect a device a host process still uses)")
     if role == "controller" and o.get("kind") == "Deployment":
         spec = o.get("spec") or {}
-        if spec.get("replicas", 1) != 1:
-            err(where, f"{name_of(o)}: replicas: {spec.get('replicas')}; the controller runs as ONE replica (its attachment table fences volumes and is kept in sync by being the only writer; see deploy/README.md)")
-        if (spec.get("strategy") or {}).get("type") != "Recreate":
-            err(where, f"{name_of(o)}: strategy must be Recreate, so an old and a new controller never fence from two tables at once")
+        # More than one controller pod at a time (replicas, or a rolling update) is safe only
+        # when the driver follows the external-attacher's Lease and every sidecar elects a
+        # leader: then one table answers attachments (deploy/README.md).
+        several = spec.get("replicas", 1) != 1 or (spec.get("strategy") or {}).get("type") != "Recreate"
+        if several:
+            if "leader-election" not in seen or str(seen["leader-election"]).lower() == "false":
+                err(where, f"{name_of(o)}: replicas: {spec.get('replicas', 1)} / strategy {(spec.get('strategy') or {}).get('type', 'RollingUpdate')} needs --leader-election on the rds-csi container: two attachment tables would fence at once")
+            for sc in (ps.get("containers") or []):
+                if sc.get("name", "").startswith("csi-") and "--leader-election" not in (sc.get("args") or []):
+                    err(where, f"{name_of(o)}: replicas: {spec.get('replicas', 1)} needs --leader-election on sidecar {sc.get('name')}")
     name = seen.get("driver-name", "rds.csi.mikrotik.com")
     driver_names.add(name)
     maddr = seen.get("metrics-address")

@@ -121,6 +121,22 @@ pub struct ControllerArgs {
     /// (comma-separated or repeated); none by default.
     #[arg(long, env = "RDS_CSI_TOPOLOGY", value_delimiter = ',')]
     pub topology: Vec<TopologySegment>,
+    /// Two or more replicas: answer ControllerPublish/Unpublish only while this pod's
+    /// external-attacher holds its Lease (the driver follows that Lease; it never writes it).
+    #[arg(long, env = "RDS_CSI_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the attacher's Lease (the attacher's --leader-election-namespace); default:
+    /// this pod's namespace.
+    #[arg(long, env = "RDS_CSI_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// This pod's identity in the Lease; default: the host name, which is the pod name and
+    /// what the sidecars use.
+    #[arg(long, env = "RDS_CSI_LEADER_ELECTION_IDENTITY")]
+    pub leader_election_identity: Option<String>,
+    /// The Lease followed; default: the external-attacher's,
+    /// `external-attacher-leader-<driver name, with . as ->`.
+    #[arg(long, env = "RDS_CSI_LEADER_ELECTION_LEASE_NAME")]
+    pub leader_election_lease_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -165,18 +165,19 @@ fn broken_manifests_are_rejected_with_reasons() {
         "  # The same for events.k8s.io/v1 Events (the kube-rs recorder).\n",
         "",
     );
-    // A second controller replica (two attachment tables), and a rolling update (two at once).
+    // Two controller replicas whose driver does not follow the attacher's Lease (two
+    // attachment tables answering at once), and a sidecar without leader election.
     edit(
         &deploy,
         &format!("{k}base/controller.yaml"),
-        "  replicas: 1\n",
-        "  replicas: 2\n",
+        "            - --leader-election\n            - --leader-election-namespace=$(NAMESPACE)\n          env:\n",
+        "          env:\n",
     );
     edit(
         &deploy,
         &format!("{k}base/controller.yaml"),
-        "    type: Recreate\n",
-        "    type: RollingUpdate\n",
+        "            - --timeout=120s\n            - --leader-election\n",
+        "            - --timeout=120s\n",
     );
     // A node plugin that cannot see the host's processes.
     edit(
@@ -209,8 +210,8 @@ fn broken_manifests_are_rejected_with_reasons() {
         "has no key 'rds-user'",
         "kubernetes/base/rbac-node.yaml] line ",
         "PersistentVolumeClaim/rds-vm-disk: ReadWriteMany is accepted for volumeMode: Block only",
-        "Deployment/rds-csi/rds-csi-controller: replicas: 2; the controller runs as ONE replica",
-        "Deployment/rds-csi/rds-csi-controller: strategy must be Recreate",
+        "Deployment/rds-csi/rds-csi-controller: replicas: 2 / strategy RollingUpdate needs --leader-election on the rds-csi container",
+        "Deployment/rds-csi/rds-csi-controller: replicas: 2 needs --leader-election on sidecar csi-resizer",
         "DaemonSet/rds-csi/rds-csi-node: the node plugin needs hostPID: true",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

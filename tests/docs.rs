@@ -47,6 +47,8 @@ async fn code_metric_names() -> BTreeSet<String> {
     let _rds = rds_csi::rds::RdsClient::new(sim.client_config("/storage-pool/csi"), &m).unwrap();
     let _att = rds_csi::attachment::AttachmentMetrics::new(&m);
     let _node = rds_csi::node::metrics::NodeMetrics::new(&m);
+    let _sync = rds_csi::controller::attachment_sync::reconciled_counter(&m);
+    let _leader = rds_csi::controller::leader::Leadership::always(&m);
     // A client is only configured here, never used: no API server is contacted.
     let kube = ::kube::Client::try_from(::kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
         .unwrap();

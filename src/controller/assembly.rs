@@ -10,12 +10,16 @@ use csi_proto::v1::controller_server::ControllerServer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::attachment_sync::AttachmentSync;
+use super::leader::{run_leadership, LeaderGate, LeaderOnlyEvents, Leadership};
 use super::node_watch::{run_node_watch, GoneNodes, WithoutGoneNodes};
 use super::{run_sweeper, Controller, ControllerConfig, Fencing};
 use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
 use crate::error::Error;
 use crate::inflight::InFlight;
-use crate::k8s::{AttachmentSource, EventSink, NodeDirectory, NodeEvents};
+use crate::k8s::{
+    AttachmentCache, AttachmentSource, EventSink, LeaseEvents, NodeDirectory, NodeEvents,
+};
 use crate::observability::rpc::Traced;
 use crate::observability::Metrics;
 use crate::rds::RdsClient;
@@ -38,13 +42,30 @@ pub struct Assembly {
     pub consult_on_miss: bool,
     /// Node events (with Kubernetes): the attachments of deleted Nodes are cleared.
     pub node_events: Option<NodeEvents>,
+    /// The VolumeAttachment cache (with Kubernetes): the table is reconciled with it, and
+    /// `restore_from` should read from it ([`crate::k8s::CachedAttachments`]).
+    pub attachment_cache: Option<Arc<dyn AttachmentCache>>,
+    /// Two replicas: follow the external-attacher's Lease (needs `attachment_cache`).
+    pub leader_election: Option<LeaderElection>,
 }
+
+/// Leader election by following the external-attacher's Lease (see [`super::leader`]).
+pub struct LeaderElection {
+    /// This pod's name: the identity the sidecars hold the Lease under.
+    pub identity: String,
+    /// Readings of the attacher's Lease.
+    pub lease: LeaseEvents,
+}
+
+/// How long start-up waits for the VolumeAttachment watch's first list.
+pub const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A started controller: the CSI service and the background tasks it owns (the deadline
 /// sweeper, the Node watch). Dropping it stops the tasks; [`RunningController::stop`] also
 /// waits for them.
 pub struct RunningController {
     pub controller: Arc<Controller>,
+    pub leadership: Arc<Leadership>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -54,13 +75,35 @@ impl Assembly {
     /// here means fencing would start blind: the caller must not serve), and starts its
     /// background tasks. Metrics register in `metrics`.
     pub async fn start(self, metrics: &Metrics) -> Result<RunningController, Error> {
+        if self.leader_election.is_some() && self.attachment_cache.is_none() {
+            return Err(Error::Internal(
+                "leader election needs the VolumeAttachment cache (a replica must be warm before \
+                 it leads)"
+                    .into(),
+            ));
+        }
+        let leadership = match &self.leader_election {
+            Some(le) => Leadership::following(&le.identity, metrics),
+            None => Leadership::always(metrics),
+        };
+        let events: Arc<dyn EventSink> = if self.leader_election.is_some() {
+            Arc::new(LeaderOnlyEvents {
+                inner: self.events,
+                leadership: Arc::clone(&leadership),
+            })
+        } else {
+            self.events
+        };
+        if let Some(cache) = &self.attachment_cache {
+            wait_for_first_list(cache.as_ref()).await?;
+        }
         let fencing = Fencing {
             table: AttachmentTable::new(TableConfig {
                 grace_period: self.grace_period,
                 ..TableConfig::default()
             }),
             metrics: AttachmentMetrics::new(metrics),
-            events: self.events,
+            events,
             nodes: Arc::clone(&self.nodes),
             wake_sweeper: tokio::sync::Notify::new(),
         };
@@ -90,13 +133,33 @@ impl Assembly {
                 Arc::clone(&controller),
                 events,
                 self.nodes,
-                gone,
+                Arc::clone(&gone),
                 self.grace_period,
                 stop.clone(),
             )));
         }
+        if let Some(cache) = self.attachment_cache {
+            let sync = Arc::new(AttachmentSync::new(
+                Arc::clone(&controller),
+                cache,
+                gone,
+                metrics,
+            ));
+            tasks.push(tokio::spawn(
+                Arc::clone(&sync).run(Arc::clone(&leadership), stop.clone()),
+            ));
+            if let Some(le) = self.leader_election {
+                tasks.push(tokio::spawn(run_leadership(
+                    Arc::clone(&leadership),
+                    le.lease,
+                    sync,
+                    stop.clone(),
+                )));
+            }
+        }
         Ok(RunningController {
             controller,
+            leadership,
             stop,
             tasks,
         })
@@ -104,9 +167,13 @@ impl Assembly {
 }
 
 impl RunningController {
-    /// The CSI Controller service, to add to a tonic router.
-    pub fn service(&self) -> ControllerServer<Traced<Controller>> {
-        ControllerServer::new(Traced::controller(Arc::clone(&self.controller)))
+    /// The CSI Controller service, to add to a tonic router: every RPC traced, and
+    /// ControllerPublish/Unpublish answered only while this replica leads.
+    pub fn service(&self) -> ControllerServer<Traced<LeaderGate>> {
+        ControllerServer::new(Traced::controller(Arc::new(LeaderGate {
+            inner: Arc::clone(&self.controller),
+            leadership: Arc::clone(&self.leadership),
+        })))
     }
 
     /// Stops the background tasks and waits for them.
@@ -115,6 +182,29 @@ impl RunningController {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
+    }
+}
+
+/// Waits until the cache has completed its first list (the table is rebuilt from it).
+async fn wait_for_first_list(cache: &dyn AttachmentCache) -> Result<(), Error> {
+    let mut changes = cache.changes();
+    let waited = tokio::time::timeout(CACHE_SYNC_TIMEOUT, async {
+        while cache.view().is_none() {
+            if changes.changed().await.is_err() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    match waited {
+        Ok(true) => Ok(()),
+        _ => Err(Error::Unavailable(format!(
+            "the VolumeAttachment and PersistentVolume watches did not complete their first list \
+             within {}s; check that the API server is reachable and the controller's RBAC \
+             (volumeattachments, persistentvolumes: list, watch)",
+            CACHE_SYNC_TIMEOUT.as_secs()
+        ))),
     }
 }
 

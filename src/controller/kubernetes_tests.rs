@@ -103,6 +103,8 @@ pub(crate) async fn rig_with(
         consult_on_miss: source.is_some(),
         restore_from: source.unwrap_or_else(|| Arc::new(NoAttachments)),
         node_events,
+        attachment_cache: None,
+        leader_election: None,
     }
     .start(&metrics)
     .await
@@ -116,7 +118,7 @@ pub(crate) async fn rig_with(
     }
 }
 
-fn cap(block: bool, mode: Mode) -> csi::VolumeCapability {
+pub(crate) fn cap(block: bool, mode: Mode) -> csi::VolumeCapability {
     use csi::volume_capability::AccessType;
     csi::VolumeCapability {
         access_type: Some(if block {
@@ -527,14 +529,7 @@ async fn a_deleted_node_stays_deleted_while_its_volume_attachments_linger() {
                     Instant::now() < until,
                     "node-z never counted again: {other:?}"
                 );
-                r.ctl
-                    .unpublish_volume(csi::ControllerUnpublishVolumeRequest {
-                        volume_id: "pvc-other".into(),
-                        node_id: "node-a".into(),
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap();
+                unpublish(&r, &v_other, "node-a").await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }

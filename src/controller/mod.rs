@@ -5,8 +5,10 @@
 //! one table (`error.rs`).
 
 mod assembly;
+pub mod attachment_sync;
 pub mod error;
 mod inventory;
+pub mod leader;
 pub mod naming;
 pub mod node_watch;
 pub mod pagination;
@@ -20,7 +22,9 @@ mod snapshots;
 mod volumes;
 
 #[cfg(test)]
-mod kubernetes_tests;
+pub(crate) mod failover_tests;
+#[cfg(test)]
+pub(crate) mod kubernetes_tests;
 
 use std::collections::HashMap;
 
@@ -33,7 +37,7 @@ use crate::k8s::{AttachmentSource, EventSink, NodeDirectory};
 use crate::rds::RdsClient;
 use crate::volume::VolumeId;
 
-pub use assembly::{Assembly, RunningController};
+pub use assembly::{Assembly, LeaderElection, RunningController};
 pub use error::ControllerError;
 pub use inventory::{Capacity, Condition, VolumeStatus};
 pub use publish::{run_sweeper, PUBLISH_NQN};

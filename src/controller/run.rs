@@ -12,13 +12,23 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
+#[cfg(feature = "kubernetes")]
+use super::leader::attacher_lease_name;
+use super::LeaderElection;
 use super::{Assembly, ControllerConfig};
 use crate::cli::{ControllerArgs, TopologySegment};
 use crate::identity::{Health, HealthCheck, IdentityService};
 #[cfg(feature = "kubernetes")]
-use crate::k8s::kube::{self as k8s_kube, KubeAttachments, KubeEvents, KubeNodes};
+use crate::k8s::cache::KubeAttachmentCache;
+#[cfg(feature = "kubernetes")]
+use crate::k8s::kube::{self as k8s_kube, KubeEvents, KubeNodes};
+#[cfg(feature = "kubernetes")]
+use crate::k8s::lease::lease_events;
+#[cfg(feature = "kubernetes")]
+use crate::k8s::CachedAttachments;
 use crate::k8s::{
-    AttachmentSource, EventSink, LogEvents, NoAttachments, NodeDirectory, StaticNodes,
+    AttachmentCache, AttachmentSource, EventSink, LogEvents, NoAttachments, NodeDirectory,
+    StaticNodes,
 };
 use crate::observability::{logging, Metrics};
 use crate::rds::{BasePath, HostKeyPolicy, RdsClient, RdsConfig};
@@ -117,6 +127,12 @@ struct KubernetesSeams {
     events: Arc<dyn EventSink>,
     nodes: Arc<dyn NodeDirectory>,
     attachments: Arc<dyn AttachmentSource>,
+    /// The VolumeAttachment cache (with a real cluster).
+    cache: Option<Arc<dyn AttachmentCache>>,
+    /// `--leader-election`: the attacher's Lease to follow.
+    leader_election: Option<LeaderElection>,
+    /// Stops the watches behind the cache.
+    stop: CancellationToken,
     /// Set with a real cluster: the node watch needs it.
     #[cfg(feature = "kubernetes")]
     client: Option<kube::Client>,
@@ -146,10 +162,16 @@ async fn kubernetes_seams(
                 args.static_nodes.iter().cloned().collect::<BTreeSet<_>>(),
             ))
         };
+        if args.leader_election {
+            return Err("--leader-election needs Kubernetes (the Lease and the VolumeAttachments); with --no-kubernetes run one replica".into());
+        }
         return Ok(KubernetesSeams {
             events: Arc::new(LogEvents),
             nodes,
             attachments: Arc::new(NoAttachments),
+            cache: None,
+            leader_election: None,
+            stop: CancellationToken::new(),
             #[cfg(feature = "kubernetes")]
             client: None,
         });
@@ -176,12 +198,72 @@ async fn kube_seams(args: &ControllerArgs, metrics: &Metrics) -> Result<Kubernet
     k8s_kube::check_reachable(&client, &url).await?;
     tracing::info!(api_server = url, "Kubernetes API server reached");
     let driver = args.common.driver_name.clone();
+    let stop = CancellationToken::new();
+    let (cache, _task) = KubeAttachmentCache::start(client.clone(), driver.clone(), stop.clone());
+    let cache: Arc<dyn AttachmentCache> = cache;
+    let leader_election = args.leader_election.then(|| {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(own_namespace);
+        let lease = args
+            .leader_election_lease_name
+            .clone()
+            .unwrap_or_else(|| attacher_lease_name(&driver));
+        let identity = args
+            .leader_election_identity
+            .clone()
+            .unwrap_or_else(own_hostname);
+        tracing::info!(
+            namespace,
+            lease,
+            identity,
+            "leader election: following the external-attacher's Lease"
+        );
+        LeaderElection {
+            lease: lease_events(client.clone(), &namespace, &lease),
+            identity,
+        }
+    });
     Ok(KubernetesSeams {
-        events: Arc::new(KubeEvents::new(client.clone(), driver.clone(), metrics)),
+        events: Arc::new(KubeEvents::new(client.clone(), driver, metrics)),
         nodes: Arc::new(KubeNodes::new(client.clone())),
-        attachments: Arc::new(KubeAttachments::new(client.clone(), driver)),
+        attachments: Arc::new(CachedAttachments(Arc::clone(&cache))),
+        cache: Some(cache),
+        leader_election,
+        stop,
         client: Some(client),
     })
+}
+
+/// This pod's namespace, as the sidecars find it: `$POD_NAMESPACE`, else the ServiceAccount's
+/// namespace file, else `default`.
+#[cfg(feature = "kubernetes")]
+fn own_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+        })
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// The host name (a pod's name), which the sidecars use as their Lease identity.
+#[cfg(feature = "kubernetes")]
+fn own_hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_default()
 }
 
 async fn serve(args: ControllerArgs) -> Result<(), RoleError> {
@@ -190,6 +272,7 @@ async fn serve(args: ControllerArgs) -> Result<(), RoleError> {
     // `rds-csi controller` outside a cluster is told about --no-kubernetes first).
     let seams = kubernetes_seams(&args, &metrics).await?;
     let in_cluster = seams.in_cluster();
+    let seams_stop = seams.stop.clone();
     let rds_cfg = rds_config(&args)?;
     let rds = RdsClient::new(rds_cfg, &metrics).map_err(|e| e.to_string())?;
     #[cfg(feature = "kubernetes")]
@@ -210,6 +293,8 @@ async fn serve(args: ControllerArgs) -> Result<(), RoleError> {
         restore_from: seams.attachments,
         consult_on_miss: in_cluster,
         node_events,
+        attachment_cache: seams.cache,
+        leader_election: seams.leader_election,
     }
     .start(&metrics)
     .await
@@ -241,5 +326,6 @@ async fn serve(args: ControllerArgs) -> Result<(), RoleError> {
     .await;
     stop.cancel();
     running.stop().await;
+    seams_stop.cancel();
     Ok(result?)
 }

@@ -166,6 +166,8 @@ impl Stack {
             restore_from: Arc::new(NoAttachments),
             consult_on_miss: false,
             node_events: None,
+            attachment_cache: None,
+            leader_election: None,
         }
         .start(&metrics)
         .await

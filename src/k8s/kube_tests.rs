@@ -1,10 +1,12 @@
 //! The kube-rs adapters against a fake API server (`super::fake_api`): what goes over the
 //! wire and how answers are read.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::kube::{Client, Config};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::attachment::{event_for, AccessMode, Effect};
@@ -310,4 +312,105 @@ async fn node_events_over_http_are_the_metadata_list_then_the_watch() {
         .seen()
         .iter()
         .any(|s| s.query.contains("watch=true") && s.query.contains("resourceVersion=100")));
+}
+
+/// The VolumeAttachment cache over HTTP: the first list fills it (only this driver's objects),
+/// and when the API server answers the watch with `410 Gone` (the resourceVersion was
+/// compacted away; Kubernetes docs, "API concepts: efficient detection of changes") the
+/// watcher relists and the cache is replaced by the relist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_cache_lists_then_relists_after_410_gone() {
+    use crate::k8s::cache::KubeAttachmentCache;
+    use crate::k8s::AttachmentCache;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let va_lists = Arc::new(AtomicUsize::new(0));
+    let lists = Arc::clone(&va_lists);
+    let api = FakeApi::start(move |s| {
+        let watch = s.query.contains("watch=true");
+        match s.path.as_str() {
+            "/apis/storage.k8s.io/v1/volumeattachments" if watch => {
+                if lists.load(Ordering::SeqCst) == 1 {
+                    Answer::Json(
+                        200,
+                        json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure", "reason": "Expired", "code": 410,
+                            "message": "too old resource version: 100 (200)"}}),
+                    )
+                } else {
+                    Answer::Hang
+                }
+            }
+            "/apis/storage.k8s.io/v1/volumeattachments" => {
+                let n = lists.fetch_add(1, Ordering::SeqCst);
+                let items = if n == 0 {
+                    vec![
+                        va("csi-1", DRIVER, "node-a", "pvc-1", true),
+                        va("csi-9", "ebs.csi.aws.com", "node-a", "pvc-9", true),
+                    ]
+                } else {
+                    vec![
+                        va("csi-2", DRIVER, "node-b", "pvc-1", true),
+                        va("csi-3", DRIVER, "node-c", "pvc-1", false),
+                    ]
+                };
+                list("VolumeAttachmentList", "storage.k8s.io/v1", items)
+            }
+            "/api/v1/persistentvolumes" if watch => Answer::Hang,
+            "/api/v1/persistentvolumes" => list(
+                "PersistentVolumeList",
+                "v1",
+                vec![pv("pvc-1", "vol-1", &["ReadWriteMany"], "Block")],
+            ),
+            p => not_found("x", p),
+        }
+    })
+    .await;
+    let stop = CancellationToken::new();
+    let (cache, task) = KubeAttachmentCache::start(api.client(), DRIVER, stop.clone());
+    let view_after = |lists: usize| {
+        let cache = Arc::clone(&cache);
+        let va_lists = Arc::clone(&va_lists);
+        async move {
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                if va_lists.load(Ordering::SeqCst) >= lists {
+                    if let Some(v) = cache.view() {
+                        if !v.attached.is_empty() && (lists == 1 || v.attached[0].node == "node-b")
+                        {
+                            return v;
+                        }
+                    }
+                }
+                assert!(
+                    std::time::Instant::now() < until,
+                    "no view after {lists} lists"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = view_after(1).await;
+    assert_eq!(first.attached.len(), 1, "{first:?}");
+    assert_eq!(
+        (
+            first.attached[0].volume.as_str(),
+            first.attached[0].node.as_str()
+        ),
+        ("vol-1", "node-a")
+    );
+    let relisted = view_after(2).await;
+    let nodes: Vec<&str> = relisted.attached.iter().map(|r| r.node.as_str()).collect();
+    assert_eq!(
+        nodes,
+        ["node-b"],
+        "the relist replaced the store: {relisted:?}"
+    );
+    assert!(relisted
+        .present
+        .contains(&("vol-1".to_string(), "node-c".to_string())));
+    assert!(!relisted
+        .present
+        .contains(&("vol-1".to_string(), "node-a".to_string())));
+    stop.cancel();
+    task.await.unwrap();
 }

@@ -11,11 +11,15 @@ use crate::attachment::{Event, EventType, RestoreRecord};
 use crate::error::Error;
 
 #[cfg(feature = "kubernetes")]
+pub mod cache;
+#[cfg(feature = "kubernetes")]
 pub mod convert;
 #[cfg(all(test, feature = "kubernetes"))]
 pub(crate) mod fake_api;
 #[cfg(feature = "kubernetes")]
 pub mod kube;
+#[cfg(feature = "kubernetes")]
+pub mod lease;
 #[cfg(feature = "kubernetes")]
 pub mod recorder;
 
@@ -41,6 +45,77 @@ pub enum NodeEvent {
 /// relists, so the stream goes on).
 pub type NodeEvents =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<NodeEvent, String>> + Send>>;
+
+/// What the driver's VolumeAttachments say now, from a watch-backed cache.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttachmentView {
+    /// The attached ones (`status.attached: true`), as restore records.
+    pub attached: Vec<RestoreRecord>,
+    /// (volume, node) of every VolumeAttachment of the driver that exists, attached or not
+    /// (being attached, being detached): a table entry with none is one Kubernetes has detached.
+    pub present: BTreeSet<(String, String)>,
+}
+
+/// A watch-backed cache of the driver's VolumeAttachments (and the PVs they name), kept by a
+/// watch that resumes from its last resourceVersion and relists when the API server says the
+/// version is gone (`410 Gone`).
+pub trait AttachmentCache: Send + Sync + 'static {
+    /// `None` until the first complete list.
+    fn view(&self) -> Option<AttachmentView>;
+    /// A counter that moves whenever the view may have changed.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// The cache as an [`AttachmentSource`]: restores and per-volume lookups come from memory, never
+/// from a list of the cluster's VolumeAttachments. Not synced yet is UNAVAILABLE (retried).
+pub struct CachedAttachments(pub Arc<dyn AttachmentCache>);
+
+impl CachedAttachments {
+    fn view(&self) -> Result<AttachmentView, Error> {
+        self.0.view().ok_or_else(|| {
+            Error::Unavailable(
+                "the VolumeAttachment watch has not completed its first list yet; retry shortly \
+                 (check the controller's RBAC: volumeattachments and persistentvolumes list, watch)"
+                    .into(),
+            )
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AttachmentSource for CachedAttachments {
+    async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error> {
+        Ok(self.view()?.attached)
+    }
+
+    async fn attachments_for_volume(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<Vec<RestoreRecord>>, Error> {
+        Ok(Some(
+            self.view()?
+                .attached
+                .into_iter()
+                .filter(|r| r.volume == volume_id)
+                .collect(),
+        ))
+    }
+}
+
+/// One reading of a coordination.k8s.io Lease (`None` when it does not exist).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// `spec.holderIdentity`.
+    pub holder: Option<String>,
+    /// `spec.leaseDurationSeconds`: how long the holder's claim lasts after its last renewal.
+    pub duration: std::time::Duration,
+    /// `spec.renewTime` as written (it changes on every renewal).
+    pub renew_time: Option<String>,
+}
+
+/// Readings of one Lease, each time it changes; `Err` is a watch failure (retried).
+pub type LeaseEvents =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Option<LeaseRecord>, String>> + Send>>;
 
 /// Posts events about a volume (on its PVC). Failures are logged, never returned as errors:
 /// an event that cannot be posted must not fail the RPC that caused it. Returns whether the

@@ -93,6 +93,8 @@ pub async fn start_with(opts: CtlOptions) -> Ctl {
         restore_from: Arc::new(FixedAttachments(opts.restore)),
         consult_on_miss: false,
         node_events: None,
+        attachment_cache: None,
+        leader_election: None,
     }
     .start(&metrics)
     .await
