@@ -107,12 +107,15 @@ impl AttachmentCache for Cluster {
     }
 }
 
+/// One follower's watch of the Lease.
+type LeaseWatcher = tokio::sync::mpsc::UnboundedSender<Result<Option<LeaseRecord>, String>>;
+
 /// The attacher's Lease object, with a watch for every follower.
 struct Lease {
     record: Mutex<Option<LeaseRecord>>,
     duration: Duration,
     renewals: Mutex<u64>,
-    watchers: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Result<Option<LeaseRecord>, String>>>>,
+    watchers: Mutex<Vec<LeaseWatcher>>,
 }
 
 impl Lease {
