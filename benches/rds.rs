@@ -1,5 +1,7 @@
 //! RouterOS client benchmarks:
-//! - parsing a 10 000-disk `print detail` listing (key=value parser + typed model);
+//! - parsing a 10 000-disk `print detail` listing into disks: today's borrowing scanner
+//!   (`parse_disks`), beside the parser it replaced (kept in tests/routeros_reference/, the
+//!   oracle of tests/routeros_parse_oracle.rs) on the same text in the same run;
 //! - 32 concurrent `print` commands against the simulator over real SSH, over ONE reused
 //!   connection (what `RdsClient` does) vs a new SSH connection per command (what a naive
 //!   `ssh rds '<cmd>'` per call costs).
@@ -7,10 +9,14 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+#[path = "../tests/routeros_reference/mod.rs"]
+mod routeros_reference;
 use rds_csi::observability::Metrics;
 use rds_csi::rds::command::MIKROTIK_NQN_PREFIX;
 use rds_csi::rds::{
-    parse_items, render_disk_list, slot_nqn, Disk, NvmeExport, Port, RdsClient, RdsPath, Slot,
+    parse_disks, parse_items, render_disk_list, slot_nqn, Disk, NvmeExport, Port, RdsClient,
+    RdsPath, Slot,
 };
 use rds_csi::simulator::harness::{start_simulator, SimOptions};
 
@@ -39,8 +45,23 @@ fn parse_listing(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("10000_disk_listing", |b| {
         b.iter(|| {
-            let items = parse_items(&text).unwrap();
-            let disks = Disk::from_items(&items).unwrap();
+            let disks = parse_disks(&text).unwrap();
+            assert_eq!(disks.len(), 10_000);
+            disks
+        })
+    });
+    // Owned items (every field copied), then disks: what callers of `parse_items` pay.
+    g.bench_function("10000_disk_listing_owned_items", |b| {
+        b.iter(|| {
+            let disks = Disk::from_items(&parse_items(&text).unwrap()).unwrap();
+            assert_eq!(disks.len(), 10_000);
+            disks
+        })
+    });
+    g.bench_function("10000_disk_listing_old_parser", |b| {
+        b.iter(|| {
+            let items = routeros_reference::parse_items(&text).unwrap();
+            let disks = routeros_reference::disks_from_items(&items).unwrap();
             assert_eq!(disks.len(), 10_000);
             disks
         })

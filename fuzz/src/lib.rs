@@ -26,9 +26,9 @@ use rds_csi::endpoint::{Endpoint, MetricsAddress};
 use rds_csi::rds::command::{Command, MIKROTIK_NQN_PREFIX};
 use rds_csi::rds::size::{group_digits, human_size, parse_routeros_bytes, MIB};
 use rds_csi::rds::{
-    classify_output, parse_items, parse_user_size, plan_volume_size, render_disk_detail,
-    render_disk_list, render_pool_capacity, routeros_size_arg, BasePath, Disk, Nqn, PoolCapacity,
-    RdsErrorKind, RdsPath, Slot, SlotPrefix,
+    classify_output, parse_disks, parse_items, parse_user_size, plan_volume_size,
+    render_disk_detail, render_disk_list, render_pool_capacity, routeros_size_arg, visit_items,
+    BasePath, Disk, ListingError, Nqn, PoolCapacity, RdsErrorKind, RdsPath, Slot, SlotPrefix,
 };
 use rds_csi::simulator::commands::{self, Cond, Op, Request, Target};
 use rds_csi::simulator::faults::Faults;
@@ -117,12 +117,24 @@ pub fn device_path(data: &[u8]) {
 
 /// RouterOS `print detail` output: items, typed disks and pool capacity. Whatever parses as
 /// a disk or a pool renders (with the simulator's renderer) to text that parses back to the
-/// same value, byte-exact sizes included.
+/// same value, byte-exact sizes included. The one-pass disk reader (`parse_disks`) and the
+/// lent items (`visit_items`) agree with the owned items.
 pub fn routeros_print(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let Ok(items) = parse_items(&text) else {
-        return;
+    let items = match parse_items(&text) {
+        Ok(items) => items,
+        Err(e) => {
+            assert_eq!(parse_disks(&text), Err(ListingError::Parse(e)));
+            return;
+        }
     };
+    let mut lent = Vec::new();
+    visit_items(&text, |item| lent.push(item.to_item())).expect("parsed once, parses again");
+    assert_eq!(lent, items);
+    assert_eq!(
+        parse_disks(&text),
+        Disk::from_items(&items).map_err(ListingError::Model)
+    );
     for item in &items {
         let _ = (item.number(), item.comment(), item.has_flag('X'));
         for (key, _) in item.fields() {

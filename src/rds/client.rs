@@ -23,7 +23,7 @@ use super::command::{
 };
 use super::error::{classify_output, RdsError, RdsErrorKind};
 use super::hostkey::{HostKeyPolicy, Pin};
-use super::model::{Disk, PoolCapacity};
+use super::model::{parse_disks, Disk, PoolCapacity};
 use super::parse::parse_items;
 use super::transport::{ExecError, SshTransport, TransportConfig};
 use crate::observability::Metrics;
@@ -547,8 +547,7 @@ impl RdsClient {
 
     async fn read_disks(&self, cmd: &Command, deadline: Instant) -> Result<Vec<Disk>, RdsError> {
         let out = self.read(cmd, deadline).await?;
-        let items = parse_items(&out).map_err(|e| unparsable(cmd, e))?;
-        Disk::from_items(&items).map_err(|e| unparsable(cmd, e))
+        parse_disks(&out).map_err(|e| unparsable(cmd, e))
     }
 
     async fn read(&self, cmd: &Command, deadline: Instant) -> Result<String, RdsError> {

@@ -20,7 +20,8 @@ pub use command::{
 pub use error::{classify_output, RdsError, RdsErrorKind};
 pub use hostkey::HostKeyPolicy;
 pub use model::{
-    render_disk_detail, render_disk_list, render_pool_capacity, Disk, ModelError, PoolCapacity,
+    parse_disks, render_disk_detail, render_disk_list, render_pool_capacity, Disk, ListingError,
+    ModelError, PoolCapacity,
 };
-pub use parse::{parse_items, FieldError, Item, ParseError};
+pub use parse::{parse_items, visit_items, FieldError, Item, ItemRef, ParseError};
 pub use size::{parse_user_size, plan_volume_size, round_up_to, routeros_size_arg, SizeError};

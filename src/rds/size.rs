@@ -110,26 +110,31 @@ pub fn parse_routeros_bytes(input: &str) -> Result<u64, SizeError> {
 /// plain digits, or a 1–3 digit group followed by groups of exactly three digits separated by
 /// single spaces. `None` on anything else, including overflow.
 pub fn parse_grouped_u64(input: &str) -> Option<u64> {
+    fn digits(s: &str) -> bool {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+    }
     let mut groups = input.split(' ');
     let first = groups.next()?;
-    let rest: Vec<&str> = groups.collect();
-    let first_ok = !first.is_empty()
-        && first.bytes().all(|b| b.is_ascii_digit())
-        && (rest.is_empty() || first.len() <= 3);
-    if !first_ok {
-        return None;
-    }
-    if !rest
-        .iter()
-        .all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if !digits(first) {
         return None;
     }
     let mut value: u64 = 0;
-    for b in first.bytes().chain(rest.iter().flat_map(|g| g.bytes())) {
+    for b in first.bytes() {
         value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
     }
-    Some(value)
+    let mut grouped = false;
+    for group in groups {
+        if group.len() != 3 || !digits(group) {
+            return None;
+        }
+        let g = group
+            .bytes()
+            .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
+        value = value.checked_mul(1000)?.checked_add(g)?;
+        grouped = true;
+    }
+    // A leading group is 1-3 digits; ungrouped digits may be any length.
+    (!grouped || first.len() <= 3).then_some(value)
 }
 
 /// Renders an integer grouped by spaces in threes, as RouterOS prints `size=`.
