@@ -166,9 +166,9 @@ fn disk(i: usize) -> Disk {
         &format!("/storage-pool/csi/{slot}.img"),
         (i as u64 + 1) << 30,
     );
-    d.nvme_tcp_export = i % 3 != 0;
-    d.nvme_tcp_port = (i % 2 == 0).then_some(4420);
-    d.nvme_tcp_nqn = (i % 5 != 0).then(|| format!("nqn.2000-02.com.mikrotik:{slot}"));
+    d.nvme_tcp_export = !i.is_multiple_of(3);
+    d.nvme_tcp_port = i.is_multiple_of(2).then_some(4420);
+    d.nvme_tcp_nqn = (!i.is_multiple_of(5)).then(|| format!("nqn.2000-02.com.mikrotik:{slot}"));
     if i % 7 == 3 {
         d.flags = "X".into();
     }
