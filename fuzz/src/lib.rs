@@ -20,7 +20,7 @@ use node_io::fabrics::{self, ConnectOptions, ConnectReply, OptionValue};
 use node_io::mountinfo::{parse_line, MountInfo, MountTable};
 use node_io::sysfs::{ControllerState, TransportAddress};
 use node_io::uevent::Uevent;
-use rds_csi::controller::naming::{SnapshotId, VolumeName};
+use rds_csi::controller::naming::{snapshot_slot, SnapshotId, VolumeName};
 use rds_csi::controller::params::VolumeParams;
 use rds_csi::endpoint::{Endpoint, MetricsAddress};
 use rds_csi::rds::command::{Command, MIKROTIK_NQN_PREFIX};
@@ -578,10 +578,31 @@ pub fn volume_ids_nqns(data: &[u8]) {
             assert!(RdsPath::volume_file(&other, &slot).is_ok(), "{s:?}");
         }
     }
-    if let Ok(name) = VolumeName::parse(s) {
-        assert_eq!(name.id().as_str(), s);
-        assert!(!s.starts_with("snap-"));
-        assert_eq!(VolumeId::parse(s).as_ref(), Ok(name.id()));
+    match VolumeName::parse(s) {
+        Ok(name) => {
+            let id = name.id().as_str();
+            assert!(VolumeId::parse(id).is_ok(), "{s:?} → {id:?}");
+            assert_eq!(
+                VolumeName::parse(s).as_ref().ok(),
+                Some(&name),
+                "deterministic"
+            );
+            // A name that is a volume id keeps it, unless it has the encoded shape.
+            if VolumeId::parse(s).is_ok() && id != s {
+                assert!(id.contains("--") && s.contains("--"), "{s:?} → {id:?}");
+            }
+            assert!(
+                rds_csi::rds::slot_nqn(MIKROTIK_NQN_PREFIX, name.id().slot()).is_ok(),
+                "{id}"
+            );
+        }
+        Err(_) => assert!(
+            s.is_empty()
+                || s.len() > 128
+                || s.chars()
+                    .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')),
+            "a name CSI allows was refused: {s:?}"
+        ),
     }
     if let Some(id) = SnapshotId::parse(s) {
         assert!(id.slot.as_str().starts_with("snap-"));
@@ -596,12 +617,13 @@ pub fn volume_ids_nqns(data: &[u8]) {
             "{file}"
         );
     }
-    let snap = SnapshotId::slot_for_name(s);
-    assert_eq!(SnapshotId::slot_for_name(s), snap, "deterministic");
-    assert!(
-        VolumeId::parse(snap.as_str()).is_err(),
-        "a snapshot slot is never a volume id"
-    );
+    if let Ok(snap) = snapshot_slot(s) {
+        assert_eq!(snapshot_slot(s).ok(), Some(snap.clone()), "deterministic");
+        assert!(
+            VolumeId::parse(snap.as_str()).is_err(),
+            "a snapshot slot is never a volume id"
+        );
+    }
 }
 
 /// The volume context the node reads back (`key=value` lines): whatever is accepted

@@ -94,10 +94,36 @@ pub enum ControllerError {
     /// More than the pool has free now.
     #[error("{subject}: {reason}")]
     NoSpace { subject: String, reason: String },
+    /// CSI: the volume cannot be provisioned in any requisite topology (RESOURCE_EXHAUSTED).
+    #[error(
+        "volume {volume}: volumes of this driver are accessible from {ours}, which none of the \
+         requisite topologies includes; set the same --topology on the controller and the nodes"
+    )]
+    Inaccessible { volume: String, ours: String },
 
     // ---- FAILED_PRECONDITION ----
     #[error("volume {volume} is still published to {}; unpublish it first", .nodes.join(", "))]
     StillPublished { volume: String, nodes: Vec<String> },
+    /// A file is already at the new volume's path and no disk uses it: a leftover of a
+    /// create that failed half-way. Never removed by the driver on its own.
+    #[error(
+        "volume {volume}: the file {path} already exists on the RDS but no disk uses it (a \
+         leftover of an earlier create that failed half-way, or a file put there by hand); check \
+         that it holds nothing you need, remove it on the RDS (/file remove [find \
+         name=\"{}\"]), and CreateVolume is retried",
+        .path.trim_start_matches('/')
+    )]
+    LeftoverFile { volume: String, path: String },
+    /// The new volume's path is the backing file of another disk.
+    #[error(
+        "volume {volume}: the file {path} on the RDS is the backing file of disk {disk}; it is \
+         left alone — delete that disk if it is not needed, or use another volumePath"
+    )]
+    FileOfAnotherDisk {
+        volume: String,
+        path: String,
+        disk: String,
+    },
 
     // ---- UNIMPLEMENTED ----
     #[error("{0}")]
@@ -174,8 +200,10 @@ impl ControllerError {
             }
             E::Exists { .. } => Code::AlreadyExists,
             E::SizeOutOfRange { .. } => Code::OutOfRange,
-            E::NoSpace { .. } => Code::ResourceExhausted,
-            E::StillPublished { .. } => Code::FailedPrecondition,
+            E::NoSpace { .. } | E::Inaccessible { .. } => Code::ResourceExhausted,
+            E::StillPublished { .. } | E::LeftoverFile { .. } | E::FileOfAnotherDisk { .. } => {
+                Code::FailedPrecondition
+            }
             E::Unimplemented(_) => Code::Unimplemented,
             E::Internal { .. } => Code::Internal,
             E::Rds { source, .. } => super::rds_errors::code(source.kind()),
@@ -367,12 +395,37 @@ mod tests {
                 "pvc-1",
             ),
             (
+                ControllerError::Inaccessible {
+                    volume: "pvc-1".into(),
+                    ours: "{zone=a}".into(),
+                },
+                Code::ResourceExhausted,
+                "--topology",
+            ),
+            (
                 ControllerError::StillPublished {
                     volume: "pvc-1".into(),
                     nodes: vec!["node-a".into()],
                 },
                 Code::FailedPrecondition,
                 "node-a",
+            ),
+            (
+                ControllerError::LeftoverFile {
+                    volume: "pvc-1".into(),
+                    path: "/storage-pool/csi/pvc-1.img".into(),
+                },
+                Code::FailedPrecondition,
+                "/file remove [find name=\"storage-pool/csi/pvc-1.img\"]",
+            ),
+            (
+                ControllerError::FileOfAnotherDisk {
+                    volume: "pvc-1".into(),
+                    path: "/storage-pool/csi/pvc-1.img".into(),
+                    disk: "other".into(),
+                },
+                Code::FailedPrecondition,
+                "disk other",
             ),
             (
                 ControllerError::Unimplemented("ControllerModifyVolume is not offered"),

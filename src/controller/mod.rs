@@ -7,6 +7,7 @@
 mod assembly;
 pub mod attachment_sync;
 pub mod error;
+mod files;
 mod inventory;
 pub mod leader;
 pub mod naming;
@@ -121,6 +122,19 @@ impl Controller {
             "attachment table rebuilt"
         );
         Ok(n)
+    }
+
+    /// The topology every volume is accessible from: `--topology`, or the default segment.
+    fn segments(&self) -> std::collections::BTreeMap<String, String> {
+        crate::volume::topology::segments_or_default(
+            &self
+                .cfg
+                .topology
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        )
     }
 
     /// Nodes a volume is published to, from the attachment table (None: no record).

@@ -2,6 +2,8 @@
 //! (`service.rs`): every INVALID_ARGUMENT a request can earn is decided here, before any
 //! lookup, so the operations below take only well-formed values.
 
+use std::collections::BTreeMap;
+
 use csi_proto::v1 as csi;
 
 use super::error::ControllerError;
@@ -105,6 +107,8 @@ pub struct CreateVolume {
     pub params: VolumeParams,
     pub capacity: CapacityRange,
     pub source: Option<SourceRef>,
+    /// CSI `accessibility_requirements.requisite`: the volume must be accessible from one.
+    pub requisite: Vec<BTreeMap<String, String>>,
 }
 
 /// Parses a request's list of capabilities: at least one, each well-formed and supported.
@@ -152,12 +156,22 @@ impl CreateVolume {
                 })
             }
         };
+        let requisite = r
+            .accessibility_requirements
+            .map(|t| {
+                t.requisite
+                    .into_iter()
+                    .map(|t| t.segments.into_iter().collect())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(CreateVolume {
             name,
             capabilities,
             params,
             capacity,
             source,
+            requisite,
         })
     }
 }

@@ -49,8 +49,8 @@ impl Controller {
     }
 
     fn topology(&self) -> Option<csi::Topology> {
-        self.cfg.topology.as_ref().map(|segments| csi::Topology {
-            segments: segments.clone(),
+        Some(csi::Topology {
+            segments: self.segments().into_iter().collect(),
         })
     }
 }

@@ -69,7 +69,8 @@ impl Controller {
             return Ok(info(id, &existing));
         }
 
-        self.rds
+        let source_disk = self
+            .rds
             .get_disk(source.slot(), deadline)
             .await
             .map_err(|e| ControllerError::rds(subject.clone(), e))?
@@ -79,6 +80,14 @@ impl Controller {
                 id: source.to_string(),
                 on_rds: true,
             })?;
+        // A snapshot is a full copy: room first (CSI: not enough space is RESOURCE_EXHAUSTED).
+        self.ensure_room(
+            &subject,
+            source_disk.size_bytes,
+            source_disk.size_bytes,
+            deadline,
+        )
+        .await?;
         let id = SnapshotId {
             slot: slot.clone(),
             source: source.clone(),
@@ -107,11 +116,30 @@ impl Controller {
             tracing::info!("DeleteSnapshot: not a snapshot id of this driver; nothing to delete");
             return Ok(());
         };
-        self.rds
+        let subject = format!("snapshot {id}");
+        let deleted = self
+            .rds
             .delete_disk(&id.slot, deadline)
             .await
-            .map_err(|e| ControllerError::rds(format!("snapshot {id}"), e))?;
-        tracing::info!(snapshot = %id, "snapshot deleted");
+            .map_err(|e| ControllerError::rds(subject.clone(), e))?;
+        if let Some(file) = deleted {
+            tracing::info!(snapshot = %id, file = %file, "snapshot deleted (disk and backing file)");
+            return Ok(());
+        }
+        // No disk: the id still says where its file lives, in case an earlier delete
+        // stopped between the disk and the file.
+        let file = id.file(self.rds.base_path())?;
+        let exists = self
+            .rds
+            .file_exists(&file, deadline)
+            .await
+            .map_err(|e| ControllerError::rds(subject.clone(), e))?;
+        if !exists {
+            tracing::info!(snapshot = %id, "DeleteSnapshot: the snapshot has no disk and no backing file on the RDS (already deleted, or never created); nothing to delete");
+            return Ok(());
+        }
+        let removed = self.remove_unused(&subject, vec![file], deadline).await?;
+        tracing::info!(snapshot = %id, files = ?removed.iter().map(|f| f.as_str()).collect::<Vec<_>>(), "DeleteSnapshot: the disk was already gone; removed the backing file an earlier delete left behind");
         Ok(())
     }
 

@@ -138,6 +138,18 @@ impl Controller {
     ) -> Result<CreatedVolume, ControllerError> {
         let id = req.name.id().clone();
         let subject = format!("volume {id}");
+        let ours = self.segments();
+        if !req.requisite.is_empty()
+            && !req
+                .requisite
+                .iter()
+                .any(|t| crate::volume::topology::accessible_from(&ours, t))
+        {
+            return Err(ControllerError::Inaccessible {
+                volume: id.to_string(),
+                ours: format!("{ours:?}"),
+            });
+        }
         let capacity = req.capacity;
         let mut size_bytes = plan(&capacity, &subject)?;
 
@@ -203,7 +215,10 @@ impl Controller {
                 .map_err(|e| ControllerError::internal(subject.clone(), e.to_string()))?,
             nqn: self.nqn(&id)?,
         };
-        let disk = match &source_disk {
+        // Room first: RouterOS may fail a `/disk add` that does not fit half-way.
+        self.ensure_room(&subject, size_bytes, size_bytes, deadline)
+            .await?;
+        let added = match &source_disk {
             None => {
                 self.rds
                     .create_disk(&path, size_bytes, id.slot(), &export, deadline)
@@ -218,8 +233,11 @@ impl Controller {
                     .copy_disk(&src_slot, &path, id.slot(), grow, Some(&export), deadline)
                     .await
             }
-        }
-        .map_err(|e| ControllerError::rds(subject.clone(), e))?;
+        };
+        let disk = match added {
+            Ok(d) => d,
+            Err(e) => return Err(self.explain_add_conflict(&id, &path, e, deadline).await),
+        };
         if disk.size_bytes < capacity.required {
             // Never report success for a disk smaller than asked (sizes are byte-exact).
             return Err(ControllerError::internal(
@@ -257,11 +275,24 @@ impl Controller {
                 nodes,
             });
         }
-        self.rds
+        let subject = format!("volume {id}");
+        let deleted = self
+            .rds
             .delete_disk(id.slot(), deadline)
             .await
-            .map_err(|e| ControllerError::rds(format!("volume {id}"), e))?;
-        tracing::info!(volume = %id, "volume deleted (disk, export and backing file)");
+            .map_err(|e| ControllerError::rds(subject.clone(), e))?;
+        if let Some(file) = deleted {
+            tracing::info!(volume = %id, file = %file, "volume deleted (disk, export and backing file)");
+            return Ok(());
+        }
+        // No disk: already deleted, never created, or an earlier delete stopped between the
+        // disk and its file — which may live under a volumePath or carry a clone suffix.
+        let removed = self.remove_leftover_files(id, deadline).await?;
+        if removed.is_empty() {
+            tracing::info!(volume = %id, "DeleteVolume: the volume has no disk and no backing file on the RDS (already deleted, or never created); nothing to delete");
+        } else {
+            tracing::info!(volume = %id, files = ?removed.iter().map(|f| f.as_str()).collect::<Vec<_>>(), "DeleteVolume: the disk was already gone; removed the backing file an earlier delete left behind");
+        }
         Ok(())
     }
 
@@ -274,6 +305,8 @@ impl Controller {
             return Ok(disk.size_bytes);
         }
         let target = plan(&req.capacity, &subject)?;
+        self.ensure_room(&subject, target, target - disk.size_bytes, deadline)
+            .await?;
         let grown = self
             .rds
             .resize_disk(id.slot(), target, deadline)

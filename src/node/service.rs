@@ -347,8 +347,11 @@ impl CsiNode for NodeService {
         Ok(Response::new(csi::NodeGetInfoResponse {
             node_id: n.node_id.clone(),
             max_volumes_per_node: i64::from(n.max_volumes),
-            accessible_topology: (!n.topology.is_empty()).then(|| csi::Topology {
-                segments: n.topology.clone().into_iter().collect(),
+            // Never empty: the plugin declares VOLUME_ACCESSIBILITY_CONSTRAINTS.
+            accessible_topology: Some(csi::Topology {
+                segments: crate::volume::topology::segments_or_default(&n.topology)
+                    .into_iter()
+                    .collect(),
             }),
         }))
     }

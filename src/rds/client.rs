@@ -22,6 +22,7 @@ use super::command::{
     BasePath, Command, MountPoint, NvmeExport, RdsPath, Slot, SlotPrefix, ValidationError,
 };
 use super::error::{classify_output, RdsError, RdsErrorKind};
+use super::files::RdsFile;
 use super::hostkey::{HostKeyPolicy, Pin};
 use super::model::{parse_disks, Disk, PoolCapacity};
 use super::parse::parse_items;
@@ -477,64 +478,104 @@ impl RdsClient {
         }
     }
 
-    /// Removes the disk in `slot` (its export goes with it) and then its backing file.
-    /// Idempotent: an absent disk is fine, and the conventional file `<base>/<slot>.img` is
-    /// still removed in case an earlier delete stopped half-way.
-    pub async fn delete_disk(&self, slot: &Slot, deadline: Instant) -> Result<(), RdsError> {
+    /// Removes the disk in `slot` (its export goes with it) and then its backing file, and
+    /// returns that file. `None` when no disk is in the slot: nothing is removed then, because
+    /// only the caller knows where a backing file that an earlier, half-finished delete left
+    /// behind may live (see [`Self::files_of_slot`] and [`Self::remove_file`]).
+    pub async fn delete_disk(
+        &self,
+        slot: &Slot,
+        deadline: Instant,
+    ) -> Result<Option<RdsPath>, RdsError> {
         let base = &self.inner.cfg.base_path;
         let remove = Command::remove_disk(slot);
-        let disk = self.get_disk(slot, deadline).await?;
-        let file = match &disk {
-            None => RdsPath::volume_file(base, slot).map_err(|e| invalid(remove.as_str(), e))?,
-            Some(d) => {
-                let path = d.file_path.as_deref().filter(|_| d.disk_type == "file");
-                let path = path.ok_or_else(|| {
-                    RdsError::new(
-                        RdsErrorKind::Invalid,
-                        remove.as_str(),
-                        format!(
-                            "slot {slot:?} holds a {:?} disk, not a file disk; refusing to \
-                             delete it",
-                            d.disk_type
-                        ),
-                    )
-                })?;
-                // Rule 4: never delete a file outside the configured base.
-                RdsPath::new(base, path).map_err(|e| {
-                    RdsError::new(
-                        RdsErrorKind::Invalid,
-                        remove.as_str(),
-                        format!(
-                            "disk {slot:?} is backed by {path:?}, outside the base path \
-                             {base}: {e}; refusing to delete it, remove it by hand if intended"
-                        ),
-                    )
-                })?
-            }
+        let Some(d) = self.get_disk(slot, deadline).await? else {
+            return Ok(None);
         };
-        if disk.is_some() {
-            match self.mutate(&remove, deadline).await {
-                Ok(_) => {}
-                Err(e) if e.err.kind() == RdsErrorKind::NotFound => {}
-                Err(e) if e.outcome_unknown => {
-                    if self.get_disk(slot, deadline).await?.is_some() {
-                        return Err(e.err);
-                    }
+        let path = d.file_path.as_deref().filter(|_| d.disk_type == "file");
+        let path = path.ok_or_else(|| {
+            RdsError::new(
+                RdsErrorKind::Invalid,
+                remove.as_str(),
+                format!(
+                    "slot {slot:?} holds a {:?} disk, not a file disk; refusing to delete it",
+                    d.disk_type
+                ),
+            )
+        })?;
+        // Never delete a file outside the configured base (docs/security.md).
+        let file = RdsPath::new(base, path).map_err(|e| {
+            RdsError::new(
+                RdsErrorKind::Invalid,
+                remove.as_str(),
+                format!(
+                    "disk {slot:?} is backed by {path:?}, outside the base path {base}: {e}; \
+                     refusing to delete it, remove it by hand if intended"
+                ),
+            )
+        })?;
+        match self.mutate(&remove, deadline).await {
+            Ok(_) => {}
+            Err(e) if e.err.kind() == RdsErrorKind::NotFound => {}
+            Err(e) if e.outcome_unknown => {
+                if self.get_disk(slot, deadline).await?.is_some() {
+                    return Err(e.err);
                 }
-                Err(e) => return Err(e.err),
             }
+            Err(e) => return Err(e.err),
         }
-        let remove_file = Command::remove_file(&file);
+        self.remove_file(&file, deadline).await?;
+        Ok(Some(file))
+    }
+
+    /// Removes the file at `path`; an absent file is fine. The command is idempotent (see
+    /// the module docs), so it is sent once more if its answer was lost.
+    pub async fn remove_file(&self, path: &RdsPath, deadline: Instant) -> Result<(), RdsError> {
+        let remove_file = Command::remove_file(path);
         for attempt in 1..=2 {
             match self.mutate(&remove_file, deadline).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.err.kind() == RdsErrorKind::NotFound => return Ok(()),
-                // Idempotent (see the module docs), so one more try is safe.
                 Err(e) if e.outcome_unknown && attempt == 1 => continue,
                 Err(e) => return Err(e.err),
             }
         }
         unreachable!("the loop returns on its last attempt")
+    }
+
+    /// Whether a file (not a directory) exists at `path`.
+    pub async fn file_exists(&self, path: &RdsPath, deadline: Instant) -> Result<bool, RdsError> {
+        let cmd = Command::print_file(path);
+        let out = self.read(&cmd, deadline).await?;
+        let items = parse_items(&out).map_err(|e| unparsable(&cmd, e))?;
+        Ok(RdsFile::from_items(&items)
+            .iter()
+            .any(|f| !f.is_directory && f.name == path.file_name()))
+    }
+
+    /// The files under the base path whose last component starts with `<slot>.` (a disk's
+    /// backing files as the controller names them, in whatever directory they live).
+    pub async fn files_of_slot(
+        &self,
+        slot: &Slot,
+        deadline: Instant,
+    ) -> Result<Vec<RdsPath>, RdsError> {
+        let cmd = Command::find_files_of_slot(slot);
+        let out = self.read(&cmd, deadline).await?;
+        let items = parse_items(&out).map_err(|e| unparsable(&cmd, e))?;
+        let base = &self.inner.cfg.base_path;
+        let prefix = format!("{slot}.");
+        Ok(RdsFile::from_items(&items)
+            .into_iter()
+            .filter(|f| !f.is_directory)
+            .filter_map(|f| RdsPath::new(base, &f.path()).ok())
+            .filter(|p| {
+                p.as_str()
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with(&prefix))
+            })
+            .collect())
     }
 
     /// Size and free space of the configured pool.

@@ -493,6 +493,24 @@ impl Command {
         ))
     }
 
+    /// `/file print detail where name~"/<slot>\."`: the files whose name continues a path
+    /// component with `<slot>.` (a volume's backing files, wherever they live). Over-matches
+    /// (other components, other bases) are the caller's to filter.
+    pub fn find_files_of_slot(slot: &Slot) -> Self {
+        Command(format!(
+            "/file print detail where name~{}",
+            quote(&format!("/{slot}\\."))
+        ))
+    }
+
+    /// `/file print detail where name="<path without leading />"`
+    pub fn print_file(path: &RdsPath) -> Self {
+        Command(format!(
+            "/file print detail where name={}",
+            quote(path.file_name())
+        ))
+    }
+
     pub fn identity() -> Self {
         Command("/system identity print".to_string())
     }

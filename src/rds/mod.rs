@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod client;
 pub mod command;
 pub mod error;
+pub mod files;
 pub mod hostkey;
 pub mod model;
 pub mod parse;
@@ -18,6 +19,7 @@ pub use command::{
     SlotPrefix, ValidationError,
 };
 pub use error::{classify_output, RdsError, RdsErrorKind};
+pub use files::RdsFile;
 pub use hostkey::HostKeyPolicy;
 pub use model::{
     parse_disks, render_disk_detail, render_disk_list, render_pool_capacity, Disk, ListingError,

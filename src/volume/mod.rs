@@ -2,7 +2,8 @@
 //! type that enforces it: the keys of StorageClass parameters and of the volume context
 //! ([`keys`]), the live-migration timeout ([`MigrationTimeout`]), the filesystem type
 //! ([`FsType`]), the volume capability and its rules, one message for refused filesystem
-//! RWX included ([`Capability`]), and the volume id ([`VolumeId`]). The NQN is node-io's
+//! RWX included ([`Capability`]), the volume id ([`VolumeId`]) and the topology every volume
+//! is accessible from ([`topology`]). The NQN is node-io's
 //! [`node_io::nqn::Nqn`] (an NVMe fact, shared by the RouterOS client and the kernel side);
 //! the NVMe/TCP port is [`node_io::fabrics::NVME_TCP_PORT`].
 //!
@@ -14,6 +15,7 @@ pub mod fs_type;
 pub mod id;
 pub mod keys;
 pub mod migration_timeout;
+pub mod topology;
 
 pub use capability::{AccessType, Capability, CapabilityError, RWX_FILESYSTEM_REFUSED};
 pub use fs_type::{FsType, UnsupportedFsType};
