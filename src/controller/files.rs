@@ -40,7 +40,12 @@ impl Controller {
         deadline: Instant,
     ) -> ControllerError {
         let subject = format!("volume {id}");
-        if refused.kind() != RdsErrorKind::AlreadyExists {
+        // RouterOS answers "already exists" for a file at the path, "in use" for a file a
+        // disk holds (the simulator's wording; both kinds are checked).
+        if !matches!(
+            refused.kind(),
+            RdsErrorKind::AlreadyExists | RdsErrorKind::InUse
+        ) {
             return ControllerError::rds(subject, refused);
         }
         let owners = match self.files_in_use(&subject, deadline).await {

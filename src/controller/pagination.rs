@@ -23,7 +23,8 @@ pub fn start_after(token: &str) -> Result<Option<&str>, Error> {
         .map(Some)
         .ok_or_else(|| {
             Error::Aborted(format!(
-                "starting_token {token:?} was not issued by this driver; restart the listing without a token"
+                "starting_token {} was not issued by this driver; restart the listing without a token",
+                crate::error::echo(token)
             ))
         })
 }
