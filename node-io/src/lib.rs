@@ -10,6 +10,7 @@ pub mod block;
 pub mod dev_num;
 pub mod device_path;
 pub mod fabrics;
+pub mod fs_options;
 pub mod health;
 pub mod holders;
 pub mod mount;
