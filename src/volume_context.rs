@@ -6,8 +6,10 @@
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
+use node_io::nqn::Nqn;
+
 use crate::volume::keys::*;
-use crate::volume::MigrationTimeout;
+use crate::volume::{FsType, MigrationTimeout, NvmeAddress};
 
 /// A volume context this driver cannot use: the key, and what is wrong with its value.
 /// Every case is INVALID_ARGUMENT at NodeStage.
@@ -27,6 +29,8 @@ pub enum ContextError {
         min: i64,
         max: i64,
     },
+    #[error("volume context {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
 }
 
 // Accepted values, shared by the StorageClass parser (which writes them) and the reader
@@ -55,25 +59,61 @@ impl Default for Tunables {
     }
 }
 
-/// The typed volume context.
+/// The volume's backing file on the RDS (`volumeFile`): an absolute path of plain components
+/// (no `.` or `..`, no control characters), at most 4095 bytes (PATH_MAX less the NUL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeFile(String);
+
+impl VolumeFile {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let plain = value
+            .split('/')
+            .skip(1)
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+        if value.len() > 4095
+            || !value.starts_with('/')
+            || !plain
+            || value.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "{} must be an absolute path of plain components (no '.', '..', empty \
+                 components or control characters)",
+                crate::error::echo(value)
+            ));
+        }
+        Ok(VolumeFile(value.to_owned()))
+    }
+
+    /// The path without its leading `/`, to join under a local directory.
+    pub fn relative(&self) -> &str {
+        &self.0[1..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The typed volume context: every value validated by the type that holds it, before the node
+/// saves or connects anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeContext {
-    pub nvme_address: String,
+    pub nvme_address: NvmeAddress,
     pub nvme_port: u16,
-    pub nqn: String,
+    pub nqn: Nqn,
     pub tunables: Tunables,
-    pub migration_timeout_seconds: u32,
-    pub fs_type: Option<String>,
+    pub migration_timeout: MigrationTimeout,
+    pub fs_type: Option<FsType>,
     pub fresh: bool,
-    pub volume_file: Option<String>,
+    pub volume_file: Option<VolumeFile>,
 }
 
 impl VolumeContext {
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut m = HashMap::new();
-        m.insert(NVME_ADDRESS.into(), self.nvme_address.clone());
+        m.insert(NVME_ADDRESS.into(), self.nvme_address.to_string());
         m.insert(NVME_PORT.into(), self.nvme_port.to_string());
-        m.insert(NQN.into(), self.nqn.clone());
+        m.insert(NQN.into(), self.nqn.to_string());
         m.insert(
             CTRL_LOSS_TMO.into(),
             self.tunables.ctrl_loss_tmo.to_string(),
@@ -88,20 +128,22 @@ impl VolumeContext {
         );
         m.insert(
             MIGRATION_TIMEOUT_SECONDS.into(),
-            self.migration_timeout_seconds.to_string(),
+            self.migration_timeout.as_secs().to_string(),
         );
-        if let Some(fs) = &self.fs_type {
-            m.insert(FS_TYPE.into(), fs.clone());
+        if let Some(fs) = self.fs_type {
+            m.insert(FS_TYPE.into(), fs.as_str().to_owned());
         }
         m.insert(FRESH.into(), self.fresh.to_string());
         if let Some(f) = &self.volume_file {
-            m.insert(VOLUME_FILE.into(), f.clone());
+            m.insert(VOLUME_FILE.into(), f.as_str().to_owned());
         }
         m
     }
 
-    /// Reads a context written by [`VolumeContext::to_map`]. Unknown keys (e.g. added by a
-    /// CO) are ignored.
+    /// Reads a context written by [`VolumeContext::to_map`], validating every value (an
+    /// address, an NQN, a path that could carry a newline into a record or a comma into the
+    /// kernel's connect string is refused, naming its key). Unknown keys (e.g. added by a CO)
+    /// are ignored.
     pub fn from_map(m: &HashMap<String, String>) -> Result<Self, ContextError> {
         let get = |key: &'static str| {
             m.get(key)
@@ -129,21 +171,35 @@ impl VolumeContext {
                     })
                 }
             };
+        let invalid = |key: &'static str| move |e: String| ContextError::Invalid { key, reason: e };
         let migration = MigrationTimeout::MIN_SECS as i64..=MigrationTimeout::MAX_SECS as i64;
+        let migration_secs = in_range(MIGRATION_TIMEOUT_SECONDS, migration)? as u64;
         // Each value is range-checked first, so the narrowing below cannot wrap.
         Ok(VolumeContext {
-            nvme_address: get(NVME_ADDRESS)?.to_owned(),
+            nvme_address: NvmeAddress::parse(get(NVME_ADDRESS)?)
+                .map_err(|e| invalid(NVME_ADDRESS)(e.to_string()))?,
             nvme_port: in_range(NVME_PORT, 1..=65535)? as u16,
-            nqn: get(NQN)?.to_owned(),
+            nqn: Nqn::new(get(NQN)?)
+                .map_err(|e| invalid(NQN)(crate::error::cap_message(e.to_string(), 300)))?,
             tunables: Tunables {
                 ctrl_loss_tmo: in_range(CTRL_LOSS_TMO, CTRL_LOSS_TMO_RANGE)? as i32,
                 reconnect_delay: in_range(RECONNECT_DELAY, RECONNECT_DELAY_RANGE)? as i32,
                 keep_alive_tmo: in_range(KEEP_ALIVE_TMO, KEEP_ALIVE_TMO_RANGE)? as i32,
             },
-            migration_timeout_seconds: in_range(MIGRATION_TIMEOUT_SECONDS, migration)? as u32,
-            fs_type: m.get(FS_TYPE).cloned(),
+            migration_timeout: MigrationTimeout::from_secs(migration_secs)
+                .map_err(|e| invalid(MIGRATION_TIMEOUT_SECONDS)(e.to_string()))?,
+            fs_type: match m.get(FS_TYPE) {
+                None => None,
+                Some(v) => {
+                    FsType::parse_optional(v).map_err(|e| invalid(FS_TYPE)(e.to_string()))?
+                }
+            },
             fresh: m.get(FRESH).is_some_and(|v| v == "true"),
-            volume_file: m.get(VOLUME_FILE).cloned(),
+            volume_file: m
+                .get(VOLUME_FILE)
+                .map(|v| VolumeFile::parse(v))
+                .transpose()
+                .map_err(invalid(VOLUME_FILE))?,
         })
     }
 }
@@ -152,18 +208,22 @@ impl VolumeContext {
 mod tests {
     use super::*;
 
+    fn good() -> VolumeContext {
+        VolumeContext {
+            nvme_address: NvmeAddress::parse("10.0.0.5").unwrap(),
+            nvme_port: 4420,
+            nqn: Nqn::new("nqn.2000-02.com.mikrotik:pvc-1").unwrap(),
+            tunables: Tunables::default(),
+            migration_timeout: MigrationTimeout::default(),
+            fs_type: Some(FsType::Xfs),
+            fresh: true,
+            volume_file: Some(VolumeFile::parse("/storage-pool/csi/pvc-1.img").unwrap()),
+        }
+    }
+
     #[test]
     fn context_round_trips_and_missing_fresh_is_never_fresh() {
-        let c = VolumeContext {
-            nvme_address: "10.0.0.5".into(),
-            nvme_port: 4420,
-            nqn: "nqn.2000-02.com.mikrotik:pvc-1".into(),
-            tunables: Tunables::default(),
-            migration_timeout_seconds: 300,
-            fs_type: Some("xfs".into()),
-            fresh: true,
-            volume_file: Some("/storage-pool/csi/pvc-1.img".into()),
-        };
+        let c = good();
         let mut m = c.to_map();
         assert_eq!(VolumeContext::from_map(&m).unwrap(), c);
         m.remove(FRESH);
@@ -176,16 +236,6 @@ mod tests {
 
     #[test]
     fn out_of_range_numbers_are_refused_not_wrapped() {
-        let good = VolumeContext {
-            nvme_address: "10.0.0.1".into(),
-            nvme_port: 4420,
-            nqn: "nqn.2000-02.com.mikrotik:pvc-1".into(),
-            tunables: Tunables::default(),
-            migration_timeout_seconds: 300,
-            fs_type: None,
-            fresh: false,
-            volume_file: None,
-        };
         for (key, value) in [
             (MIGRATION_TIMEOUT_SECONDS, "-1"),
             (MIGRATION_TIMEOUT_SECONDS, "4294967596"),
@@ -197,7 +247,7 @@ mod tests {
             (NVME_PORT, "0"),
             (NVME_PORT, "65536"),
         ] {
-            let mut m = good.to_map();
+            let mut m = good().to_map();
             m.insert(key.into(), value.into());
             let e = VolumeContext::from_map(&m).unwrap_err();
             assert!(
@@ -207,9 +257,46 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains(key) && msg.contains("outside"), "{msg}");
         }
-        let mut m = good.to_map();
+        let mut m = good().to_map();
         m.insert(CTRL_LOSS_TMO.into(), "-1".into());
         let ctx = VolumeContext::from_map(&m).unwrap();
         assert_eq!(ctx.tunables.ctrl_loss_tmo, -1);
+    }
+
+    /// A value that would carry a line into a stage record, an option into the kernel's
+    /// connect string, or a path out of its directory is refused naming its key.
+    #[test]
+    fn values_that_could_inject_are_refused_naming_the_key() {
+        for (key, value) in [
+            (
+                NVME_ADDRESS,
+                "127.0.0.1\ntarget=/data/storage-pool/csi/pvc-a.img",
+            ),
+            (
+                NVME_ADDRESS,
+                "10.0.0.5,hostnqn=nqn.2014-08.org.nvmexpress:uuid:x",
+            ),
+            (NVME_ADDRESS, ""),
+            (NQN, "nqn.2000-02.com.mikrotik:pvc-1\naddress=10.9.9.9"),
+            (NQN, "nqn.2000-02.com.mikrotik:pvc-1,ctrl_loss_tmo=-1"),
+            (FS_TYPE, "ext4\n"),
+            (VOLUME_FILE, "/storage-pool/../../etc/passwd"),
+            (VOLUME_FILE, "/storage-pool/csi/a.img\ntarget=/x"),
+            (VOLUME_FILE, "relative.img"),
+        ] {
+            let mut m = good().to_map();
+            m.insert(key.into(), value.into());
+            let e = VolumeContext::from_map(&m).unwrap_err();
+            assert!(
+                matches!(&e, ContextError::Invalid { key: k, .. } if *k == key),
+                "{key}={value:?}: {e:?}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains(key) && !msg.contains('\n'), "{msg}");
+        }
+        let mut m = good().to_map();
+        m.insert(NVME_ADDRESS.into(), "x".repeat(100_000));
+        let msg = VolumeContext::from_map(&m).unwrap_err().to_string();
+        assert!(msg.len() < 500, "{} bytes", msg.len());
     }
 }

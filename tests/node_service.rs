@@ -308,6 +308,35 @@ async fn bad_stage_requests_are_refused_before_touching_anything() {
     r.shutdown().await;
 }
 
+/// The running boot, as the node plugin reads it.
+fn boot() -> rds_csi::node::stage_record::Boot {
+    rds_csi::node::stage_record::Boot::current(Path::new("/proc")).unwrap()
+}
+
+/// A stage record of this boot, as NodeStage of an NVMe/TCP volume leaves it.
+fn nvme_record(volume_id: &str, staging: &Path) -> rds_csi::node::stage_record::StageRecord {
+    use rds_csi::node::stage_record::{Access, StageRecord, StagedDevice};
+    use rds_csi::node::transport::{NvmeTarget, Target};
+    StageRecord {
+        volume_id: volume_id.into(),
+        boot_id: Some(boot().id),
+        target: Target::NvmeTcp(NvmeTarget {
+            nqn: node_io::nqn::Nqn::new(format!("nqn.2000-02.com.mikrotik:{volume_id}")).unwrap(),
+            address: rds_csi::volume::NvmeAddress::parse("10.0.0.5").unwrap(),
+            port: 4420,
+            tunables: Default::default(),
+        }),
+        access: Access::Filesystem,
+        staging_path: staging.to_owned(),
+        device: Some(StagedDevice {
+            name: "nvme0n1".into(),
+            dev: node_io::dev_num::DevNum::new(259, 0),
+        }),
+        fs_type: Some(rds_csi::volume::FsType::Ext4),
+        formatting: None,
+    }
+}
+
 fn node_cmd(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rds-csi"));
     c.arg("node")
@@ -392,41 +421,30 @@ fn every_node_metric_is_documented() {
     }
 }
 
-/// A volume already staged (its record on disk, as a previous NodeStage left it): a request
-/// for the same staging path with another capability is ALREADY_EXISTS, one for another path
-/// FAILED_PRECONDITION; neither touches the record.
+/// A volume already staged — its record on disk as a previous NodeStage left it, and its
+/// device attached (a fake sysfs shows the controller and namespace): a request for the same
+/// staging path with another capability is ALREADY_EXISTS, one for another path
+/// FAILED_PRECONDITION; neither touches the record. The same record with nothing of it left
+/// in the kernel is no reason to refuse: the stage goes ahead and replaces it.
 #[tokio::test]
 async fn restaging_incompatibly_is_already_exists_at_the_same_path_and_a_precondition_elsewhere() {
     use csi::volume_capability::access_mode::Mode;
     use rds_csi::node::stage_record::{Access, StageRecord};
+    let nqn = "nqn.2000-02.com.mikrotik:pvc-1";
     let d = tempfile::tempdir().unwrap();
-    let cfg = config(d.path(), TransportConfig::NvmeTcp);
+    let sys = node_io::testing::FakeSys::multipath_y_of(nqn);
+    let mut cfg = config(d.path(), TransportConfig::NvmeTcp);
+    cfg.sys_root = sys.root().to_owned();
     let state_dir = cfg.state_dir.clone();
     let r = start(cfg, d.path().join("v.sock")).await;
     let mut c = r.node().await;
     let staging = d.path().join("staging");
-    let nqn = "nqn.2000-02.com.mikrotik:pvc-1";
     let record = StageRecord {
-        volume_id: "pvc-1".into(),
-        target: nqn.into(),
-        access: Access::Filesystem,
-        staging_path: staging.clone(),
-        device: "nvme0n1".into(),
-        dev: "259:0".into(),
-        fs_type: Some("ext4".into()),
-        address: "10.0.0.5".into(),
-        port: 4420,
-        ctrl_loss_tmo: 600,
-        reconnect_delay: 2,
-        keep_alive_tmo: 5,
+        access: Access::Block,
+        fs_type: None,
+        ..nvme_record("pvc-1", &staging)
     };
     record.save(&state_dir).unwrap();
-    let block = csi::VolumeCapability {
-        access_type: Some(csi::volume_capability::AccessType::Block(Default::default())),
-        access_mode: Some(csi::volume_capability::AccessMode {
-            mode: Mode::SingleNodeWriter as i32,
-        }),
-    };
     let req = |path: &Path, cap: csi::VolumeCapability| csi::NodeStageVolumeRequest {
         volume_id: "pvc-1".into(),
         staging_target_path: path.to_string_lossy().into(),
@@ -434,21 +452,42 @@ async fn restaging_incompatibly_is_already_exists_at_the_same_path_and_a_precond
         volume_context: ctx(nqn),
         ..Default::default()
     };
-    let s = c.node_stage_volume(req(&staging, block)).await.unwrap_err();
+    let mount = || mount_cap(Mode::SingleNodeWriter);
+    let s = c
+        .node_stage_volume(req(&staging, mount()))
+        .await
+        .unwrap_err();
     assert_eq!(s.code(), Code::AlreadyExists, "{}", s.message());
     assert!(s.message().contains("pvc-1") && s.message().contains("unstage it first"));
     let s = c
-        .node_stage_volume(req(
-            &d.path().join("other"),
-            mount_cap(Mode::SingleNodeWriter),
-        ))
+        .node_stage_volume(req(&d.path().join("other"), mount()))
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::FailedPrecondition, "{}", s.message());
     assert_eq!(
-        StageRecord::load(&state_dir, "pvc-1").unwrap().as_ref(),
+        StageRecord::load(&state_dir, "pvc-1", &boot())
+            .unwrap()
+            .as_ref(),
         Some(&record)
     );
+    r.shutdown().await;
+
+    // Nothing of that stage is left in the kernel (no controller): the record no longer
+    // refuses; the stage proceeds (and fails here only at the connect: no nvme-fabrics).
+    let d2 = tempfile::tempdir().unwrap();
+    let cfg = config(d2.path(), TransportConfig::NvmeTcp);
+    let state_dir = cfg.state_dir.clone();
+    record.save(&state_dir).unwrap();
+    let r = start(cfg, d2.path().join("v.sock")).await;
+    let mut c = r.node().await;
+    let other = d2.path().join("other");
+    let s = c.node_stage_volume(req(&other, mount())).await.unwrap_err();
+    assert_eq!(s.code(), Code::Unavailable, "{}", s.message());
+    assert!(s.message().contains("nvme-fabrics"), "{}", s.message());
+    let now = StageRecord::load(&state_dir, "pvc-1", &boot())
+        .unwrap()
+        .unwrap();
+    assert_eq!((now.staging_path, now.access), (other, Access::Filesystem));
     r.shutdown().await;
 }
 
@@ -458,7 +497,6 @@ async fn restaging_incompatibly_is_already_exists_at_the_same_path_and_a_precond
 /// relative is INVALID_ARGUMENT, a path that does not exist NOT_FOUND.
 #[tokio::test]
 async fn stats_and_expand_of_an_unknown_volume_are_not_found_whatever_the_path() {
-    use rds_csi::node::stage_record::{Access, StageRecord};
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), TransportConfig::NvmeTcp);
     let state_dir = cfg.state_dir.clone();
@@ -497,22 +535,9 @@ async fn stats_and_expand_of_an_unknown_volume_are_not_found_whatever_the_path()
         assert_eq!(s.code(), Code::InvalidArgument, "{}", s.message());
         assert!(s.message().contains("volume_id"), "{}", s.message());
     }
-    StageRecord {
-        volume_id: "pvc-1".into(),
-        target: "nqn.2000-02.com.mikrotik:pvc-1".into(),
-        access: Access::Filesystem,
-        staging_path: d.path().join("staging"),
-        device: String::new(),
-        dev: String::new(),
-        fs_type: None,
-        address: "10.0.0.5".into(),
-        port: 4420,
-        ctrl_loss_tmo: 600,
-        reconnect_delay: 2,
-        keep_alive_tmo: 5,
-    }
-    .save(&state_dir)
-    .unwrap();
+    nvme_record("pvc-1", &d.path().join("staging"))
+        .save(&state_dir)
+        .unwrap();
     for (path, code) in [
         ("", Code::InvalidArgument),
         ("relative/path", Code::InvalidArgument),

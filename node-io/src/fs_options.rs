@@ -57,12 +57,11 @@ pub fn check_options(fs_type: &str, options: &[String]) -> Result<(), OptionErro
     if options.is_empty() {
         return Ok(());
     }
-    let fd = fsopen(fs_type, FsOpenFlags::FSOPEN_CLOEXEC).map_err(|errno| {
-        OptionError::Unavailable {
+    let fd =
+        fsopen(fs_type, FsOpenFlags::FSOPEN_CLOEXEC).map_err(|errno| OptionError::Unavailable {
             fs_type: fs_type.to_owned(),
             errno,
-        }
-    })?;
+        })?;
     for option in options {
         let set = match option.split_once('=') {
             Some((key, value)) => fsconfig_set_string(&fd, key, value),

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::error::echo;
 use crate::rds::{BasePath, RdsPath};
 use crate::volume::keys::{self, *};
+use crate::volume::NvmeAddress;
 use crate::volume::{FsType, MigrationTimeout};
 use crate::volume_context::{
     Tunables, CTRL_LOSS_TMO_RANGE, KEEP_ALIVE_TMO_RANGE, RECONNECT_DELAY_RANGE,
@@ -37,7 +38,7 @@ pub enum InvalidParameter {
 pub struct VolumeParams {
     /// Directory on the RDS for the volume's file; the configured base path when absent.
     pub volume_dir: Option<String>,
-    pub nvme_address: Option<String>,
+    pub nvme_address: Option<NvmeAddress>,
     pub nvme_port: u16,
     pub tunables: Tunables,
     pub migration_timeout: MigrationTimeout,
@@ -79,14 +80,6 @@ fn in_range(
         .ok_or_else(|| invalid(key, value, format!("an integer from {lo} to {hi}")))
 }
 
-/// A host name or IP address: letters, digits, '.', '-', ':' (IPv6), nothing else.
-fn valid_address(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 253
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':')
-}
-
 impl VolumeParams {
     pub fn parse(
         params: &HashMap<String, String>,
@@ -113,10 +106,10 @@ impl VolumeParams {
                     p.volume_dir = Some(v.to_owned());
                 }
                 NVME_ADDRESS => {
-                    if !valid_address(v) {
-                        return Err(invalid(NVME_ADDRESS, v, "a host name or IP address"));
-                    }
-                    p.nvme_address = Some(v.clone());
+                    p.nvme_address = Some(
+                        NvmeAddress::parse(v)
+                            .map_err(|_| invalid(NVME_ADDRESS, v, "a host name or IP address"))?,
+                    );
                 }
                 NVME_PORT => p.nvme_port = in_range(NVME_PORT, v, 1..=65535)? as u16,
                 CTRL_LOSS_TMO => {

@@ -8,8 +8,8 @@ use super::params::VolumeParams;
 use super::requests::{CapacityRange, CreateVolume, Expand, SourceRef, VolumeRef};
 use super::Controller;
 use crate::rds::{size, slot_nqn, Disk, Nqn, NvmeExport, Port};
-use crate::volume::{AccessType, VolumeId};
-use crate::volume_context::VolumeContext;
+use crate::volume::{AccessType, NvmeAddress, VolumeId};
+use crate::volume_context::{VolumeContext, VolumeFile};
 
 /// A volume as CreateVolume reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +38,16 @@ impl Controller {
         fresh: bool,
         file: &str,
     ) -> Result<VolumeContext, ControllerError> {
+        // The --nvme-address default passes the same rule as the parameter.
         let nvme_address = p
             .nvme_address
             .clone()
-            .or_else(|| self.cfg.default_nvme_address.clone())
+            .or_else(|| {
+                self.cfg
+                    .default_nvme_address
+                    .as_deref()
+                    .and_then(|a| NvmeAddress::parse(a).ok())
+            })
             .ok_or_else(|| ControllerError::NoNvmeAddress {
                 volume: id.to_string(),
             })?;
@@ -55,12 +61,18 @@ impl Controller {
         Ok(VolumeContext {
             nvme_address,
             nvme_port: p.nvme_port,
-            nqn: self.nqn(id)?.to_string(),
+            nqn: self.nqn(id)?,
             tunables: p.tunables,
-            migration_timeout_seconds: p.migration_timeout.as_secs() as u32,
-            fs_type: fs_type.map(|f| f.as_str().to_owned()),
+            migration_timeout: p.migration_timeout,
+            fs_type,
             fresh,
-            volume_file: Some(file.to_owned()),
+            // The file path was built from a checked RdsPath: the rule holds unless a bug broke it.
+            volume_file: Some(VolumeFile::parse(file).map_err(|reason| {
+                ControllerError::Internal {
+                    subject: format!("volume {id}"),
+                    reason,
+                }
+            })?),
         })
     }
 

@@ -54,14 +54,17 @@ pub enum NodeError {
     MultiNodeFilesystem { mode: &'static str },
     #[error("filesystem {} is not supported; use ext4 or xfs", echo(.fs))]
     UnsupportedFs { fs: String },
-    #[error("mount option {} is not allowed; allowed: {allowed}", echo(.option))]
-    MountOptionRefused { option: String, allowed: String },
+    #[error("mount option {} is refused: {reason}", echo(.option))]
+    MountOptionRefused { option: String, reason: String },
+    #[error(
+        "mount option {} is not allowed: {why} (docs/configuration.md, \"mountOptions\")",
+        echo(.option)
+    )]
+    MountOptionDenied { option: String, why: &'static str },
     #[error(transparent)]
     Context(#[from] ContextError),
     #[error("the volume context has no volumeFile, which --transport loop needs")]
     NoVolumeFile,
-    #[error("volumeFile {} must be a path without '.' or '..'", echo(.file))]
-    BadVolumeFile { file: String },
     #[error("cannot build the NVMe/TCP connect options: {0}")]
     ConnectOptions(#[source] FabricsError),
     #[error("host NQN {} in {} is not a valid NQN; {fix}", echo(.nqn), .file.display())]
@@ -137,6 +140,11 @@ pub enum NodeError {
     NotStaged,
     #[error("staged for {staged:?} access but is published for {requested:?}")]
     AccessMismatch { staged: Access, requested: Access },
+    #[error(
+        "the volume is staged at {}, not at {}; publish from where it is staged",
+        show(.staged_path), show(.path)
+    )]
+    StagedElsewhere { path: PathBuf, staged_path: PathBuf },
     #[error("staging path {} is not mounted; NodeStageVolume must run again", .path.display())]
     StagingNotMounted { path: PathBuf },
     #[error(
@@ -147,6 +155,17 @@ pub enum NodeError {
         target: PathBuf,
         mounted: DevNum,
         staged: DevNum,
+    },
+    #[error(
+        "{field} {} resolves through the symbolic link {}; the node follows no links in the \
+         paths it mounts on or writes to — remove the link (the kubelet directory must be a \
+         real directory)",
+        show(.path), show(.link)
+    )]
+    ThroughSymlink {
+        field: &'static str,
+        path: PathBuf,
+        link: PathBuf,
     },
     #[error("block target {} is a mounted directory; unpublish it first", .target.display())]
     BlockTargetMounted { target: PathBuf },
@@ -194,6 +213,37 @@ pub enum NodeError {
         "{program} is not installed on this node; install e2fsprogs/xfsprogs in the node image"
     )]
     ToolMissing { program: &'static str },
+    #[error(
+        "the ext4 on {device} must grow to its device's size but e2fsck -f -p cannot repair it \
+         unattended ({status}): {output}; check it by hand (e2fsck -f) and NodeStageVolume is retried"
+    )]
+    NeedsFsck {
+        device: String,
+        status: std::process::ExitStatus,
+        output: String,
+    },
+    #[error(
+        "{} is mounted from {mounted} ({source_name}), which is not a device of this volume; \
+         it is left mounted — unmount it by hand if it is stale",
+        show(.path)
+    )]
+    NotOurMount {
+        path: PathBuf,
+        mounted: DevNum,
+        source_name: String,
+    },
+    #[error(
+        "block target {} is a regular file, not a device node this plugin made; it is left \
+         alone — remove it, or publish to another path",
+        show(.target)
+    )]
+    BlockTargetIsFile { target: PathBuf },
+    #[error(
+        "a read-only publish of a block volume is refused: a device node cannot be made \
+         read-only for one pod (it would stay writable); publish it read-write, or use a \
+         filesystem volume for read-only access"
+    )]
+    ReadOnlyBlock,
     #[error(
         "host NQN {} in {} is a well-known default shared by cloned images, so the RDS could not \
          tell this node from others; {fix}",
@@ -308,6 +358,11 @@ pub enum NodeError {
         #[source]
         source: SysfsError,
     },
+    #[error("{command} printed no {missing}")]
+    ToolOutput {
+        command: String,
+        missing: &'static str,
+    },
     #[error("{command} failed ({status}): {output}")]
     ToolFailed {
         command: String,
@@ -333,6 +388,11 @@ pub enum NodeError {
     RecordDamaged { path: PathBuf, what: String },
 }
 
+/// A path in a message, quoted and cut like any other input ([`echo`]).
+pub fn show(p: &std::path::Path) -> String {
+    echo(&p.to_string_lossy()).to_string()
+}
+
 impl NodeError {
     /// The one table of gRPC codes for node faults (CSI spec, "Error Scheme").
     pub fn code(&self) -> Code {
@@ -345,10 +405,11 @@ impl NodeError {
             | MultiNodeFilesystem { .. }
             | UnsupportedFs { .. }
             | MountOptionRefused { .. }
+            | MountOptionDenied { .. }
             | Context(_)
             | NoVolumeFile
-            | BadVolumeFile { .. }
             | ConnectOptions(_)
+            | ReadOnlyBlock
             | BadHostNqn { .. }
             | BadHostId { .. } => Code::InvalidArgument,
             Pending | TargetBusy { .. } => Code::Aborted,
@@ -366,7 +427,9 @@ impl NodeError {
             | NotStaged
             | AccessMismatch { .. }
             | StagingNotMounted { .. }
+            | StagedElsewhere { .. }
             | TargetMountedElsewhere { .. }
+            | ThroughSymlink { .. }
             | BlockTargetMounted { .. }
             | BlockTargetUnexpected { .. }
             | DeviceMissing { .. }
@@ -378,6 +441,9 @@ impl NodeError {
             | BackingFileMissing { .. }
             | SeveralLoopDevices { .. }
             | ToolMissing { .. }
+            | NeedsFsck { .. }
+            | NotOurMount { .. }
+            | BlockTargetIsFile { .. }
             | SharedHostNqn { .. } => Code::FailedPrecondition,
             NotReadable { .. } | ConnectFailed { .. } | Unresolvable { .. } | NotGrown { .. } => {
                 Code::Unavailable
@@ -398,6 +464,7 @@ impl NodeError {
             | Disconnect { .. }
             | Rescan { .. }
             | ToolFailed { .. }
+            | ToolOutput { .. }
             | Task { .. }
             | StillMounted { .. }
             | Unmount(_)

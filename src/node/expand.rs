@@ -22,7 +22,7 @@ impl Node {
     ) -> Result<u64, NodeError> {
         let md = stat_volume_path(path)?;
         let rec = self.staged(volume_id)?;
-        let t = self.transport.recorded_target(&rec);
+        let t = rec.target.clone();
         self.transport.rescan(&t, deadline).await?;
         // The kernel applies a rescan asynchronously on NVMe: wait for the new size.
         let d = loop {
@@ -52,7 +52,7 @@ impl Node {
             .mounts_at(path)?
             .last()
             .map(|m| m.fs_type.clone())
-            .or(rec.fs_type.clone())
+            .or(rec.fs_type.map(|f| f.as_str().to_owned()))
             .unwrap_or_default();
         match fs.as_str() {
             "ext4" => mount::run_tool("resize2fs", &[&d.path.to_string_lossy()], deadline).await?,

@@ -3,37 +3,14 @@
 
 use node_io::probe::{FsKind, PartitionTableKind, Probe};
 
-use crate::node::error::NodeError;
+use crate::volume::FsType;
 
-/// Filesystems this driver creates and mounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsType {
-    Ext4,
-    Xfs,
-}
-
-impl FsType {
-    /// `""` is None (the driver's default applies); anything but ext4/xfs is refused.
-    pub fn parse(s: &str) -> Result<Option<Self>, NodeError> {
-        match s {
-            "" => Ok(None),
-            "ext4" => Ok(Some(FsType::Ext4)),
-            "xfs" => Ok(Some(FsType::Xfs)),
-            other => Err(NodeError::UnsupportedFs { fs: other.into() }),
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FsType::Ext4 => "ext4",
-            FsType::Xfs => "xfs",
-        }
-    }
-    fn of(kind: FsKind) -> Option<Self> {
-        match kind {
-            FsKind::Ext4 => Some(FsType::Ext4),
-            FsKind::Xfs => Some(FsType::Xfs),
-            _ => None,
-        }
+/// The filesystem a probe found, if it is one this driver mounts.
+fn mountable(kind: FsKind) -> Option<FsType> {
+    match kind {
+        FsKind::Ext4 => Some(FsType::Ext4),
+        FsKind::Xfs => Some(FsType::Xfs),
+        _ => None,
     }
 }
 
@@ -41,7 +18,12 @@ impl FsType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsPlan {
     Mount(FsType),
-    Format(FsType),
+    /// `again`: redo an mkfs this node started and did not see finish (see
+    /// [`plan_filesystem`]); the tool then overwrites what the interrupted run left.
+    Format {
+        fs: FsType,
+        again: bool,
+    },
 }
 
 /// Why NodeStage refuses to format or mount what it found on a device.
@@ -84,15 +66,35 @@ pub enum FsRefusal {
 /// Formatting is allowed ONLY for a device proven blank (every probed byte zero) of a volume
 /// created empty (`fresh`). Everything else either mounts what is there or is refused —
 /// an earlier driver lost data by formatting what a misread probe called empty.
+///
+/// One exception, `formatting`: the stage record says this node started `mkfs` of that type
+/// on this fresh volume (written durably before the tool ran) and never saw it finish — the
+/// node was killed mid-mkfs. Nothing but that mkfs has written to the device since (a volume
+/// is mounted only after its mkfs is recorded as finished), so what it left — data with no
+/// known signature, or a partial filesystem of that type — is formatted again.
 pub fn plan_filesystem(
     seen: &Probe,
     requested: Option<FsType>,
     fresh: bool,
+    formatting: Option<FsType>,
 ) -> Result<FsPlan, FsRefusal> {
+    if let (Some(fs), true) = (formatting, fresh) {
+        let ours = match seen {
+            Probe::Blank | Probe::Unknown => true,
+            Probe::Filesystem(kind) => mountable(*kind) == Some(fs),
+            _ => false,
+        };
+        if ours {
+            return Ok(FsPlan::Format { fs, again: true });
+        }
+    }
     match seen {
-        Probe::Blank if fresh => Ok(FsPlan::Format(requested.unwrap_or(FsType::Ext4))),
+        Probe::Blank if fresh => Ok(FsPlan::Format {
+            fs: requested.unwrap_or(FsType::Ext4),
+            again: false,
+        }),
         Probe::Blank => Err(FsRefusal::BlankNotFresh),
-        Probe::Filesystem(kind) => match (FsType::of(*kind), requested) {
+        Probe::Filesystem(kind) => match (mountable(*kind), requested) {
             (Some(found), None) => Ok(FsPlan::Mount(found)),
             (Some(found), Some(req)) if found == req => Ok(FsPlan::Mount(found)),
             (Some(found), Some(requested)) => Err(FsRefusal::OtherFilesystem { found, requested }),
@@ -107,11 +109,12 @@ pub fn plan_filesystem(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::error::NodeError;
     use tonic::{Code, Status};
 
     /// The refusal as NodeStage answers it.
     fn plan(p: Probe, req: Option<FsType>, fresh: bool) -> Result<FsPlan, Status> {
-        plan_filesystem(&p, req, fresh).map_err(|reason| {
+        plan_filesystem(&p, req, fresh, None).map_err(|reason| {
             Status::from(
                 NodeError::FormatRefused {
                     device: "nvme1n1".into(),
@@ -126,11 +129,17 @@ mod tests {
     fn only_a_blank_fresh_device_is_formatted() {
         assert_eq!(
             plan(Probe::Blank, Some(FsType::Xfs), true).unwrap(),
-            FsPlan::Format(FsType::Xfs)
+            FsPlan::Format {
+                fs: FsType::Xfs,
+                again: false
+            }
         );
         assert_eq!(
             plan(Probe::Blank, None, true).unwrap(),
-            FsPlan::Format(FsType::Ext4)
+            FsPlan::Format {
+                fs: FsType::Ext4,
+                again: false
+            }
         );
         let e = plan(Probe::Blank, Some(FsType::Ext4), false).unwrap_err();
         assert_eq!(e.code(), Code::FailedPrecondition);
@@ -178,5 +187,37 @@ mod tests {
                 assert!(e.message().contains("nothing was formatted"), "{e}");
             }
         }
+    }
+
+    /// The mark "this node started mkfs of this fresh volume" (and only it) lets what an
+    /// interrupted mkfs left be formatted again; it never covers other content.
+    #[test]
+    fn an_interrupted_mkfs_of_this_node_is_redone_and_nothing_else() {
+        let again = |p: Probe, fresh: bool| plan_filesystem(&p, None, fresh, Some(FsType::Xfs));
+        for p in [Probe::Unknown, Probe::Blank, Probe::Filesystem(FsKind::Xfs)] {
+            assert_eq!(
+                again(p.clone(), true).unwrap(),
+                FsPlan::Format {
+                    fs: FsType::Xfs,
+                    again: true
+                },
+                "{p:?}"
+            );
+        }
+        for p in [
+            Probe::Filesystem(FsKind::Ext4),
+            Probe::Filesystem(FsKind::Btrfs),
+            Probe::PartitionTable(PartitionTableKind::Gpt),
+            Probe::Ambiguous(vec!["xfs".into(), "gpt".into()]),
+        ] {
+            assert!(
+                !matches!(again(p.clone(), true), Ok(FsPlan::Format { .. })),
+                "{p:?}"
+            );
+        }
+        // Not fresh (a clone, a restore): the mark is no licence.
+        assert!(again(Probe::Unknown, false).is_err());
+        // Without the mark the rule stands: non-zero data is never formatted.
+        assert!(plan_filesystem(&Probe::Unknown, Some(FsType::Xfs), true, None).is_err());
     }
 }

@@ -75,15 +75,6 @@ fn random_uuid() -> std::io::Result<String> {
     ))
 }
 
-fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("rds-csi-tmp");
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, path)
-}
-
 fn read_trimmed(path: &Path) -> Result<Option<String>, NodeError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
@@ -99,10 +90,12 @@ fn read_trimmed(path: &Path) -> Result<Option<String>, NodeError> {
 /// Loads the host identity, generating and persisting whatever is missing.
 pub fn load_or_create(nqn_file: &Path, id_file: &Path) -> Result<HostIdentity, NodeError> {
     let persist = |p: &Path, v: &str| {
-        write_atomically(p, &format!("{v}\n")).map_err(|source| NodeError::Io {
-            what: "cannot write (is the directory writable? hostPath /etc/nvme)",
-            path: p.to_owned(),
-            source,
+        crate::node::durable::write(p, format!("{v}\n").as_bytes()).map_err(|source| {
+            NodeError::Io {
+                what: "cannot write (is the directory writable? hostPath /etc/nvme)",
+                path: p.to_owned(),
+                source,
+            }
         })
     };
     let mut host_nqn = read_trimmed(nqn_file)?;

@@ -103,7 +103,8 @@ impl NodeMetrics {
             .observe(seconds);
     }
 
-    /// `action`: `reconnect` | `disconnect_orphan` | `skip_orphan_held`; `result`: `ok` | `error`.
+    /// `action`: `reconnect` | `disconnect_orphan` | `skip_orphan_held` | `skip_orphan_busy` |
+    /// `skip_orphan_owned` | `drop_stale_record`; `result`: `ok` | `error`.
     pub fn reconciler(&self, action: &'static str, result: &'static str) {
         self.reconciler.with_label_values(&[action, result]).inc();
     }

@@ -2,14 +2,17 @@
 //! development), formats only blank fresh volumes, mounts/publishes, and refuses to
 //! disconnect a device that anything on the host still holds. Built on `node-io`.
 
+pub mod durable;
 pub mod error;
 pub mod expand;
+pub mod filesystem;
 pub mod fs_plan;
 pub mod holders;
 pub mod host_identity;
 pub mod metrics;
 pub mod mount;
 pub mod ops;
+pub mod paths;
 pub mod publish;
 pub mod reconcile;
 pub mod service;
@@ -17,6 +20,8 @@ pub mod stage;
 pub mod stage_record;
 pub mod stats;
 pub mod transport;
+pub mod unpublish;
+pub mod unstage;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -184,6 +189,7 @@ impl NodePlugin {
             max_volumes: config.max_volumes,
             topology: config.topology.clone(),
             state_dir: config.state_dir.clone(),
+            boot: stage_record::Boot::current(&config.proc_root)?,
             proc_root: config.proc_root.clone(),
             sys_root: config.sys_root.clone(),
             transport,

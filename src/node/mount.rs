@@ -6,72 +6,128 @@
 //! nothing else waits for it). mkfs and grow tools run as child processes killed at the
 //! deadline.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use node_io::fs_options::OptionError;
 use node_io::mount::{self as io_mount, MountFlags, UnmountMode};
 use tokio::time::Instant;
 
 use crate::node::error::NodeError;
-use crate::node::fs_plan::FsType;
 use crate::runtime::blocking_until;
+use crate::volume::FsType;
 
-/// Filesystem-specific options passed to the filesystem as mount data. Every mount(8) flag
-/// node-io knows (`ro`, `noatime`, `nosuid`, ...) is allowed too; anything else is refused,
-/// so an option can never weaken the node (e.g. a remount of a host path). `noexec` is
-/// allowed but never forced.
-const DATA_OPTIONS: &[&str] = &[
-    "discard",
-    "nodiscard",
-    "nouuid",
-    "inode64",
-    "largeio",
-    "nobarrier",
-    "barrier",
-    "noquota",
-    "data=ordered",
-    "data=writeback",
-    "data=journal",
-    "errors=remount-ro",
-    "errors=continue",
-    "user_xattr",
-    "acl",
-    "noacl",
-    "prjquota",
-    "usrquota",
-    "grpquota",
+/// Options refused whatever the filesystem, each because it would break something the
+/// driver guarantees (docs/configuration.md, "mountOptions"): the mount(8) keywords that
+/// change what a mount *is* rather than how the filesystem behaves (the driver manages the
+/// mount tree itself), and filesystem options that make the mount use another block device
+/// of the host or skip journal recovery.
+const DENIED: &[(&str, &str)] = &[
+    ("remount", "the driver makes every mount itself"),
+    ("bind", "the driver makes every mount itself"),
+    ("rbind", "the driver makes every mount itself"),
+    ("move", "the driver makes every mount itself"),
+    ("shared", "mount propagation is the driver's"),
+    ("rshared", "mount propagation is the driver's"),
+    ("slave", "mount propagation is the driver's"),
+    ("rslave", "mount propagation is the driver's"),
+    ("private", "mount propagation is the driver's"),
+    ("rprivate", "mount propagation is the driver's"),
+    ("unbindable", "mount propagation is the driver's"),
+    ("runbindable", "mount propagation is the driver's"),
+    ("loop", "the volume's device is the driver's"),
+    ("offset", "the volume's device is the driver's"),
+    ("sizelimit", "the volume's device is the driver's"),
+    (
+        "journal_dev",
+        "it puts the journal on another block device of the host",
+    ),
+    (
+        "journal_path",
+        "it puts the journal on another block device of the host",
+    ),
+    (
+        "logdev",
+        "it puts the log on another block device of the host",
+    ),
+    ("rtdev", "it puts data on another block device of the host"),
+    (
+        "norecovery",
+        "it mounts without replaying the journal, so writes can corrupt the filesystem",
+    ),
+    (
+        "noload",
+        "it mounts without replaying the journal, so writes can corrupt the filesystem",
+    ),
 ];
 
+/// The options of one mount: the VFS flags (`ro`, `noatime`, ...) and the filesystem's
+/// own options (`commit=60`, `logbsize=256k`, ...), passed to mount(2) as its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountOptions {
     pub flags: MountFlags,
     pub data: Vec<String>,
 }
 
-/// Parses user mount flags through the allow-lists.
-pub fn parse_mount_flags(flags: &[String]) -> Result<MountOptions, NodeError> {
+/// Splits user mount options (StorageClass `mountOptions` / CSI `mount_flags`) into flags
+/// and filesystem options, refusing the deny-list and anything that cannot be one option
+/// (empty, control characters). Whether the filesystem accepts the rest is the kernel's
+/// call ([`check_options`]).
+pub fn parse_mount_options(flags: &[String]) -> Result<MountOptions, NodeError> {
     let mut o = MountOptions {
         flags: MountFlags::empty(),
         data: Vec::new(),
     };
     for raw in flags {
         for f in raw.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-            if let Some(bit) = io_mount::flag_for_option(f) {
-                o.flags |= bit;
-            } else if DATA_OPTIONS.contains(&f) {
-                o.data.push(f.to_owned());
-            } else {
+            let key = f.split_once('=').map_or(f, |(k, _)| k);
+            if let Some((_, why)) = DENIED.iter().find(|(d, _)| *d == key) {
+                return Err(NodeError::MountOptionDenied {
+                    option: f.to_owned(),
+                    why,
+                });
+            }
+            if f.chars().any(char::is_control) || f.len() > 256 {
                 return Err(NodeError::MountOptionRefused {
                     option: f.to_owned(),
-                    allowed: format!(
-                        "{}, {}",
-                        io_mount::flag_option_names().collect::<Vec<_>>().join(", "),
-                        DATA_OPTIONS.join(", ")
-                    ),
+                    reason: "not a mount option".into(),
                 });
+            }
+            match io_mount::flag_for_option(f) {
+                Some(bit) => o.flags |= bit,
+                None => o.data.push(f.to_owned()),
             }
         }
     }
     Ok(o)
+}
+
+/// The kernel's check of the filesystem options for `fs_type`, before anything is formatted
+/// or mounted: an option it refuses is INVALID_ARGUMENT naming it. Where the check cannot
+/// run (a kernel without fsopen), mount(2) decides.
+pub async fn check_options(
+    fs_type: FsType,
+    opts: &MountOptions,
+    deadline: Instant,
+) -> Result<(), NodeError> {
+    let data = opts.data.clone();
+    let what = format!("checking {} mount options", fs_type.as_str());
+    let r = blocking_until(what, deadline, move || {
+        Ok::<_, NodeError>(node_io::fs_options::check_options(fs_type.as_str(), &data))
+    })
+    .await?;
+    match r {
+        Ok(()) => Ok(()),
+        Err(OptionError::Rejected {
+            option, message, ..
+        }) => Err(NodeError::MountOptionRefused {
+            option,
+            reason: message.unwrap_or_else(|| format!("{} does not accept it", fs_type.as_str())),
+        }),
+        Err(e @ OptionError::Unavailable { .. }) => {
+            tracing::debug!("{e}; mount(2) checks the options");
+            Ok(())
+        }
+    }
 }
 
 /// Mounts filesystem `fs_type` on `device` at `target`.
@@ -130,12 +186,31 @@ pub async fn unmount(target: &Path, deadline: Instant) -> Result<(), NodeError> 
     .await
 }
 
-/// Runs a tool (mkfs, resize2fs, xfs_growfs) with stdin closed, killed at the deadline.
+/// Runs a tool (mkfs, resize2fs, xfs_growfs) with stdin closed, killed at the deadline;
+/// a non-zero exit is an error carrying the tool's output.
 pub async fn run_tool(
     program: &'static str,
     args: &[&str],
     deadline: Instant,
 ) -> Result<String, NodeError> {
+    let (status, text) = run_tool_status(program, args, deadline).await?;
+    if !status.success() {
+        return Err(NodeError::ToolFailed {
+            command: format!("{program} {}", args.join(" ")),
+            status,
+            output: text,
+        });
+    }
+    Ok(text)
+}
+
+/// [`run_tool`] for tools whose exit codes mean more than success or failure (e2fsck):
+/// the exit status and the output (stdout then stderr, trimmed).
+pub async fn run_tool_status(
+    program: &'static str,
+    args: &[&str],
+    deadline: Instant,
+) -> Result<(std::process::ExitStatus, String), NodeError> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(std::process::Stdio::null())
@@ -154,25 +229,38 @@ pub async fn run_tool(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    if !out.status.success() {
-        return Err(NodeError::ToolFailed {
-            command: what,
-            status: out.status,
-            output: text.trim().to_owned(),
-        });
-    }
-    Ok(text)
+    Ok((out.status, text.trim().to_owned()))
 }
 
 /// Formats `device` with `fs_type`. Called only after a probe found the device blank and the
 /// volume is fresh. No force flag: if a signature appeared after all, the tool refuses.
-pub async fn mkfs(device: &Path, fs_type: FsType, deadline: Instant) -> Result<(), NodeError> {
+///
+/// `again`: the stage record shows this node started an mkfs of this fresh volume that it
+/// did not see finish; what that mkfs left (a partial filesystem) is overwritten (`-F`/`-f`).
+pub async fn mkfs(
+    device: &Path,
+    fs_type: FsType,
+    again: bool,
+    deadline: Instant,
+) -> Result<(), NodeError> {
     let dev = device.to_string_lossy().into_owned();
-    match fs_type {
-        // -E nodiscard: the RDS file is sparse already; a discard pass is slow and useless.
-        FsType::Ext4 => run_tool("mkfs.ext4", &["-q", "-E", "nodiscard", &dev], deadline).await?,
-        FsType::Xfs => run_tool("mkfs.xfs", &["-q", "-K", &dev], deadline).await?,
+    // -E nodiscard / -K: the RDS file is sparse already; a discard pass is slow and useless.
+    let mut args: Vec<&str> = match fs_type {
+        FsType::Ext4 => vec!["-q", "-E", "nodiscard"],
+        FsType::Xfs => vec!["-q", "-K"],
     };
+    if again {
+        args.push(match fs_type {
+            FsType::Ext4 => "-F",
+            FsType::Xfs => "-f",
+        });
+    }
+    args.push(&dev);
+    let program = match fs_type {
+        FsType::Ext4 => "mkfs.ext4",
+        FsType::Xfs => "mkfs.xfs",
+    };
+    run_tool(program, &args, deadline).await?;
     Ok(())
 }
 
@@ -185,49 +273,43 @@ pub fn ensure_dir(p: &Path) -> Result<(), NodeError> {
     })
 }
 
-/// Absolute, normalised paths only: a CO-provided path with `..` could escape the kubelet dir.
-pub fn checked_path(field: &'static str, p: &str) -> Result<PathBuf, NodeError> {
-    let path = Path::new(p);
-    if p.is_empty() {
-        return Err(NodeError::Missing { field });
-    }
-    // Split the raw text: Path::components() silently drops an inner "." component.
-    if !path.is_absolute() || p.split('/').any(|c| c == "." || c == "..") {
-        return Err(NodeError::BadPath {
-            field,
-            path: p.to_owned(),
-        });
-    }
-    Ok(path.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
     #[test]
-    fn mount_flags_pass_an_allow_list() {
-        let o = parse_mount_flags(&["noatime,nodiscard".into(), "ro".into()]).unwrap();
+    fn mount_options_split_into_flags_and_filesystem_options_and_the_deny_list_is_refused() {
+        let o = parse_mount_options(&["noatime,nodiscard".into(), "ro".into(), "commit=60".into()])
+            .unwrap();
         assert_eq!(o.flags, MountFlags::NOATIME | MountFlags::RDONLY);
-        assert_eq!(o.data, vec!["nodiscard".to_string()]);
-        for bad in ["remount", "bind", "rbind", "x-foo", "uid=0", "context=x"] {
-            let e = parse_mount_flags(&[bad.into()]).unwrap_err();
+        assert_eq!(
+            o.data,
+            vec!["nodiscard".to_string(), "commit=60".to_string()]
+        );
+        for bad in [
+            "remount",
+            "bind",
+            "rbind",
+            "rshared",
+            "journal_path=/dev/sda",
+            "logdev=/dev/sdb1",
+            "norecovery",
+            "loop",
+        ] {
+            let e = parse_mount_options(&[bad.into()]).unwrap_err();
+            assert!(
+                matches!(e, NodeError::MountOptionDenied { .. }),
+                "{bad}: {e}"
+            );
             assert!(e.to_string().contains(bad), "{e}");
         }
+        assert!(parse_mount_options(&["a\nb".into()]).is_err());
         assert_eq!(
-            parse_mount_flags(&[]).unwrap().flags & MountFlags::NOEXEC,
+            parse_mount_options(&[]).unwrap().flags & MountFlags::NOEXEC,
             MountFlags::empty(),
             "noexec is never forced"
         );
-    }
-
-    #[test]
-    fn paths_from_the_co_are_checked() {
-        assert!(checked_path("target_path", "/var/lib/kubelet/pods/x/mount").is_ok());
-        for bad in ["", "relative", "/a/../b", "/a/./b"] {
-            assert!(checked_path("target_path", bad).is_err(), "{bad:?}");
-        }
     }
 
     /// A tool that outlives the call (mkfs on a stalled device) is killed at the deadline and

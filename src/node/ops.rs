@@ -9,14 +9,12 @@ use std::path::{Path, PathBuf};
 use node_io::dev_num::DevNum;
 use node_io::mountinfo::{read_mountinfo, MountInfo, Pid};
 use node_io::reader::DeviceReader;
-use tokio::time::Instant;
 
 use crate::inflight::InFlight;
 use crate::node::error::NodeError;
 use crate::node::host_identity::HostIdentity;
 use crate::node::metrics::NodeMetrics;
-use crate::node::mount;
-use crate::node::stage_record::StageRecord;
+use crate::node::stage_record::{Boot, StageRecord};
 use crate::node::transport::Transport;
 
 /// Volume ids become file names under the state dir: a conservative allow-list.
@@ -42,6 +40,8 @@ pub struct Node {
     pub max_volumes: u32,
     pub topology: BTreeMap<String, String>,
     pub state_dir: PathBuf,
+    /// The running boot, read at start: records of other boots are not trusted.
+    pub boot: Boot,
     pub proc_root: PathBuf,
     pub sys_root: PathBuf,
     pub transport: Transport,
@@ -59,28 +59,23 @@ impl Node {
         Ok(table.by_target(path).into_iter().cloned().collect())
     }
 
-    /// Unmounts everything stacked at `path`.
-    pub(super) async fn unmount_all(
-        &self,
-        path: &Path,
-        deadline: Instant,
-    ) -> Result<(), NodeError> {
-        for _ in 0..8 {
-            if self.mounts_at(path)?.is_empty() {
-                return Ok(());
+    /// The stage record of `volume_id` if it was written in the running boot. A record of an
+    /// earlier boot describes a connection and mounts that the reboot ended: it is ignored
+    /// (with a log line) until NodeStage replaces it or the reconciler drops it.
+    pub fn record(&self, volume_id: &str) -> Result<Option<StageRecord>, NodeError> {
+        let rec = StageRecord::load(&self.state_dir, volume_id, &self.boot)?;
+        Ok(rec.filter(|r| {
+            let current = r.of_boot(&self.boot.id);
+            if !current {
+                tracing::info!(volume = %volume_id, "the stage record is from an earlier boot; ignored (nothing it describes survived the reboot)");
             }
-            mount::unmount(path, deadline)
-                .await
-                .map_err(|e| NodeError::Unmount(Box::new(e)))?;
-        }
-        Err(NodeError::StillMounted {
-            path: path.to_owned(),
-        })
+            current
+        }))
     }
 
-    /// The stage record of `volume_id`; NotStaged without one.
+    /// The stage record of `volume_id` in the running boot; NotStaged without one.
     pub(super) fn staged(&self, volume_id: &str) -> Result<StageRecord, NodeError> {
-        StageRecord::load(&self.state_dir, volume_id)?.ok_or(NodeError::NotStaged)
+        self.record(volume_id)?.ok_or(NodeError::NotStaged)
     }
 }
 

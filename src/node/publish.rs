@@ -1,14 +1,15 @@
-//! NodePublishVolume and NodeUnpublishVolume: a bind mount of the staging mount
-//! (filesystem) or a device node of the volume's major:minor (block) at the target path.
+//! NodePublishVolume: a bind mount of the staging mount (filesystem) or a device node of the
+//! volume's major:minor (block) at the target path — each only after checking that what it
+//! hands out is the volume's device now.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use node_io::mount::MountFlags;
 use tokio::time::Instant;
 
 use crate::node::error::NodeError;
-use crate::node::mount::{self, parse_mount_flags};
+use crate::node::mount::{self, parse_mount_options};
 use crate::node::ops::{dev_of, Node};
 use crate::node::stage_record::{Access, StageRecord};
 
@@ -31,21 +32,53 @@ impl Node {
             });
         }
         match r.access {
-            Access::Filesystem => self.publish_fs(&r, deadline).await,
+            Access::Filesystem => self.publish_fs(&r, &rec, deadline).await,
+            // Refused before anything is made: a device node cannot be read-only for one
+            // pod, and an OK would hand out a writable device.
+            Access::Block if r.readonly => Err(NodeError::ReadOnlyBlock),
             Access::Block => self.publish_block(&r, &rec).await,
         }
     }
 
-    async fn publish_fs(&self, r: &PublishRequest, deadline: Instant) -> Result<(), NodeError> {
-        let mut opts = parse_mount_flags(&r.mount_flags)?;
+    async fn publish_fs(
+        &self,
+        r: &PublishRequest,
+        rec: &StageRecord,
+        deadline: Instant,
+    ) -> Result<(), NodeError> {
+        let mut opts = parse_mount_options(&r.mount_flags)?;
         if r.readonly {
             opts.flags |= MountFlags::RDONLY;
+        }
+        if rec.staging_path != r.staging_path {
+            return Err(NodeError::StagedElsewhere {
+                path: r.staging_path.clone(),
+                staged_path: rec.staging_path.clone(),
+            });
         }
         let Some(staged) = self.mounts_at(&r.staging_path)?.last().cloned() else {
             return Err(NodeError::StagingNotMounted {
                 path: r.staging_path.clone(),
             });
         };
+        // The staging mount is bound into the pod only if it is the volume's device now: a
+        // mount left from before a renumbering (or put there by something else) is not.
+        let d =
+            self.transport
+                .resolve(&rec.target)
+                .await?
+                .ok_or_else(|| NodeError::DeviceMissing {
+                    target: rec.target.to_string(),
+                })?;
+        if staged.dev != d.dev {
+            return Err(NodeError::StagingMountedElsewhere {
+                path: r.staging_path.clone(),
+                mounted: staged.dev,
+                source_name: staged.source.to_string_lossy().into_owned(),
+                device: d.name,
+                dev: d.dev,
+            });
+        }
         if let Some(m) = self.mounts_at(&r.target_path)?.last() {
             if m.dev != staged.dev {
                 return Err(NodeError::TargetMountedElsewhere {
@@ -69,14 +102,13 @@ impl Node {
 
     async fn publish_block(&self, r: &PublishRequest, rec: &StageRecord) -> Result<(), NodeError> {
         let v = r.volume_id.as_str();
-        let t = self.transport.recorded_target(rec);
-        let d = self
-            .transport
-            .resolve(&t)
-            .await?
-            .ok_or_else(|| NodeError::DeviceMissing {
-                target: t.to_string(),
-            })?;
+        let d =
+            self.transport
+                .resolve(&rec.target)
+                .await?
+                .ok_or_else(|| NodeError::DeviceMissing {
+                    target: rec.target.to_string(),
+                })?;
         if let Some(parent) = r.target_path.parent() {
             mount::ensure_dir(parent)?;
         }
@@ -123,29 +155,5 @@ impl Node {
         // mknod applies the umask; the mode is part of the contract.
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660))
             .map_err(|e| io("chmod", e))
-    }
-
-    pub async fn unpublish(&self, target: &Path, deadline: Instant) -> Result<(), NodeError> {
-        let io = |what: &'static str, source: std::io::Error| NodeError::Io {
-            what,
-            path: target.to_owned(),
-            source,
-        };
-        let md = match std::fs::symlink_metadata(target) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io("cannot inspect", e)),
-            Ok(md) => md,
-        };
-        let rm = |r: std::io::Result<()>| match r {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("cannot remove", e)),
-            _ => Ok(()),
-        };
-        if md.is_dir() {
-            self.unmount_all(target, deadline).await?;
-            rm(std::fs::remove_dir(target))
-        } else {
-            // A block node we made (or a file): unlinking it never touches the device.
-            rm(std::fs::remove_file(target))
-        }
     }
 }

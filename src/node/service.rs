@@ -11,12 +11,12 @@ use tonic::{Request, Response, Status};
 
 use crate::deadline;
 use crate::node::error::{NodeError, VolumeError};
-use crate::node::fs_plan::FsType;
-use crate::node::mount::checked_path;
 use crate::node::ops::{check_volume_id, Node};
+use crate::node::paths::request_path as checked_path;
 use crate::node::publish::PublishRequest;
 use crate::node::stage::StageRequest;
-use crate::node::stage_record::{Access, StageRecord};
+use crate::node::stage_record::Access;
+use crate::volume::FsType;
 use crate::volume_context::VolumeContext;
 
 #[derive(Clone)]
@@ -64,7 +64,8 @@ fn capability(cap: Option<&csi::VolumeCapability>) -> Result<Capability, NodeErr
             }
             Ok(Capability {
                 access: Access::Filesystem,
-                fs_type: FsType::parse(&m.fs_type)?,
+                fs_type: FsType::parse_optional(&m.fs_type)
+                    .map_err(|e| NodeError::UnsupportedFs { fs: e.value })?,
                 mount_flags: m.mount_flags.clone(),
             })
         }
@@ -102,7 +103,7 @@ impl NodeService {
                 id: volume_id.to_owned(),
             });
         }
-        match StageRecord::load(&self.0.state_dir, volume_id)? {
+        match self.0.record(volume_id)? {
             Some(_) => Ok(()),
             None => Err(NodeError::UnknownVolume),
         }
@@ -151,10 +152,7 @@ impl CsiNode for NodeService {
             let cap = capability(r.volume_capability.as_ref())?;
             let context = VolumeContext::from_map(&r.volume_context)?;
             // The StorageClass fsType (context) applies when the capability names none.
-            let fs_type = match cap.fs_type {
-                Some(f) => Some(f),
-                None => FsType::parse(context.fs_type.as_deref().unwrap_or(""))?,
-            };
+            let fs_type = cap.fs_type.or(context.fs_type);
             let _g = self.pending(v)?;
             self.0
                 .stage(
@@ -249,7 +247,7 @@ impl CsiNode for NodeService {
             check_volume_id(&r.volume_id)?;
             let target = checked_path("target_path", &r.target_path)?;
             let _g = self.pending(&r.volume_id)?;
-            self.0.unpublish(&target, deadline).await
+            self.0.unpublish(&r.volume_id, &target, deadline).await
         }
         .await;
         self.finish(

@@ -1,19 +1,19 @@
-//! NodeStageVolume and NodeUnstageVolume: connect, probe, format only a blank fresh volume,
-//! mount at the staging path; and back, refusing while anything holds the device.
+//! NodeStageVolume: connect, probe, format only a blank fresh volume, mount at the staging
+//! path — recording each step first, so a crash at any point leaves what the retry, the
+//! unstage and the reconciler need.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use node_io::probe::{self, Probe};
 use tokio::time::Instant;
 
 use crate::node::error::NodeError;
-use crate::node::fs_plan::{plan_filesystem, FsPlan, FsType};
-use crate::node::holders::describe_holders;
-use crate::node::mount::{self, parse_mount_flags};
+use crate::node::fs_plan::{plan_filesystem, FsPlan};
+use crate::node::mount::{self, parse_mount_options, MountOptions};
 use crate::node::ops::Node;
-use crate::node::stage_record::{Access, StageRecord};
-use crate::node::transport::{blocking_until, Device, Target};
-use crate::volume_context::{Tunables, VolumeContext};
+use crate::node::stage_record::{Access, StageRecord, StagedDevice};
+use crate::node::transport::{Device, Target};
+use crate::volume::FsType;
+use crate::volume_context::VolumeContext;
 
 pub struct StageRequest {
     pub volume_id: String,
@@ -25,47 +25,49 @@ pub struct StageRequest {
 }
 
 impl Node {
-    fn record(
+    fn new_record(
         &self,
         r: &StageRequest,
         t: &Target,
         device: Option<&Device>,
-        fs: Option<FsType>,
+        fs_type: Option<FsType>,
+        formatting: Option<FsType>,
     ) -> StageRecord {
-        let (address, port, tunables) = match t {
-            Target::NvmeTcp(n) => (n.address.clone(), n.port, n.tunables),
-            Target::LoopFile(_) => (String::new(), 0, Tunables::default()),
-        };
         StageRecord {
             volume_id: r.volume_id.clone(),
-            target: t.key(),
+            boot_id: Some(self.boot.id.clone()),
+            target: t.clone(),
             access: r.access,
             staging_path: r.staging_path.clone(),
-            device: device.map(|d| d.name.clone()).unwrap_or_default(),
-            dev: device.map(|d| d.dev.to_string()).unwrap_or_default(),
-            fs_type: fs.map(|f| f.as_str().to_owned()),
-            address,
-            port,
-            ctrl_loss_tmo: tunables.ctrl_loss_tmo,
-            reconnect_delay: tunables.reconnect_delay,
-            keep_alive_tmo: tunables.keep_alive_tmo,
+            device: device.map(|d| StagedDevice {
+                name: d.name.clone(),
+                dev: d.dev,
+            }),
+            fs_type,
+            formatting,
         }
     }
 
-    async fn probe(&self, d: &Device, deadline: Instant) -> Result<Probe, NodeError> {
-        let (reader, path, device) = (self.reader.clone(), d.path.clone(), d.name.clone());
-        let std_deadline = deadline.into_std();
-        blocking_until(format!("probing {}", d.name), deadline, move || {
-            probe::probe_device(&reader, &path, std_deadline)
-                .map_err(|source| NodeError::NotReadable { device, source })
+    /// Whether what record `e` describes is still in the kernel now: its device attached
+    /// and, for a filesystem, mounted at its staging path. Only then may it refuse a stage
+    /// that differs from it.
+    async fn still_staged(&self, e: &StageRecord) -> Result<bool, NodeError> {
+        let Some(d) = self.transport.resolve(&e.target).await? else {
+            return Ok(false);
+        };
+        Ok(match e.access {
+            Access::Block => true,
+            Access::Filesystem => self
+                .mounts_at(&e.staging_path)?
+                .iter()
+                .any(|m| m.dev == d.dev),
         })
-        .await
     }
 
     pub async fn stage(&self, r: StageRequest, deadline: Instant) -> Result<(), NodeError> {
         let v = r.volume_id.as_str();
         // Every validation before the first side effect.
-        let opts = parse_mount_flags(&r.mount_flags)?;
+        let opts = parse_mount_options(&r.mount_flags)?;
         let t = self.transport.target(&r.context)?;
         // The reconciler disconnects orphans under this same key (the NQN): a stage and an
         // orphan disconnect of one target never interleave.
@@ -73,34 +75,47 @@ impl Node {
             .inflight
             .try_acquire(&t.key())
             .map_err(|_| NodeError::TargetBusy { target: t.key() })?;
-        let existing = StageRecord::load(&self.state_dir, v)?;
-        if let Some(e) = &existing {
-            if e.target != t.key() || e.staging_path != r.staging_path || e.access != r.access {
+        let mut formatting = None;
+        if let Some(e) = StageRecord::load(&self.state_dir, v, &self.boot)? {
+            let same = e.target.key() == t.key()
+                && e.staging_path == r.staging_path
+                && e.access == r.access;
+            if !e.of_boot(&self.boot.id) {
+                tracing::info!(volume = %v, "replacing a stage record from an earlier boot");
+            } else if same {
+                // A retry: an mkfs it started and did not see finish may be redone.
+                formatting = e.formatting;
+            } else if self.still_staged(&e).await? {
                 return Err(NodeError::StagedDifferently {
-                    staged_target: e.target.clone(),
+                    staged_target: e.target.key(),
                     staged_path: e.staging_path.clone(),
                     staged_access: e.access,
                     target: t.key(),
                     path: r.staging_path.clone(),
                     access: r.access,
                 });
+            } else {
+                tracing::info!(volume = %v, staged_path = %e.staging_path.display(),
+                    "the stage record names a stage the kernel no longer has (no device or no mount); replaced");
             }
-        } else {
-            // Recorded BEFORE connecting: a crash after the connect still leaves what
-            // unstage and the reconciler need to find (and not orphan) the controller.
-            self.record(&r, &t, None, r.fs_type).save(&self.state_dir)?;
         }
+        // Recorded BEFORE connecting: a crash after the connect still leaves what unstage
+        // and the reconciler need to find (and not orphan) the controller.
+        self.new_record(&r, &t, None, r.fs_type, formatting)
+            .save(&self.state_dir)?;
         let device = self.transport.attach(&t, deadline).await?;
         if r.access == Access::Block {
             // Nothing to format or mount: publish makes a device node from a fresh lookup.
             return self
-                .record(&r, &t, Some(&device), None)
+                .new_record(&r, &t, Some(&device), None, None)
                 .save(&self.state_dir);
         }
         if let Some(m) = self.mounts_at(&r.staging_path)?.last() {
             if m.dev == device.dev {
-                let fs = FsType::parse(&m.fs_type).ok().flatten().or(r.fs_type);
-                return self.record(&r, &t, Some(&device), fs).save(&self.state_dir);
+                let fs = FsType::parse(&m.fs_type).ok().or(r.fs_type);
+                return self
+                    .new_record(&r, &t, Some(&device), fs, None)
+                    .save(&self.state_dir);
             }
             return Err(NodeError::StagingMountedElsewhere {
                 path: r.staging_path.clone(),
@@ -110,55 +125,64 @@ impl Node {
                 dev: device.dev,
             });
         }
-        let seen = self.probe(&device, deadline).await?;
-        let plan = plan_filesystem(&seen, r.fs_type, r.context.fresh).map_err(|reason| {
-            NodeError::FormatRefused {
-                device: device.name.clone(),
-                reason,
-            }
-        })?;
-        let fs = match plan {
-            FsPlan::Format(fs) => {
-                tracing::info!(volume = %v, device = %device.name, fs = fs.as_str(), "formatting a blank fresh volume");
-                mount::mkfs(&device.path, fs, deadline).await?;
-                fs
-            }
-            FsPlan::Mount(fs) => fs,
-        };
+        let (fs, formatted) = self
+            .prepare_filesystem(&r, &t, &device, &opts, formatting, deadline)
+            .await?;
         mount::ensure_dir(&r.staging_path)?;
         mount::mount_fs(&device.path, &r.staging_path, fs, &opts, deadline).await?;
-        self.record(&r, &t, Some(&device), Some(fs))
+        if fs == FsType::Xfs && !formatted {
+            self.grow_xfs(v, &r.staging_path, deadline).await?;
+        }
+        self.new_record(&r, &t, Some(&device), Some(fs), None)
             .save(&self.state_dir)
     }
 
-    pub async fn unstage(
+    /// Probes the device and formats it if (and only if) the plan says so; returns the
+    /// filesystem to mount and whether it was just made. An existing ext4 smaller than its device (a restore or clone into
+    /// a larger size, a volume grown while unstaged) is grown here, before its first mount.
+    async fn prepare_filesystem(
         &self,
-        volume_id: &str,
-        staging_path: &Path,
+        r: &StageRequest,
+        t: &Target,
+        device: &Device,
+        opts: &MountOptions,
+        formatting: Option<FsType>,
         deadline: Instant,
-    ) -> Result<(), NodeError> {
-        let v = volume_id;
-        self.unmount_all(staging_path, deadline).await?;
-        let Some(rec) = StageRecord::load(&self.state_dir, v)? else {
-            tracing::info!(volume = %v, "unstage: no stage record; nothing mounted at the staging path, done");
-            return Ok(());
+    ) -> Result<(FsType, bool), NodeError> {
+        let v = r.volume_id.as_str();
+        let seen = self.probe(device, deadline).await?;
+        let plan =
+            plan_filesystem(&seen, r.fs_type, r.context.fresh, formatting).map_err(|reason| {
+                NodeError::FormatRefused {
+                    device: device.name.clone(),
+                    reason,
+                }
+            })?;
+        let (fs, formatted) = match plan {
+            FsPlan::Format { fs, .. } => (fs, true),
+            FsPlan::Mount(fs) => (fs, false),
         };
-        if rec.staging_path != staging_path {
-            self.unmount_all(&rec.staging_path, deadline).await?;
-        }
-        let t = self.transport.recorded_target(&rec);
-        if let Some(d) = self.transport.resolve(&t).await? {
-            let report = self.holders(&d, deadline).await?;
-            if !report.is_empty() || !report.is_complete() {
-                return Err(NodeError::InUse(describe_holders(
-                    &d,
-                    &report,
-                    rec.access,
-                    staging_path,
-                )));
+        // The kernel's own check of every option, before anything is formatted.
+        mount::check_options(fs, opts, deadline).await?;
+        match plan {
+            FsPlan::Format { fs, again } => {
+                // Durably first: only this mark allows a later retry to format a device that
+                // holds data but no known signature (an mkfs cut short).
+                self.new_record(r, t, Some(device), Some(fs), Some(fs))
+                    .save(&self.state_dir)?;
+                if again {
+                    tracing::warn!(volume = %v, device = %device.name, fs = fs.as_str(), seen = ?seen,
+                        "formatting again: this node started formatting this fresh volume and did not see mkfs finish");
+                } else {
+                    tracing::info!(volume = %v, device = %device.name, fs = fs.as_str(), "formatting a blank fresh volume");
+                }
+                mount::mkfs(&device.path, fs, again, deadline).await?;
+                self.new_record(r, t, Some(device), Some(fs), None)
+                    .save(&self.state_dir)?;
             }
+            FsPlan::Mount(FsType::Ext4) => self.grow_ext4(v, device, deadline).await?,
+            FsPlan::Mount(FsType::Xfs) => {}
         }
-        self.transport.detach(&t, deadline).await?;
-        StageRecord::remove(&self.state_dir, v)
+        Ok((fs, formatted))
     }
 }

@@ -11,7 +11,6 @@ use tokio::time::Instant;
 
 use crate::node::error::NodeError;
 use crate::node::ops::{dev_of, Node};
-use crate::node::stage_record::StageRecord;
 use crate::node::transport::blocking_until;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +88,7 @@ impl Node {
             abnormal: true,
             message,
         };
-        let rec = match StageRecord::load(&self.state_dir, v) {
+        let rec = match self.record(v) {
             Ok(Some(r)) => r,
             Ok(None) => {
                 return bad(format!(
@@ -98,14 +97,15 @@ impl Node {
             }
             Err(e) => return bad(e.to_string()),
         };
-        let t = self.transport.recorded_target(&rec);
+        let t = rec.target.clone();
         let d = match self.transport.resolve(&t).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 return bad(format!(
-                    "the device of volume {v} (staged as {} {}) is gone{}; if it does not come back, unpublish and unstage it, then stage it again",
-                    rec.device,
-                    rec.dev,
+                    "the device of volume {v} (staged as {}) is gone{}; if it does not come back, unpublish and unstage it, then stage it again",
+                    rec.device
+                        .as_ref()
+                        .map_or("an unknown device".to_owned(), |d| format!("{} {}", d.name, d.dev)),
                     self.transport.condition(&t).map(|c| format!(": {c}")).unwrap_or_default()
                 ))
             }

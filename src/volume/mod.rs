@@ -10,6 +10,7 @@
 //! Nothing here performs I/O; the controller writes these values and the node reads them
 //! back through the same types (docs/architecture.md, "Data flow of one volume").
 
+pub mod address;
 pub mod capability;
 pub mod fs_type;
 pub mod id;
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod migration_timeout;
 pub mod topology;
 
+pub use address::{InvalidAddress, NvmeAddress};
 pub use capability::{AccessType, Capability, CapabilityError, RWX_FILESYSTEM_REFUSED};
 pub use fs_type::{FsType, UnsupportedFsType};
 pub use id::{InvalidVolumeId, VolumeId, SNAPSHOT_SLOT_PREFIX};

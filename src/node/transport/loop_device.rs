@@ -1,7 +1,7 @@
 //! Loop devices over the simulator's backing files (development and tests): `losetup`
 //! attaches, sysfs `loop/backing_file` resolves.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use node_io::block;
@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::Device;
 use crate::node::error::NodeError;
 use crate::node::mount::run_tool;
-use crate::volume_context::VolumeContext;
+use crate::volume_context::VolumeFile;
 
 #[derive(Debug, Clone)]
 pub struct LoopDevices {
@@ -20,18 +20,11 @@ pub struct LoopDevices {
 }
 
 impl LoopDevices {
-    /// `<data-dir>/<volumeFile without its leading />`, without `..` escapes.
-    pub fn backing_file(&self, ctx: &VolumeContext) -> Result<PathBuf, NodeError> {
-        let f = ctx.volume_file.as_deref().ok_or(NodeError::NoVolumeFile)?;
-        let rel = Path::new(f.trim_start_matches('/'));
-        // Raw segments too: Path::components() silently drops an inner ".".
-        if rel.as_os_str().is_empty()
-            || !rel.components().all(|c| matches!(c, Component::Normal(_)))
-            || f.split('/').any(|c| c == "." || c == "..")
-        {
-            return Err(NodeError::BadVolumeFile { file: f.to_owned() });
-        }
-        Ok(self.data_dir.join(rel))
+    /// `<data-dir>/<volumeFile without its leading />`: [`VolumeFile`] has only plain
+    /// components, so the path stays inside the data directory.
+    pub fn backing_file(&self, file: Option<&VolumeFile>) -> Result<PathBuf, NodeError> {
+        let f = file.ok_or(NodeError::NoVolumeFile)?;
+        Ok(self.data_dir.join(f.relative()))
     }
 
     /// The loop device backing `file` that is not being detached (autoclear set by a
@@ -101,9 +94,6 @@ impl LoopDevices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::volume_context::Tunables;
-
-    const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
 
     #[test]
     fn loop_backing_files_stay_inside_the_data_dir() {
@@ -112,22 +102,21 @@ mod tests {
             sys_root: "/sys".into(),
             dev_root: "/dev".into(),
         };
-        let ctx = |f: &str| VolumeContext {
-            nvme_address: "127.0.0.1".into(),
-            nvme_port: 4420,
-            nqn: NQN.into(),
-            tunables: Tunables::default(),
-            migration_timeout_seconds: 300,
-            fs_type: None,
-            fresh: true,
-            volume_file: Some(f.into()),
-        };
+        let file = VolumeFile::parse("/storage-pool/csi/pvc-1.img").unwrap();
         assert_eq!(
-            l.backing_file(&ctx("/storage-pool/csi/pvc-1.img")).unwrap(),
+            l.backing_file(Some(&file)).unwrap(),
             Path::new("/data/storage-pool/csi/pvc-1.img")
         );
-        for bad in ["/../etc/passwd", "/a/../../b", "/", "a/./b"] {
-            assert!(l.backing_file(&ctx(bad)).is_err(), "{bad}");
+        assert!(l.backing_file(None).is_err());
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../b",
+            "/",
+            "a/./b",
+            "/a/./b",
+            "/a//b",
+        ] {
+            assert!(VolumeFile::parse(bad).is_err(), "{bad}");
         }
     }
 }

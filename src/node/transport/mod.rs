@@ -16,8 +16,9 @@ use tokio::time::Instant;
 
 use crate::node::error::NodeError;
 use crate::node::mount::run_tool;
-use crate::node::stage_record::StageRecord;
+use crate::volume::NvmeAddress;
 use crate::volume_context::{Tunables, VolumeContext};
+use node_io::nqn::Nqn;
 
 pub use self::loop_device::LoopDevices;
 pub use self::nvme_tcp::{under_prefix, NvmeTcp};
@@ -46,26 +47,11 @@ pub enum Target {
 /// An NVMe/TCP subsystem and the connect parameters the reconciler needs to bring it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NvmeTarget {
-    pub nqn: String,
+    pub nqn: Nqn,
     /// An IP address or a host name, resolved on the node at every connect.
-    pub address: String,
+    pub address: NvmeAddress,
     pub port: u16,
     pub tunables: Tunables,
-}
-
-impl NvmeTarget {
-    pub fn from_record(r: &StageRecord) -> Self {
-        NvmeTarget {
-            nqn: r.target.clone(),
-            address: r.address.clone(),
-            port: r.port,
-            tunables: Tunables {
-                ctrl_loss_tmo: r.ctrl_loss_tmo,
-                reconnect_delay: r.reconnect_delay,
-                keep_alive_tmo: r.keep_alive_tmo,
-            },
-        }
-    }
 }
 
 impl Target {
@@ -87,7 +73,7 @@ impl Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::NvmeTcp(t) => f.write_str(&t.nqn),
+            Target::NvmeTcp(t) => f.write_str(t.nqn.as_str()),
             Target::LoopFile(p) => write!(f, "{}", p.display()),
         }
     }
@@ -112,7 +98,7 @@ impl Transport {
     pub fn target(&self, ctx: &VolumeContext) -> Result<Target, NodeError> {
         Ok(match self {
             Transport::NvmeTcp(n) => {
-                n.check_disconnectable(&ctx.nqn)?;
+                n.check_disconnectable(ctx.nqn.as_str())?;
                 Target::NvmeTcp(NvmeTarget {
                     nqn: ctx.nqn.clone(),
                     address: ctx.nvme_address.clone(),
@@ -120,16 +106,8 @@ impl Transport {
                     tunables: ctx.tunables,
                 })
             }
-            Transport::Loop(l) => Target::LoopFile(l.backing_file(ctx)?),
+            Transport::Loop(l) => Target::LoopFile(l.backing_file(ctx.volume_file.as_ref())?),
         })
-    }
-
-    /// The target a stage record names, in this transport's terms.
-    pub fn recorded_target(&self, r: &StageRecord) -> Target {
-        match self {
-            Transport::NvmeTcp(_) => Target::NvmeTcp(NvmeTarget::from_record(r)),
-            Transport::Loop(_) => Target::LoopFile(PathBuf::from(&r.target)),
-        }
     }
 
     fn mismatch(&self, t: &Target) -> NodeError {
@@ -154,7 +132,7 @@ impl Transport {
         let (this, target) = (self.clone(), t.clone());
         // sysfs reads do not block on the device, but keep them off the async threads.
         tokio::task::spawn_blocking(move || match (&this, &target) {
-            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.resolve(&t.nqn),
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.resolve(t.nqn.as_str()),
             (Transport::Loop(l), Target::LoopFile(f)) => l.resolve(f),
             _ => Err(this.mismatch(&target)),
         })
@@ -168,7 +146,9 @@ impl Transport {
     /// Removes the device and waits until it is gone.
     pub async fn detach(&self, t: &Target, deadline: Instant) -> Result<(), NodeError> {
         match (self, t) {
-            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.disconnect(&t.nqn, deadline).await,
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => {
+                n.disconnect(t.nqn.as_str(), deadline).await
+            }
             (Transport::Loop(l), Target::LoopFile(f)) => l.detach(f, deadline).await,
             _ => Err(self.mismatch(t)),
         }
@@ -177,7 +157,7 @@ impl Transport {
     /// Makes the kernel re-read the device size (after the RDS grew the file).
     pub async fn rescan(&self, t: &Target, deadline: Instant) -> Result<(), NodeError> {
         match (self, t) {
-            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.rescan(&t.nqn, deadline).await,
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.rescan(t.nqn.as_str(), deadline).await,
             (Transport::Loop(l), Target::LoopFile(f)) => {
                 let d = l.resolve(f)?.ok_or_else(|| not_attached(t))?;
                 run_tool("losetup", &["-c", &d.path.to_string_lossy()], deadline).await?;
@@ -190,7 +170,7 @@ impl Transport {
     /// Why the transport path is unhealthy (nvme: no live controller), or None.
     pub fn condition(&self, t: &Target) -> Option<String> {
         match (self, t) {
-            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.condition(&t.nqn),
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.condition(t.nqn.as_str()),
             (Transport::Loop(_), Target::LoopFile(_)) => None,
             _ => Some(self.mismatch(t).to_string()),
         }

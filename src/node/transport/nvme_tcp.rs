@@ -1,6 +1,7 @@
 //! NVMe/TCP: connect through `/dev/nvme-fabrics`, resolve the namespace's block device from
 //! sysfs (multipath heads, renumbered controllers), delete and rescan controllers.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -79,8 +80,9 @@ impl NvmeTcp {
         Ok(c)
     }
 
-    fn options(&self, t: &NvmeTarget) -> Result<ConnectOptions, FabricsError> {
-        let mut o = ConnectOptions::new(&t.address, t.port, &t.nqn)?;
+    /// The connect string's options for `t` at `ip` (the kernel takes only numeric addresses).
+    fn options(&self, t: &NvmeTarget, ip: IpAddr) -> Result<ConnectOptions, FabricsError> {
+        let mut o = ConnectOptions::new(&ip.to_string(), t.port, t.nqn.as_str())?;
         o.hostnqn = Some(Nqn::new(self.host.host_nqn.clone())?);
         o.hostid = Some(OptionValue::new("hostid", self.host.host_id.clone())?);
         o.ctrl_loss_tmo = Some(t.tunables.ctrl_loss_tmo);
@@ -97,12 +99,12 @@ impl NvmeTcp {
         &self,
         t: &NvmeTarget,
         deadline: Instant,
-    ) -> Result<Vec<std::net::IpAddr>, NodeError> {
-        if let Ok(ip) = t.address.parse::<std::net::IpAddr>() {
+    ) -> Result<Vec<IpAddr>, NodeError> {
+        if let Some(ip) = t.address.ip() {
             return Ok(vec![ip]);
         }
         let fail = |why: String| NodeError::Unresolvable {
-            address: t.address.clone(),
+            address: t.address.to_string(),
             why,
         };
         match tokio::time::timeout_at(
@@ -112,11 +114,11 @@ impl NvmeTcp {
         .await
         {
             Err(_) => Err(NodeError::LookupDeadline {
-                address: t.address.clone(),
+                address: t.address.to_string(),
             }),
             Ok(Err(e)) => Err(fail(e.to_string())),
             Ok(Ok(addrs)) => {
-                let mut ips: Vec<std::net::IpAddr> = Vec::new();
+                let mut ips: Vec<IpAddr> = Vec::new();
                 for a in addrs {
                     if !ips.contains(&a.ip()) {
                         ips.push(a.ip());
@@ -133,26 +135,23 @@ impl NvmeTcp {
     /// Connects unless a live or reconnecting controller for the same NQN and address exists.
     pub async fn connect(&self, t: &NvmeTarget, deadline: Instant) -> Result<(), NodeError> {
         let ips = self.resolve_address(t, deadline).await?;
-        let existing = self.usable_controllers(&t.nqn)?;
+        let existing = self.usable_controllers(t.nqn.as_str())?;
         if existing.iter().any(|c| {
             ips.iter()
                 .any(|ip| same_address(c, &ip.to_string(), t.port))
         }) {
             return Ok(());
         }
-        if ips[0].to_string() != t.address {
-            tracing::info!(nqn = %t.nqn, address = %t.address, ip = %ips[0], "resolved the RDS address");
+        let ip = ips[0];
+        if t.address.ip().is_none() {
+            tracing::info!(nqn = %t.nqn, address = %t.address, ip = %ip, "resolved the RDS address");
         }
-        let t = &NvmeTarget {
-            address: ips[0].to_string(),
-            ..t.clone()
-        };
-        let opts = self.options(t).map_err(NodeError::ConnectOptions)?;
+        let opts = self.options(t, ip).map_err(NodeError::ConnectOptions)?;
         let dev_root = self.dev_root.clone();
-        let what = format!("connecting {} at {}:{}", t.nqn, t.address, t.port);
+        let what = format!("connecting {} at {ip}:{}", t.nqn, t.port);
         let failed = |source| NodeError::ConnectFailed {
-            nqn: t.nqn.clone(),
-            address: t.address.clone(),
+            nqn: t.nqn.to_string(),
+            address: ip.to_string(),
             port: t.port,
             source,
         };
@@ -181,7 +180,7 @@ impl NvmeTcp {
 
     pub async fn attach(&self, t: &NvmeTarget, deadline: Instant) -> Result<Device, NodeError> {
         self.connect(t, deadline).await?;
-        let (sys, nqn) = (self.sys_root.clone(), t.nqn.clone());
+        let (sys, nqn) = (self.sys_root.clone(), t.nqn.to_string());
         let std_deadline = deadline.into_std();
         let found = blocking_until(
             format!("waiting for the device of {nqn}"),
@@ -288,6 +287,7 @@ impl NvmeTcp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume::NvmeAddress;
     use crate::volume_context::Tunables;
     use node_io::dev_num::DevNum;
     use node_io::testing::{FakeSys, Ns, NS1};
@@ -314,8 +314,8 @@ mod tests {
 
     fn target(nqn: &str, port: u16) -> NvmeTarget {
         NvmeTarget {
-            nqn: nqn.into(),
-            address: "127.0.0.1".into(),
+            nqn: Nqn::new(nqn).unwrap(),
+            address: NvmeAddress::parse("127.0.0.1").unwrap(),
             port,
             tunables: Tunables::default(),
         }
@@ -438,7 +438,7 @@ mod tests {
         let n = nvme(&s, dev.path());
         // "localhost" names 127.0.0.1 (among others): the existing controller is found.
         let by_name = NvmeTarget {
-            address: "localhost".into(),
+            address: NvmeAddress::parse("localhost").unwrap(),
             ..target(NQN, 4420)
         };
         n.connect(&by_name, soon()).await.unwrap();
@@ -461,7 +461,7 @@ mod tests {
         // A name that does not resolve is UNAVAILABLE naming the name and the fix (or, where
         // the resolver hangs without a network, DEADLINE_EXCEEDED at the RPC's deadline).
         let bad = NvmeTarget {
-            address: "no-such-rds.invalid".into(),
+            address: NvmeAddress::parse("no-such-rds.invalid").unwrap(),
             ..target(NQN, 4420)
         };
         let e = n.connect(&bad, soon()).await.unwrap_err();
