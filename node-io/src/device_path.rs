@@ -7,8 +7,7 @@
 //! Anything else is rejected, so a caller never acts on a device it misread.
 
 use std::fmt;
-use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use thiserror::Error;
@@ -35,7 +34,7 @@ pub enum NvmeDevice {
         ns: u32,
         partition: Option<u32>,
     },
-    /// `/dev/disk/by-id/<link>`: resolve with [`resolve_by_id`].
+    /// `/dev/disk/by-id/<link>`: a udev link, named but not resolved here.
     ByIdLink(String),
 }
 
@@ -45,21 +44,6 @@ pub enum NvmeDevice {
 pub struct DevicePathError {
     pub input: String,
     pub reason: &'static str,
-}
-
-/// Why a `/dev/disk/by-id` link did not resolve to an NVMe device.
-#[derive(Debug, Error)]
-pub enum ResolveError {
-    #[error("reading link {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{link:?} is not a /dev/disk/by-id link")]
-    NotALink { link: String },
-    #[error("link {link:?} points to {target:?}, which is not an NVMe device in /dev")]
-    NotNvme { link: String, target: PathBuf },
 }
 
 impl NvmeDevice {
@@ -155,47 +139,6 @@ impl fmt::Display for NvmeDevice {
             }
             Self::ByIdLink(link) => write!(f, "{DEV_PREFIX}{BY_ID_DIR}{link}"),
         }
-    }
-}
-
-/// Read a `/dev/disk/by-id/<link>` symlink under `dev_root` and parse its target.
-/// udev writes relative targets (`../../nvme0n1`); an absolute `/dev/...` target is
-/// accepted too, read as relative to `dev_root`.
-pub fn resolve_by_id(dev_root: &Path, link: &str) -> Result<NvmeDevice, ResolveError> {
-    validate_link_name(link).map_err(|_| ResolveError::NotALink {
-        link: link.to_string(),
-    })?;
-    let path = dev_root.join(BY_ID_DIR).join(link);
-    let target = std::fs::read_link(&path).map_err(|source| ResolveError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let not_nvme = || ResolveError::NotNvme {
-        link: link.to_string(),
-        target: target.clone(),
-    };
-    // Normalise lexically inside /dev: the link's directory is dev/disk/by-id.
-    let mut stack: Vec<String> = if target.is_absolute() {
-        Vec::new()
-    } else {
-        vec!["dev".into(), "disk".into(), "by-id".into()]
-    };
-    for comp in target.components() {
-        match comp {
-            Component::RootDir | Component::CurDir => {}
-            Component::ParentDir => {
-                stack.pop().ok_or_else(not_nvme)?;
-            }
-            Component::Normal(s) => stack.push(s.to_str().ok_or_else(not_nvme)?.to_string()),
-            Component::Prefix(_) => return Err(not_nvme()),
-        }
-    }
-    match stack.as_slice() {
-        [dev, name] if dev == "dev" => match parse_kernel_name(name) {
-            Ok(d) => Ok(d),
-            Err(_) => Err(not_nvme()),
-        },
-        _ => Err(not_nvme()),
     }
 }
 
@@ -386,41 +329,6 @@ mod tests {
         assert_eq!(p.whole_disk().to_string(), "nvme0c1n1");
         assert!(p.is_block());
         assert!(!NvmeDevice::parse("nvme3").unwrap().is_block());
-    }
-
-    #[test]
-    fn resolves_relative_and_absolute_by_id_links() {
-        let dir = tempfile::tempdir().unwrap();
-        let by_id = dir.path().join("disk/by-id");
-        std::fs::create_dir_all(&by_id).unwrap();
-        std::os::unix::fs::symlink("../../nvme0n1", by_id.join("nvme-uuid.a")).unwrap();
-        std::os::unix::fs::symlink("/dev/nvme1n2p3", by_id.join("nvme-abs")).unwrap();
-        std::os::unix::fs::symlink("../../sda", by_id.join("ata-disk")).unwrap();
-        std::os::unix::fs::symlink("../../../../nvme0n1", by_id.join("escape")).unwrap();
-        assert_eq!(
-            resolve_by_id(dir.path(), "nvme-uuid.a").unwrap(),
-            ns(0, 1, None)
-        );
-        assert_eq!(
-            resolve_by_id(dir.path(), "nvme-abs").unwrap(),
-            ns(1, 2, Some(3))
-        );
-        assert!(matches!(
-            resolve_by_id(dir.path(), "ata-disk"),
-            Err(ResolveError::NotNvme { .. })
-        ));
-        assert!(matches!(
-            resolve_by_id(dir.path(), "escape"),
-            Err(ResolveError::NotNvme { .. })
-        ));
-        assert!(matches!(
-            resolve_by_id(dir.path(), "missing"),
-            Err(ResolveError::Io { .. })
-        ));
-        assert!(matches!(
-            resolve_by_id(dir.path(), "../x"),
-            Err(ResolveError::NotALink { .. })
-        ));
     }
 
     fn valid_device() -> impl Strategy<Value = NvmeDevice> {

@@ -107,12 +107,6 @@ pub enum ReadError {
     Invalid { target: String, reason: String },
 }
 
-impl ReadError {
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Timeout { .. })
-    }
-}
-
 /// Reads devices without ever blocking the caller past its deadline.
 #[derive(Debug, Clone)]
 pub struct DeviceReader {
