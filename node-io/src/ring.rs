@@ -108,7 +108,13 @@ impl Ring {
                 return Err(format!("io_uring lacks IORING_OP_{name}"));
             }
         }
-        let wake = sys::eventfd().map_err(|e| format!("eventfd: {e}"))?;
+        let wake = File::from(
+            rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+            )
+            .map_err(|e| format!("eventfd: {e}"))?,
+        );
         let wake_thread = wake.try_clone().map_err(|e| format!("eventfd dup: {e}"))?;
         let (tx, rx) = mpsc::channel();
         let mut worker = Worker {
@@ -538,7 +544,7 @@ mod tests {
             eprintln!("SKIP: io_uring unavailable");
             return;
         };
-        let dir = sys::open_dir(std::path::Path::new("/dev")).unwrap();
+        let dir = std::fs::File::open("/dev").unwrap();
         let items = vec![
             (dir.as_raw_fd(), CString::new("null").unwrap()),
             (

@@ -13,7 +13,12 @@ use node_io::holders::{
 };
 use node_io::testing::MountedElsewhere;
 
-const MODES: [ScanMode; 3] = [ScanMode::Sequential, ScanMode::IoUring, ScanMode::Parallel];
+const MODES: [ScanMode; 4] = [
+    ScanMode::Auto,
+    ScanMode::Sequential,
+    ScanMode::IoUring,
+    ScanMode::Parallel,
+];
 const PROC: &str = "/proc";
 
 fn loop_dev(test: &str) -> Option<LoopDev> {

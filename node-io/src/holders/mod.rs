@@ -6,22 +6,24 @@
 //! made with mknod anywhere (a container's own /dev) counts too. This is what `lsof` and
 //! `fuser` do, without their per-process readlink/stat of unrelated paths.
 //!
-//! The scan comes in three forms with identical results (see [`ScanMode`]). Processes and
+//! The scan comes in three forms with identical results, and a default that picks between
+//! one thread and several per scan (see [`ScanMode`], [`plan`]). Processes and
 //! fds that vanish mid-scan are skipped; a process we may not inspect is reported in
 //! `skipped_pids` rather than failing the scan, so the caller can decide.
 
-use std::ffi::CString;
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
 use crate::dev_num::DevNum;
 use crate::mountinfo::{read_mountinfo, MountInfo, Pid, ReadError};
-use crate::ring::Ring;
-use crate::sys::{self, NodeStat};
+
+pub mod plan;
+mod scan;
+
+pub use plan::{choose_plan, HostLoad, ScanPlan};
 
 /// A process holding the device open.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,27 +52,30 @@ pub struct ProcessScan {
     pub skipped_pids: Vec<SkippedPid>,
     /// Processes whose fd table was read completely.
     pub scanned_pids: usize,
+    /// How the scan ran (for logs that explain a slow or parallel scan).
+    pub plan: ScanPlan,
 }
 
 /// How the fd scan runs. All forms give the same answer; they differ in speed only.
 ///
-/// Default: [`ScanMode::Sequential`], the fastest form measured on the development
-/// machine (2 cores shared with other builds, kernel 6.18; `cargo bench -p node-io
-/// --bench holders`, 91–99 processes holding ~16.3k fds): sequential 24.0 / 37.7 ms,
-/// parallel 25.8 / 46.7 ms, io_uring 36.7 / 42.1 ms over two runs (fuser 68 / 50 ms,
-/// lsof 191 / 204 ms). io_uring loses because the kernel always punts IORING_OP_STATX to
-/// an io-wq worker (REQ_F_FORCE_ASYNC), adding a thread hop per entry to work that is
-/// pure syscall CPU time. Parallel gains nothing when the cores are already busy and
-/// pays for thread start-up; re-measure on a many-core node before switching.
+/// Default: [`ScanMode::Auto`], which picks one thread or several per scan from what the host
+/// offers ([`plan::choose_plan`]: idle cores this process may use, number of processes).
+/// Measured side by side with `fuser` and `lsof` in `node-io/benches/holders.rs`; see
+/// docs/architecture.md ("Holder scan") for the figures. io_uring loses on every host
+/// measured: the kernel punts IORING_OP_STATX to an io-wq worker (REQ_F_FORCE_ASYNC), a
+/// thread hop per entry for work that is pure syscall CPU time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum ScanMode {
-    /// One thread: open each `<proc>/<pid>/fd`, statx every entry relative to it.
+    /// One thread or several, chosen per scan by [`plan::choose_plan`].
     #[default]
+    Auto,
+    /// One thread: open each `<proc>/<pid>/fd`, statx every entry relative to it.
     Sequential,
     /// Like `Sequential`, but the statx calls are submitted as IORING_OP_STATX batches
     /// on node-io's ring thread.
     IoUring,
-    /// The pid list split over `available_parallelism()` threads, each sequential.
+    /// The pid list split over `available_parallelism()` threads, each sequential, whatever
+    /// the host's load.
     Parallel,
 }
 
@@ -175,12 +180,20 @@ pub fn scan_processes(
     devs: &[DevNum],
     mode: ScanMode,
 ) -> Result<ProcessScan, HolderError> {
-    let pids = list_pids(proc_root)?;
-    let mut scan = match mode {
-        ScanMode::Sequential => scan_sequential(proc_root, &pids, devs),
-        ScanMode::IoUring => scan_uring(proc_root, &pids, devs)?,
-        ScanMode::Parallel => scan_parallel(proc_root, &pids, devs),
+    let pids = scan::list_pids(proc_root)?;
+    let plan = match mode {
+        ScanMode::Auto => choose_plan(HostLoad::read(proc_root).as_ref(), pids.len()),
+        ScanMode::Sequential | ScanMode::IoUring => ScanPlan::Sequential,
+        ScanMode::Parallel => ScanPlan::Parallel {
+            threads: std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        },
     };
+    let mut scan = match (mode, plan) {
+        (ScanMode::IoUring, _) => scan::scan_uring(proc_root, &pids, devs)?,
+        (_, ScanPlan::Sequential) => scan::scan_sequential(proc_root, &pids, devs),
+        (_, ScanPlan::Parallel { threads }) => scan::scan_parallel(proc_root, &pids, devs, threads),
+    };
+    scan.plan = plan;
     scan.holders.sort();
     scan.skipped_pids.sort();
     Ok(scan)
@@ -293,234 +306,6 @@ fn partitions(dir: &Path) -> Result<Vec<(String, DevNum)>, HolderError> {
     Ok(out)
 }
 
-fn list_pids(proc_root: &Path) -> Result<Vec<u32>, HolderError> {
-    let err = |source| HolderError::ListProcesses {
-        path: proc_root.to_path_buf(),
-        source,
-    };
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir(proc_root).map_err(err)? {
-        let e = e.map_err(err)?;
-        if let Some(pid) = e
-            .file_name()
-            .to_str()
-            .and_then(crate::dev_num::parse_decimal)
-        {
-            pids.push(pid);
-        }
-    }
-    Ok(pids)
-}
-
-/// The process or fd went away while we looked: not a holder, not an error.
-fn vanished(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH))
-}
-
-fn comm(proc_root: &Path, pid: u32) -> String {
-    std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
-        .map(|s| s.trim_end_matches('\n').to_string())
-        .unwrap_or_else(|_| "?".to_string())
-}
-
-/// One process's fd directory, opened and listed.
-enum FdDir {
-    Gone,
-    Skipped(io::Error),
-    Listed { dir: OwnedFd, fds: Vec<u32> },
-}
-
-fn open_fd_dir(proc_root: &Path, pid: u32, names: &mut Vec<u8>) -> FdDir {
-    let path = proc_root.join(pid.to_string()).join("fd");
-    let dir = match sys::open_dir(&path) {
-        Ok(d) => d,
-        Err(e) if vanished(&e) => return FdDir::Gone,
-        Err(e) => return FdDir::Skipped(e),
-    };
-    let mut fds = Vec::new();
-    let listed = sys::for_each_dir_entry(dir.as_fd(), names, |name| {
-        if let Some(fd) = std::str::from_utf8(name)
-            .ok()
-            .and_then(crate::dev_num::parse_decimal)
-        {
-            fds.push(fd);
-        }
-    });
-    match listed {
-        Ok(()) => FdDir::Listed { dir, fds },
-        Err(e) if vanished(&e) => FdDir::Gone,
-        Err(e) => FdDir::Skipped(e),
-    }
-}
-
-/// Accumulates per-fd statx results into a [`ProcessScan`].
-struct Collector<'a> {
-    proc_root: &'a Path,
-    devs: &'a [DevNum],
-    scan: ProcessScan,
-}
-
-impl<'a> Collector<'a> {
-    fn new(proc_root: &'a Path, devs: &'a [DevNum]) -> Self {
-        Self {
-            proc_root,
-            devs,
-            scan: ProcessScan::default(),
-        }
-    }
-
-    fn skip(&mut self, pid: u32, e: &io::Error) {
-        self.scan.skipped_pids.push(SkippedPid {
-            pid,
-            error: e.to_string(),
-        });
-    }
-
-    /// The statx results of one process's fds. An fd that vanished is ignored; any
-    /// other failure marks the process as skipped (its holders found so far still count).
-    fn process(&mut self, pid: u32, results: impl Iterator<Item = (u32, io::Result<NodeStat>)>) {
-        let mut comm_cache: Option<String> = None;
-        let mut failure: Option<io::Error> = None;
-        for (fd, r) in results {
-            match r {
-                Ok(st) if st.is_block_device() && self.devs.contains(&st.rdev) => {
-                    let comm = comm_cache
-                        .get_or_insert_with(|| comm(self.proc_root, pid))
-                        .clone();
-                    self.scan.holders.push(Holder {
-                        pid,
-                        comm,
-                        fd,
-                        dev: st.rdev,
-                    });
-                }
-                Ok(_) => {}
-                Err(e) if vanished(&e) => {}
-                Err(e) => failure = Some(e),
-            }
-        }
-        match failure {
-            Some(e) => self.skip(pid, &e),
-            None => self.scan.scanned_pids += 1,
-        }
-    }
-}
-
-fn scan_sequential(proc_root: &Path, pids: &[u32], devs: &[DevNum]) -> ProcessScan {
-    let mut c = Collector::new(proc_root, devs);
-    let mut names = Vec::new();
-    for &pid in pids {
-        match open_fd_dir(proc_root, pid, &mut names) {
-            FdDir::Gone => {}
-            FdDir::Skipped(e) => c.skip(pid, &e),
-            FdDir::Listed { dir, fds } => {
-                let results = fds.into_iter().map(|fd| {
-                    // Digits only: no interior NUL is possible.
-                    let name = CString::new(fd.to_string()).unwrap_or_default();
-                    (fd, sys::statx_at(dir.as_fd(), &name))
-                });
-                c.process(pid, results);
-            }
-        }
-    }
-    c.scan
-}
-
-fn scan_parallel(proc_root: &Path, pids: &[u32], devs: &[DevNum]) -> ProcessScan {
-    let threads = std::thread::available_parallelism()
-        .map(NonZeroUsize::get)
-        .unwrap_or(1);
-    if threads <= 1 || pids.len() < 2 {
-        return scan_sequential(proc_root, pids, devs);
-    }
-    // Interleave pids so every thread gets a similar mix of big and small processes
-    // (consecutive pids are often siblings with similar fd counts).
-    let shards: Vec<Vec<u32>> = (0..threads)
-        .map(|t| pids.iter().skip(t).step_by(threads).copied().collect())
-        .collect();
-    let parts: Vec<ProcessScan> = std::thread::scope(|s| {
-        let handles: Vec<_> = shards[1..]
-            .iter()
-            .map(|shard| s.spawn(move || scan_sequential(proc_root, shard, devs)))
-            .collect();
-        let mut parts = vec![scan_sequential(proc_root, &shards[0], devs)];
-        for h in handles {
-            // A shard thread only panics on a bug; re-raise it rather than hide holders.
-            parts.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        parts
-    });
-    let mut out = ProcessScan::default();
-    for p in parts {
-        out.holders.extend(p.holders);
-        out.skipped_pids.extend(p.skipped_pids);
-        out.scanned_pids += p.scanned_pids;
-    }
-    out
-}
-
-/// statx calls per ring round trip: large enough to amortise the channel hop, small
-/// enough to keep few fd directories open at once.
-const URING_BATCH: usize = 1024;
-
-fn scan_uring(proc_root: &Path, pids: &[u32], devs: &[DevNum]) -> Result<ProcessScan, HolderError> {
-    let ring = Ring::global().map_err(|reason| HolderError::RingUnavailable {
-        reason: reason.to_string(),
-    })?;
-    let mut c = Collector::new(proc_root, devs);
-    let mut names = Vec::new();
-    // Open fd directories of the current batch, with their pid and fd numbers.
-    let mut dirs: Vec<(u32, OwnedFd, Vec<u32>)> = Vec::new();
-    let mut queued = 0usize;
-    let flush = |dirs: &mut Vec<(u32, OwnedFd, Vec<u32>)>,
-                 c: &mut Collector<'_>|
-     -> Result<(), HolderError> {
-        let items: Vec<(std::os::fd::RawFd, CString)> = dirs
-            .iter()
-            .flat_map(|(_, dir, fds)| {
-                fds.iter().map(move |fd| {
-                    let name = CString::new(fd.to_string()).unwrap_or_default();
-                    (dir.as_raw_fd(), name)
-                })
-            })
-            .collect();
-        // `dirs` keeps every dirfd open until the batch is answered.
-        let mut results = ring
-            .statx_batch(items)
-            .map_err(|source| HolderError::Ring { source })?
-            .into_iter();
-        for (pid, _dir, fds) in dirs.drain(..) {
-            let per_pid: Vec<(u32, io::Result<NodeStat>)> = fds
-                .into_iter()
-                .map(|fd| {
-                    let r = results
-                        .next()
-                        .unwrap_or_else(|| Err(io::Error::other("missing statx result")));
-                    (fd, r)
-                })
-                .collect();
-            c.process(pid, per_pid.into_iter());
-        }
-        Ok(())
-    };
-    for &pid in pids {
-        match open_fd_dir(proc_root, pid, &mut names) {
-            FdDir::Gone => {}
-            FdDir::Skipped(e) => c.skip(pid, &e),
-            FdDir::Listed { dir, fds } => {
-                queued += fds.len();
-                dirs.push((pid, dir, fds));
-                if queued >= URING_BATCH {
-                    flush(&mut dirs, &mut c)?;
-                    queued = 0;
-                }
-            }
-        }
-    }
-    flush(&mut dirs, &mut c)?;
-    Ok(c.scan)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,7 +376,7 @@ mod tests {
         // /dev/null is a char device: never a holder, whatever its numbers.
         let null = std::fs::File::open("/dev/null").unwrap();
         let me = std::process::id();
-        for mode in [ScanMode::Sequential, ScanMode::Parallel] {
+        for mode in [ScanMode::Sequential, ScanMode::Parallel, ScanMode::Auto] {
             let scan = scan_processes(Path::new("/proc"), &[DevNum::new(1, 3)], mode).unwrap();
             assert!(scan.holders.iter().all(|h| h.pid != me), "{mode:?}");
             assert!(scan.scanned_pids > 0);
