@@ -137,6 +137,14 @@ pub struct ControllerArgs {
     /// `external-attacher-leader-<driver name, with . as ->`.
     #[arg(long, env = "RDS_CSI_LEADER_ELECTION_LEASE_NAME")]
     pub leader_election_lease_name: Option<String>,
+    /// With --no-kubernetes: the directory of the attachment table's durable state file
+    /// (attachments.json), restored at start.
+    #[arg(
+        long,
+        env = "RDS_CSI_STATE_DIR",
+        default_value = "/var/lib/rds-csi/controller"
+    )]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

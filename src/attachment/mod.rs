@@ -15,6 +15,7 @@ mod error;
 pub mod events;
 pub mod metrics;
 mod model;
+pub mod persist;
 mod state;
 mod table;
 

@@ -11,14 +11,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::attachment_sync::AttachmentSync;
-use super::leader::{run_leadership, LeaderGate, LeaderOnlyEvents, Leadership};
+use super::leader::{run_leadership, LeaderGate, LeaderOnlyEvents, Leadership, Persistence};
 use super::node_watch::{run_node_watch, GoneNodes, WithoutGoneNodes};
 use super::{run_sweeper, Controller, ControllerConfig, Fencing};
-use crate::attachment::{AttachmentMetrics, AttachmentTable, TableConfig};
+use crate::attachment::persist::{self, AttachmentStore};
+use crate::attachment::{AttachmentMetrics, AttachmentTable, RestoreRecord, TableConfig};
 use crate::error::Error;
 use crate::inflight::InFlight;
 use crate::k8s::{
-    AttachmentCache, AttachmentSource, EventSink, LeaseEvents, NodeDirectory, NodeEvents,
+    AttachmentCache, AttachmentSource, EventSink, FixedAttachments, LeaseEvents, NodeDirectory,
+    NodeEvents,
 };
 use crate::observability::rpc::Traced;
 use crate::observability::Metrics;
@@ -47,6 +49,9 @@ pub struct Assembly {
     pub attachment_cache: Option<Arc<dyn AttachmentCache>>,
     /// Two replicas: follow the external-attacher's Lease (needs `attachment_cache`).
     pub leader_election: Option<LeaderElection>,
+    /// Without Kubernetes: the table's durable store, restored at start (instead of
+    /// `restore_from`) and written after every Publish/Unpublish.
+    pub state: Option<Arc<dyn AttachmentStore>>,
 }
 
 /// Leader election by following the external-attacher's Lease (see [`super::leader`]).
@@ -66,6 +71,7 @@ pub const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct RunningController {
     pub controller: Arc<Controller>,
     pub leadership: Arc<Leadership>,
+    persistence: Option<Arc<Persistence>>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -113,8 +119,12 @@ impl Assembly {
         };
         // Deleted Nodes' attachments, once cleared, are never restored again.
         let gone = Arc::new(GoneNodes::default());
+        let inner = match &self.state {
+            Some(store) => Arc::new(FixedAttachments(saved_attachments(store.as_ref())?)),
+            None => self.restore_from,
+        };
         let restore_from: Arc<dyn AttachmentSource> = Arc::new(WithoutGoneNodes {
-            inner: self.restore_from,
+            inner,
             gone: Arc::clone(&gone),
         });
         let mut controller = Controller::new(self.rds, self.config, inflight, fencing);
@@ -160,6 +170,12 @@ impl Assembly {
         Ok(RunningController {
             controller,
             leadership,
+            persistence: self.state.map(|store| {
+                Arc::new(Persistence {
+                    store,
+                    writing: tokio::sync::Mutex::new(()),
+                })
+            }),
             stop,
             tasks,
         })
@@ -173,6 +189,7 @@ impl RunningController {
         ControllerServer::new(Traced::controller(Arc::new(LeaderGate {
             inner: Arc::clone(&self.controller),
             leadership: Arc::clone(&self.leadership),
+            persistence: self.persistence.clone(),
         })))
     }
 
@@ -183,6 +200,33 @@ impl RunningController {
             let _ = t.await;
         }
     }
+}
+
+/// The attachments of the state file, or why the controller must not start.
+fn saved_attachments(store: &dyn AttachmentStore) -> Result<Vec<RestoreRecord>, Error> {
+    let refuse = |why: String| {
+        Error::FailedPrecondition(format!(
+            "the attachment state file {}: {why}. The controller does not start with an \
+             empty table, which would fence nothing: restore the file from a backup, or move it \
+             aside only if no volume is attached anywhere",
+            store.describe()
+        ))
+    };
+    let Some(doc) = store.load().map_err(&refuse)? else {
+        tracing::info!(
+            file = store.describe(),
+            "no attachment state file yet; starting empty"
+        );
+        return Ok(Vec::new());
+    };
+    let records =
+        persist::records(&doc, &persist::ClockPair::now()).map_err(|e| refuse(e.to_string()))?;
+    tracing::info!(
+        file = store.describe(),
+        attachments = records.len(),
+        "attachment table restored from the state file"
+    );
+    Ok(records)
 }
 
 /// Waits until the cache has completed its first list (the table is rebuilt from it).

@@ -218,6 +218,7 @@ async fn replica(
             identity: pod.into(),
             lease: lease.events(),
         }),
+        state: None,
     }
     .start(&metrics)
     .await
@@ -233,6 +234,7 @@ async fn replica(
         gate: LeaderGate {
             inner: Arc::clone(&running.controller),
             leadership: Arc::clone(&running.leadership),
+            persistence: None,
         },
         running,
         events,

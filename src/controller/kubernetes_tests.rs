@@ -105,6 +105,7 @@ pub(crate) async fn rig_with(
         node_events,
         attachment_cache: None,
         leader_election: None,
+        state: None,
     }
     .start(&metrics)
     .await

@@ -30,6 +30,7 @@ use tonic::{Request, Response, Status};
 
 use super::attachment_sync::AttachmentSync;
 use super::Controller;
+use crate::attachment::persist::{self, AttachmentStore};
 use crate::attachment::Event;
 use crate::k8s::{EventSink, LeaseEvents, LeaseRecord};
 use crate::observability::Metrics;
@@ -235,10 +236,43 @@ impl EventSink for LeaderOnlyEvents {
 }
 
 /// The CSI Controller service behind the leadership check: ControllerPublish and
-/// ControllerUnpublish only on the leader; everything else as the controller answers it.
+/// ControllerUnpublish only on the leader, and (with a state file) answered only once the
+/// table is on disk; everything else as the controller answers it.
 pub struct LeaderGate {
     pub inner: Arc<Controller>,
     pub leadership: Arc<Leadership>,
+    pub persistence: Option<Arc<Persistence>>,
+}
+
+/// Writes the attachment table to its store after every Publish/Unpublish, before the answer
+/// (outside every shard lock: a snapshot, then the write on a blocking thread). Writes are
+/// serialized; a failed write fails the RPC with UNAVAILABLE, and the CO's retry (idempotent
+/// on the table) writes again.
+pub struct Persistence {
+    pub store: Arc<dyn AttachmentStore>,
+    pub writing: tokio::sync::Mutex<()>,
+}
+
+impl Persistence {
+    async fn save(&self, ctl: &Controller, rpc: &str) -> Result<(), Status> {
+        let _one_at_a_time = self.writing.lock().await;
+        let doc = persist::document(
+            ctl.attachments().snapshot().values(),
+            &persist::ClockPair::now(),
+        );
+        let store = Arc::clone(&self.store);
+        let saved = tokio::task::spawn_blocking(move || store.save(&doc))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        saved.map_err(|e| {
+            tracing::error!("{rpc}: the attachment table could not be saved: {e}");
+            Status::unavailable(format!(
+                "{rpc}: done in memory, but the controller's attachment state file could not be \
+                 written ({e}); retry (check the state directory's disk)"
+            ))
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -264,7 +298,11 @@ impl CsiController for LeaderGate {
         if !self.leadership.is_leader() {
             return Err(self.leadership.refusal("ControllerPublishVolume"));
         }
-        CsiController::controller_publish_volume(self.inner.as_ref(), req).await
+        let answer = CsiController::controller_publish_volume(self.inner.as_ref(), req).await?;
+        if let Some(p) = &self.persistence {
+            p.save(&self.inner, "ControllerPublishVolume").await?;
+        }
+        Ok(answer)
     }
 
     async fn controller_unpublish_volume(
@@ -274,7 +312,11 @@ impl CsiController for LeaderGate {
         if !self.leadership.is_leader() {
             return Err(self.leadership.refusal("ControllerUnpublishVolume"));
         }
-        CsiController::controller_unpublish_volume(self.inner.as_ref(), req).await
+        let answer = CsiController::controller_unpublish_volume(self.inner.as_ref(), req).await?;
+        if let Some(p) = &self.persistence {
+            p.save(&self.inner, "ControllerUnpublishVolume").await?;
+        }
+        Ok(answer)
     }
 
     async fn validate_volume_capabilities(

@@ -20,6 +20,7 @@ pub mod requests;
 mod run;
 mod service;
 mod snapshots;
+pub mod state_file;
 mod volumes;
 
 #[cfg(test)]

@@ -14,8 +14,10 @@ use tonic::service::Routes;
 
 #[cfg(feature = "kubernetes")]
 use super::leader::attacher_lease_name;
+use super::state_file::StateFile;
 use super::LeaderElection;
 use super::{Assembly, ControllerConfig};
+use crate::attachment::persist::AttachmentStore;
 use crate::cli::{ControllerArgs, TopologySegment};
 use crate::identity::{Health, HealthCheck, IdentityService};
 #[cfg(feature = "kubernetes")]
@@ -295,13 +297,21 @@ async fn serve(args: ControllerArgs) -> Result<(), RoleError> {
         node_events,
         attachment_cache: seams.cache,
         leader_election: seams.leader_election,
+        // Without VolumeAttachments to rebuild from, the table is kept on disk.
+        state: if in_cluster {
+            None
+        } else {
+            let f: Arc<dyn AttachmentStore> =
+                Arc::new(StateFile::new(&args.state_dir).map_err(|e| e.to_string())?);
+            Some(f)
+        },
     }
     .start(&metrics)
     .await
     .map_err(|e| {
         format!(
-            "cannot rebuild the attachment table from VolumeAttachments at start (fencing \
-             would start blind, so the controller does not serve): {e}"
+            "cannot rebuild the attachment table at start (fencing would start blind, so the \
+             controller does not serve): {e}"
         )
     })?;
     let health: Arc<dyn HealthCheck> = Arc::new(RdsHealth::new(rds));

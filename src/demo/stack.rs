@@ -168,6 +168,7 @@ impl Stack {
             node_events: None,
             attachment_cache: None,
             leader_election: None,
+            state: None,
         }
         .start(&metrics)
         .await

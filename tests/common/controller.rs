@@ -29,6 +29,8 @@ pub struct Ctl {
     pub events: RecordedEvents,
     stop: CancellationToken,
     _running: RunningController,
+    state: Option<std::path::PathBuf>,
+    grace: Duration,
     _dir: tempfile::TempDir,
 }
 
@@ -53,6 +55,9 @@ pub struct CtlOptions {
     pub sim: SimOptions,
     pub restore: Vec<RestoreRecord>,
     pub grace: Duration,
+    /// `--no-kubernetes` with a state file: the table is kept in `<dir>/state` (and restored
+    /// from it by [`Ctl::restart`]).
+    pub state_file: bool,
 }
 
 impl Default for CtlOptions {
@@ -61,6 +66,7 @@ impl Default for CtlOptions {
             sim: SimOptions::default(),
             restore: Vec::new(),
             grace: Duration::from_secs(30),
+            state_file: false,
         }
     }
 }
@@ -72,9 +78,83 @@ pub async fn start() -> Ctl {
 pub async fn start_with(opts: CtlOptions) -> Ctl {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_simulator(&dir.path().join("sim"), opts.sim).await;
+    let state = opts.state_file.then(|| dir.path().join("state"));
+    let (client, controller, metrics, events, stop, running) =
+        serve_controller(&sim, dir.path(), opts.restore, opts.grace, state.as_deref())
+            .await
+            .unwrap();
+    Ctl {
+        sim,
+        client,
+        controller,
+        metrics,
+        events,
+        stop,
+        _running: running,
+        state,
+        grace: opts.grace,
+        _dir: dir,
+    }
+}
+
+impl Ctl {
+    /// Stops this controller and starts a new one over the same RDS (and state file): a
+    /// controller restart. The error is the new controller's refusal to start.
+    pub async fn restart(&mut self) -> Result<(), String> {
+        self.stop.cancel();
+        // The old server removes its socket on the way out.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let dir = self._dir.path().to_owned();
+        let (client, controller, metrics, events, stop, running) = serve_controller(
+            &self.sim,
+            &dir,
+            Vec::new(),
+            self.grace,
+            self.state.as_deref(),
+        )
+        .await?;
+        self.client = client;
+        self.controller = controller;
+        self.metrics = metrics;
+        self.events = events;
+        self.stop = stop;
+        self._running = running;
+        Ok(())
+    }
+
+    /// The state file's path (with `state_file`).
+    pub fn state_path(&self) -> Option<std::path::PathBuf> {
+        self.state
+            .as_ref()
+            .map(|d| d.join(rds_csi::controller::state_file::FILE_NAME))
+    }
+}
+
+type Served = (
+    ControllerClient<Channel>,
+    Arc<Controller>,
+    Metrics,
+    RecordedEvents,
+    CancellationToken,
+    RunningController,
+);
+
+async fn serve_controller(
+    sim: &SimHandle,
+    dir: &std::path::Path,
+    restore: Vec<RestoreRecord>,
+    grace: Duration,
+    state: Option<&std::path::Path>,
+) -> Result<Served, String> {
     let metrics = Metrics::new("controller");
     let rds = RdsClient::new(sim.client_config(BASE), &metrics).unwrap();
     let events = RecordedEvents::default();
+    let state: Option<Arc<dyn rds_csi::attachment::persist::AttachmentStore>> = match state {
+        Some(d) => Some(Arc::new(rds_csi::controller::state_file::StateFile::new(
+            d,
+        )?)),
+        None => None,
+    };
     let running = Assembly {
         rds,
         config: ControllerConfig {
@@ -82,7 +162,7 @@ pub async fn start_with(opts: CtlOptions) -> Ctl {
             default_nvme_address: Some("127.0.0.1".into()),
             topology: None,
         },
-        grace_period: opts.grace,
+        grace_period: grace,
         events: Arc::new(events.clone()),
         nodes: Arc::new(StaticNodes(
             ["node-a", "node-b", "node-c"]
@@ -90,18 +170,19 @@ pub async fn start_with(opts: CtlOptions) -> Ctl {
                 .map(|s| s.to_string())
                 .collect::<BTreeSet<_>>(),
         )),
-        restore_from: Arc::new(FixedAttachments(opts.restore)),
+        restore_from: Arc::new(FixedAttachments(restore)),
         consult_on_miss: false,
         node_events: None,
         attachment_cache: None,
         leader_election: None,
+        state,
     }
     .start(&metrics)
     .await
-    .unwrap();
+    .map_err(|e| e.to_string())?;
     let controller = Arc::clone(&running.controller);
     let stop = CancellationToken::new();
-    let sock = dir.path().join("csi.sock");
+    let sock = dir.join("csi.sock");
     let listener = server::bind(&Endpoint::Unix(sock.clone())).await.unwrap();
     let routes = Routes::new(running.service());
     tokio::spawn(server::serve(
@@ -111,16 +192,7 @@ pub async fn start_with(opts: CtlOptions) -> Ctl {
         Duration::from_secs(5),
     ));
     let client = ControllerClient::new(super::unix_channel(&sock).await);
-    Ctl {
-        sim,
-        client,
-        controller,
-        metrics,
-        events,
-        stop,
-        _running: running,
-        _dir: dir,
-    }
+    Ok((client, controller, metrics, events, stop, running))
 }
 
 pub fn mount_cap(mode: csi::volume_capability::access_mode::Mode) -> csi::VolumeCapability {
