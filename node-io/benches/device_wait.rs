@@ -41,9 +41,10 @@ use node_io::wait::{wait_for_block_device, Waker};
 
 const OTHERS: u32 = 100;
 const ATTACHING: u32 = 100;
-/// Time for every wait's first (full) check to finish before the namespaces appear, so each
-/// device is found through its event, never by that first check.
-const SETTLE: Duration = Duration::from_millis(300);
+/// Time for every wait's first (full) check to finish before the namespaces appear, so the
+/// burst measures the events, not 100 initial scans (each wait's later safety polls re-read
+/// only its own objects).
+const SETTLE: Duration = Duration::from_millis(1500);
 
 fn nqn(i: u32) -> String {
     format!("nqn.2000-02.com.mikrotik:pvc-{i:04}")

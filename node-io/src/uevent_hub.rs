@@ -67,10 +67,76 @@ struct Sub {
 
 #[derive(Default)]
 struct State {
-    subs: Vec<Arc<Sub>>,
+    /// Every subscription, by id (for broadcasts).
+    subs: HashMap<u64, Arc<Sub>>,
+    /// Subsystem subscriptions by sysfs root, then NQN: an event costs one lookup, not a
+    /// pass over every waiting volume.
+    by_nqn: HashMap<PathBuf, HashMap<String, Vec<Arc<Sub>>>>,
+    /// Block device subscriptions by kernel name.
+    by_block: HashMap<String, Vec<Arc<Sub>>>,
     /// Last NQN seen per (sysfs root, object): answers for objects already gone.
     owners: HashMap<(PathBuf, NvmeObject), String>,
     failed: Option<String>,
+}
+
+impl State {
+    fn add(&mut self, sub: Arc<Sub>) {
+        match &sub.interest {
+            Interest::Subsystem { nqn } => self
+                .by_nqn
+                .entry(sub.sys_root.clone())
+                .or_default()
+                .entry(nqn.clone())
+                .or_default()
+                .push(sub.clone()),
+            Interest::BlockDevice { name } => self
+                .by_block
+                .entry(name.clone())
+                .or_default()
+                .push(sub.clone()),
+        }
+        self.subs.insert(sub.id, sub);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(sub) = self.subs.remove(&id) else {
+            return;
+        };
+        match &sub.interest {
+            Interest::Subsystem { nqn } => {
+                if let Some(by_nqn) = self.by_nqn.get_mut(&sub.sys_root) {
+                    if let Some(v) = by_nqn.get_mut(nqn) {
+                        v.retain(|s| s.id != id);
+                        if v.is_empty() {
+                            by_nqn.remove(nqn);
+                        }
+                    }
+                    if by_nqn.is_empty() {
+                        self.by_nqn.remove(&sub.sys_root);
+                    }
+                }
+            }
+            Interest::BlockDevice { name } => {
+                if let Some(v) = self.by_block.get_mut(name) {
+                    v.retain(|s| s.id != id);
+                    if v.is_empty() {
+                        self.by_block.remove(name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn wake(sub: &Sub, named: Option<NvmeObject>) {
+    let mut w = lock(&sub.slot.wakes);
+    w.event = true;
+    if let Some(o) = named {
+        if !w.named.contains(&o) {
+            w.named.push(o);
+        }
+    }
+    sub.slot.cv.notify_all();
 }
 
 struct Shared {
@@ -151,7 +217,7 @@ impl UeventHub {
         if let Some(reason) = &st.failed {
             lock(&slot.wakes).failed = Some(reason.clone());
         }
-        st.subs.push(Arc::new(Sub {
+        st.add(Arc::new(Sub {
             id,
             sys_root: sys_root.to_path_buf(),
             interest,
@@ -178,40 +244,38 @@ impl UeventHub {
         let nvme = is_nvme_event(ev)
             .then(|| NvmeObject::from_devpath(&ev.devpath))
             .flatten();
-        if block_name.is_none() && nvme.is_none() {
-            return;
-        }
-        let subs = lock(&self.shared.state).subs.clone();
-        // The owner of the named object, per sysfs root, read once per event.
-        let mut owners: Vec<(&Path, Option<String>)> = Vec::new();
-        for sub in &subs {
-            let wake = match &sub.interest {
-                Interest::BlockDevice { name } => block_name == Some(name.as_str()),
-                Interest::Subsystem { nqn } => match nvme {
-                    None => false,
-                    Some(object) => {
-                        let owner = match owners.iter().find(|(r, _)| *r == sub.sys_root) {
-                            Some((_, o)) => o.clone(),
-                            None => {
-                                let o = self.owner(&sub.sys_root, object, &ev.action);
-                                owners.push((&sub.sys_root, o.clone()));
-                                o
-                            }
-                        };
-                        // Unknown owner (gone before we ever saw it): wake, the wait re-reads.
-                        owner.is_none_or(|o| o == *nqn)
-                    }
-                },
+        let (block_subs, roots) = {
+            let st = lock(&self.shared.state);
+            let block_subs = block_name
+                .and_then(|n| st.by_block.get(n))
+                .cloned()
+                .unwrap_or_default();
+            let roots: Vec<PathBuf> = match nvme {
+                Some(_) => st.by_nqn.keys().cloned().collect(),
+                None => Vec::new(),
             };
-            if wake {
-                let mut w = lock(&sub.slot.wakes);
-                w.event = true;
-                if let Some(o) = nvme {
-                    if !w.named.contains(&o) {
-                        w.named.push(o);
-                    }
+            (block_subs, roots)
+        };
+        for sub in &block_subs {
+            wake(sub, None);
+        }
+        let Some(object) = nvme else { return };
+        for root in roots {
+            // Read outside the lock: the sysfs read is the slow part.
+            let owner = self.owner(&root, object, &ev.action);
+            let subs: Vec<Arc<Sub>> = {
+                let st = lock(&self.shared.state);
+                let Some(by_nqn) = st.by_nqn.get(&root) else {
+                    continue;
+                };
+                match &owner {
+                    Some(nqn) => by_nqn.get(nqn).cloned().unwrap_or_default(),
+                    // Unknown owner (gone before we ever saw it): every NVMe wait re-reads.
+                    None => by_nqn.values().flatten().cloned().collect(),
                 }
-                sub.slot.cv.notify_all();
+            };
+            for sub in &subs {
+                wake(sub, Some(object));
             }
         }
     }
@@ -237,7 +301,8 @@ impl UeventHub {
 
     /// Wakes every subscription: events were lost.
     fn overflow(&self) {
-        for sub in lock(&self.shared.state).subs.clone() {
+        let subs: Vec<Arc<Sub>> = lock(&self.shared.state).subs.values().cloned().collect();
+        for sub in subs {
             lock(&sub.slot.wakes).overflow = true;
             sub.slot.cv.notify_all();
         }
@@ -248,7 +313,7 @@ impl UeventHub {
         let subs = {
             let mut st = lock(&self.shared.state);
             st.failed = Some(reason.clone());
-            st.subs.clone()
+            st.subs.values().cloned().collect::<Vec<_>>()
         };
         for sub in subs {
             lock(&sub.slot.wakes).failed = Some(reason.clone());
@@ -316,9 +381,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        lock(&self.hub.shared.state)
-            .subs
-            .retain(|s| s.id != self.id);
+        lock(&self.hub.shared.state).remove(self.id);
     }
 }
 

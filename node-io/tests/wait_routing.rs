@@ -285,3 +285,45 @@ fn an_object_is_learned_only_from_a_devpath_that_names_it() {
         Path::new("/sys/class/nvme/nvme9")
     );
 }
+
+#[test]
+fn a_new_subsystem_that_no_event_announced_is_found_by_the_safety_polls() {
+    // The wait knows subsystem 0 (its controller being deleted); the reconnect comes back as
+    // subsystem 1 and every event of it is lost.
+    let s = FakeSys::new();
+    s.controller(0, NQN, 4420, "deleting")
+        .subsystem(0, NQN, &[0]);
+    let (tx, rx) = mpsc::channel::<Uevent>();
+    let root = s.root().to_path_buf();
+    let kernel = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let s = FakeSys::at(&root);
+        std::fs::remove_file(root.join("class/nvme-subsystem/nvme-subsys0")).unwrap();
+        std::fs::remove_file(root.join("class/nvme/nvme0")).unwrap();
+        s.controller(1, NQN, 4420, "live")
+            .subsystem(1, NQN, &[1])
+            .mp_head(1, &NS1)
+            .mp_path(1, 1, &NS1);
+    });
+    let mut waker = Waker::forwarded(rx);
+    let found = wait_for_block_device(
+        s.root(),
+        NQN,
+        Instant::now() + Duration::from_secs(10),
+        &mut waker,
+    )
+    .unwrap();
+    kernel.join().unwrap();
+    drop(tx);
+    assert_eq!(found.device.name, "nvme1n1");
+    assert!(
+        found.waited
+            < Duration::from_millis(
+                node_io::wait::EVENT_SAFETY_POLL.as_millis() as u64
+                    * u64::from(node_io::wait::FULL_SCAN_EVERY)
+                    + 500
+            ),
+        "{:?}",
+        found.waited
+    );
+}

@@ -122,19 +122,31 @@ impl SubsystemHint {
         sys_root: &Path,
         nqn: &str,
     ) -> Result<Vec<BlockDevice>, SysfsError> {
-        let (Some(ctrl_class), Some(block)) = (
-            SysDir::open(sys_root.join("class/nvme"))?,
-            SysDir::open(sys_root.join("block"))?,
-        ) else {
-            // No NVMe controllers or no block devices at all.
-            *self = Self::default();
-            return Ok(Vec::new());
-        };
-        let subsys_class = SysDir::open(sys_root.join("class/nvme-subsystem"))?;
+        match ClassDirs::open(sys_root)? {
+            Some(dirs) => self.list_in(&dirs, nqn),
+            None => {
+                // No NVMe controllers or no block devices at all.
+                *self = Self::default();
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// [`SubsystemHint::list_block_devices`] from class directories already open.
+    pub(crate) fn list_in(
+        &mut self,
+        dirs: &ClassDirs,
+        nqn: &str,
+    ) -> Result<Vec<BlockDevice>, SysfsError> {
+        let ClassDirs {
+            ctrl_class,
+            subsys_class,
+            block,
+        } = dirs;
         let mut subsystems = BTreeMap::new();
         let mut subsystem_dirs = Vec::new();
         for &s in &self.subsystems {
-            let Some(class) = &subsys_class else { break };
+            let Some(class) = subsys_class else { break };
             let Some(dir) = class.at(&format!("nvme-subsys{s}"))? else {
                 continue;
             };
@@ -155,7 +167,7 @@ impl SubsystemHint {
             .collect();
         let mut controllers = BTreeMap::new();
         for c in wanted {
-            if let Some(state) = read_controller_state(&ctrl_class, c, nqn)? {
+            if let Some(state) = read_controller_state(ctrl_class, c, nqn)? {
                 controllers.insert(c, state);
             }
         }
@@ -205,6 +217,41 @@ impl SubsystemHint {
     ) -> Result<Option<BlockDevice>, SysfsError> {
         let devices = self.list_block_devices(sys_root, nqn)?;
         choose(nqn, devices)
+    }
+
+    /// [`SubsystemHint::resolve_block_device`] from class directories already open.
+    pub(crate) fn resolve_in(
+        &mut self,
+        dirs: &ClassDirs,
+        nqn: &str,
+    ) -> Result<Option<BlockDevice>, SysfsError> {
+        let devices = self.list_in(dirs, nqn)?;
+        choose(nqn, devices)
+    }
+}
+
+/// The class directories a hinted read starts from, held open across the reads of one wait
+/// (directories, not data: what is in them is read fresh every time).
+pub(crate) struct ClassDirs {
+    ctrl_class: SysDir,
+    subsys_class: Option<SysDir>,
+    block: SysDir,
+}
+
+impl ClassDirs {
+    /// `None` when `<sys>/class/nvme` or `<sys>/block` does not exist.
+    pub(crate) fn open(sys_root: &Path) -> Result<Option<Self>, SysfsError> {
+        let (Some(ctrl_class), Some(block)) = (
+            SysDir::open(sys_root.join("class/nvme"))?,
+            SysDir::open(sys_root.join("block"))?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            ctrl_class,
+            subsys_class: SysDir::open(sys_root.join("class/nvme-subsystem"))?,
+            block,
+        }))
     }
 }
 

@@ -23,8 +23,12 @@ mod nvme;
 pub use loop_device::wait_for_loop_detached;
 pub use nvme::{wait_for_block_device, wait_for_controllers_gone, wait_for_size, Found};
 
-/// Safety-net re-check while uevents wake us.
+/// Safety-net re-check while uevents wake us: of the objects the wait already knows, and of
+/// the whole tree every [`FULL_SCAN_EVERY`]th time (a hundred waits re-reading a big tree
+/// every second would cost a core on their own).
 pub const EVENT_SAFETY_POLL: Duration = Duration::from_secs(1);
+/// Every this many safety polls, a full re-read (catches an object no event named).
+pub const FULL_SCAN_EVERY: u32 = 5;
 /// Re-check pace without uevents.
 pub const FALLBACK_POLL: Duration = Duration::from_millis(250);
 
@@ -96,9 +100,11 @@ impl Waker {
 /// Why a check runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Trigger {
-    /// Start, safety poll, lost events, polling: re-read everything the wait depends on.
+    /// Start, lost events, every [`FULL_SCAN_EVERY`]th safety poll, polling without
+    /// events: re-read everything the wait depends on.
     Full,
-    /// Events named these objects (already checked to concern the wait): re-read them.
+    /// Events named these objects (already checked to concern the wait), or the safety
+    /// poll (none named): re-read the objects the wait knows, plus these.
     Named(Vec<NvmeObject>),
 }
 
@@ -198,6 +204,7 @@ pub(crate) struct Watch<'a> {
     sub: Option<Subscription>,
     start: Instant,
     checks: u32,
+    polls: u32,
 }
 
 impl<'a> Watch<'a> {
@@ -209,6 +216,7 @@ impl<'a> Watch<'a> {
             sub,
             start: Instant::now(),
             checks: 0,
+            polls: 0,
         }
     }
 
@@ -247,8 +255,14 @@ impl<'a> Watch<'a> {
             self.sub = None;
             return Some(Trigger::Full);
         }
-        if w.overflow || !w.event {
+        if w.overflow {
             return Some(Trigger::Full);
+        }
+        if !w.event {
+            self.polls += 1;
+            if self.polls.is_multiple_of(FULL_SCAN_EVERY) {
+                return Some(Trigger::Full);
+            }
         }
         Some(Trigger::Named(w.named))
     }

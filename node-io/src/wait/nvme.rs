@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{DetachError, SizeError, Trigger, WaitError, Waited, Waker, Watch};
-use crate::sysfs::index::{NvmeObject, SubsystemHint};
+use crate::sysfs::index::{ClassDirs, NvmeObject, SubsystemHint};
 use crate::sysfs::{choose, controllers_for_nqn, BlockDevice, SysfsError};
 use crate::uevent_hub::Interest;
 
@@ -44,8 +44,14 @@ fn resolve(
     sys_root: &Path,
     nqn: &str,
     hint: &mut SubsystemHint,
+    dirs: &mut Option<ClassDirs>,
     trigger: Trigger,
 ) -> Result<Option<BlockDevice>, SysfsError> {
+    let trigger = match trigger {
+        // Nothing known to re-read: only a full scan can find anything.
+        Trigger::Named(named) if named.is_empty() && hint.is_empty() => Trigger::Full,
+        t => t,
+    };
     match trigger {
         Trigger::Full => {
             let (devices, h) = SubsystemHint::scan(sys_root, nqn)?;
@@ -61,7 +67,19 @@ fn resolve(
             for o in objects {
                 hint.learn(o);
             }
-            hint.resolve_block_device(sys_root, nqn)
+            if dirs.is_none() {
+                *dirs = ClassDirs::open(sys_root)?;
+            }
+            let Some(d) = dirs.as_ref() else {
+                return Ok(None);
+            };
+            let found = hint.resolve_in(d, nqn)?;
+            if found.is_none() {
+                // Reopen next time: a class directory held across an nvme module reload
+                // would show nothing forever (the safety poll would still find the device).
+                *dirs = None;
+            }
+            Ok(found)
         }
     }
 }
@@ -83,11 +101,12 @@ pub fn wait_for_block_device(
     };
     let mut w = Watch::new(waker, sys_root, interest);
     let mut hint = SubsystemHint::default();
+    let mut dirs = None;
     let mut trigger = Trigger::Full;
     let mut last_error: Option<String>;
     loop {
         w.check();
-        match resolve(&w, sys_root, nqn, &mut hint, trigger) {
+        match resolve(&w, sys_root, nqn, &mut hint, &mut dirs, trigger) {
             Ok(Some(device)) => return Ok(Found::new(device, w.waited())),
             Ok(None) => last_error = None,
             Err(source @ SysfsError::AmbiguousNamespaces { .. }) => {
@@ -130,6 +149,7 @@ pub fn wait_for_size(
     };
     let mut w = Watch::new(waker, sys_root, interest);
     let mut hint = SubsystemHint::default();
+    let mut dirs = None;
     let mut trigger = Trigger::Full;
     let sysfs = |source| SizeError::Sysfs {
         target: target(nqn),
@@ -138,19 +158,20 @@ pub fn wait_for_size(
     loop {
         w.check();
         let full = trigger == Trigger::Full;
-        let device = match resolve(&w, sys_root, nqn, &mut hint, trigger).map_err(sysfs)? {
-            Some(d) => d,
-            // A hinted read that finds nothing is confirmed by a full scan first.
-            None if !full => {
-                trigger = Trigger::Full;
-                continue;
-            }
-            None => {
-                return Err(SizeError::NoDevice {
-                    nqn: nqn.to_string(),
-                })
-            }
-        };
+        let device =
+            match resolve(&w, sys_root, nqn, &mut hint, &mut dirs, trigger).map_err(sysfs)? {
+                Some(d) => d,
+                // A hinted read that finds nothing is confirmed by a full scan first.
+                None if !full => {
+                    trigger = Trigger::Full;
+                    continue;
+                }
+                None => {
+                    return Err(SizeError::NoDevice {
+                        nqn: nqn.to_string(),
+                    })
+                }
+            };
         if device.size_bytes >= want_bytes {
             return Ok(Found::new(device, w.waited()));
         }
