@@ -48,7 +48,7 @@ fn device_created_later_is_found_when_its_uevent_arrives() {
     assert_eq!(found.device.name, "nvme0n1");
     // Woken by the event, not by the 1 s safety poll.
     assert!(
-        found.waited >= Duration::from_millis(290),
+        found.waited >= Duration::from_millis(250),
         "{:?}",
         found.waited
     );
