@@ -25,6 +25,7 @@ use crate::error::{cap_message, echo, MAX_STATUS_MESSAGE_BYTES};
 use crate::node::fs_plan::FsRefusal;
 use crate::node::stage_record::Access;
 use crate::runtime::BlockingError;
+use crate::volume::CapabilityError;
 use crate::volume_context::ContextError;
 
 /// Everything a node operation can fail with. The Display text names the object and the
@@ -45,13 +46,8 @@ pub enum NodeError {
         echo(.path)
     )]
     BadPath { field: &'static str, path: String },
-    #[error("volume_capability needs block or mount access")]
-    NoAccessType,
-    #[error(
-        "access mode {mode} is refused for a filesystem volume: ext4/xfs cannot be mounted on \
-         two nodes; use a Block volume (volumeMode: Block) for multi-node access"
-    )]
-    MultiNodeFilesystem { mode: &'static str },
+    #[error(transparent)]
+    Capability(CapabilityError),
     #[error("filesystem {} is not supported; use ext4 or xfs", echo(.fs))]
     UnsupportedFs { fs: String },
     #[error("mount option {} is refused: {reason}", echo(.option))]
@@ -186,6 +182,12 @@ pub enum NodeError {
          volume's NQN"
     )]
     OutsidePrefix { nqn: String, prefix: String },
+    #[error(
+        "its target {} is volume {volume}'s, which is staged on this node; a volume's context \
+         must name its own disk — check the PersistentVolume's volumeHandle and volume context",
+        echo(.target)
+    )]
+    TargetOfAnotherVolume { target: String, volume: String },
     #[error(
         "it was staged with the {target_kind} target {target} but this node runs the {transport} \
          transport; unstage it with the transport it was staged with"
@@ -401,8 +403,7 @@ impl NodeError {
             Missing { .. }
             | BadVolumeId { .. }
             | BadPath { .. }
-            | NoAccessType
-            | MultiNodeFilesystem { .. }
+            | Capability(_)
             | UnsupportedFs { .. }
             | MountOptionRefused { .. }
             | MountOptionDenied { .. }
@@ -436,11 +437,13 @@ impl NodeError {
             | CannotGrow { .. }
             | OutsidePrefix { .. }
             | WrongTransport { .. }
+            | TargetOfAnotherVolume { .. }
             | AmbiguousNamespaces(_)
             | WaitState(_)
             | BackingFileMissing { .. }
             | SeveralLoopDevices { .. }
             | ToolMissing { .. }
+            | RecordDamaged { .. }
             | NeedsFsck { .. }
             | NotOurMount { .. }
             | BlockTargetIsFile { .. }
@@ -468,8 +471,7 @@ impl NodeError {
             | Task { .. }
             | StillMounted { .. }
             | Unmount(_)
-            | LoopNotShown { .. }
-            | RecordDamaged { .. } => Code::Internal,
+            | LoopNotShown { .. } => Code::Internal,
         }
     }
 

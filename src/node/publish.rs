@@ -130,8 +130,10 @@ impl Node {
                 std::fs::remove_file(p)
                     .map_err(|e| io("cannot remove the stale device node", e))?;
             }
+            // Never deleted or replaced: it is not ours (a pod's data, a leftover of another
+            // driver).
             Ok(md) if md.is_file() => {
-                std::fs::remove_file(p).map_err(|e| io("cannot replace the file", e))?
+                return Err(NodeError::BlockTargetIsFile { target: p.clone() })
             }
             Ok(md) if md.is_dir() => {
                 if !self.mounts_at(p)?.is_empty() {

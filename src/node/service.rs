@@ -6,7 +6,6 @@ use std::sync::Arc;
 use csi_proto::v1 as csi;
 use csi_proto::v1::node_server::Node as CsiNode;
 use csi_proto::v1::volume_capability::access_mode::Mode;
-use csi_proto::v1::volume_capability::AccessType;
 use tonic::{Request, Response, Status};
 
 use crate::deadline;
@@ -22,55 +21,35 @@ use crate::volume_context::VolumeContext;
 #[derive(Clone)]
 pub struct NodeService(pub Arc<Node>);
 
-/// A parsed volume capability.
+/// A volume capability as the node uses it.
 struct Capability {
     access: Access,
     fs_type: Option<FsType>,
     mount_flags: Vec<String>,
+    /// A reader-only access mode: published read-only whatever `readonly` says.
+    read_only: bool,
 }
 
+/// The one capability parser and its rules ([`crate::volume::Capability`]), shared with the
+/// controller.
 fn capability(cap: Option<&csi::VolumeCapability>) -> Result<Capability, NodeError> {
     let cap = cap.ok_or(NodeError::Missing {
         field: "volume_capability",
     })?;
-    let mode = cap
-        .access_mode
-        .as_ref()
-        .and_then(|m| Mode::try_from(m.mode).ok())
-        .unwrap_or(Mode::Unknown);
-    if mode == Mode::Unknown {
-        return Err(NodeError::Missing {
-            field: "access_mode",
-        });
-    }
-    match &cap.access_type {
-        Some(AccessType::Block(_)) => Ok(Capability {
-            access: Access::Block,
-            fs_type: None,
-            mount_flags: Vec::new(),
-        }),
-        Some(AccessType::Mount(m)) => {
-            // Two nodes writing one ext4/xfs corrupts it: multi-node is for raw block only
-            // (KubeVirt live migration).
-            if matches!(
-                mode,
-                Mode::MultiNodeMultiWriter
-                    | Mode::MultiNodeSingleWriter
-                    | Mode::MultiNodeReaderOnly
-            ) {
-                return Err(NodeError::MultiNodeFilesystem {
-                    mode: mode.as_str_name(),
-                });
-            }
-            Ok(Capability {
-                access: Access::Filesystem,
-                fs_type: FsType::parse_optional(&m.fs_type)
-                    .map_err(|e| NodeError::UnsupportedFs { fs: e.value })?,
-                mount_flags: m.mount_flags.clone(),
-            })
-        }
-        None => Err(NodeError::NoAccessType),
-    }
+    let c = crate::volume::Capability::parse_supported(cap).map_err(NodeError::Capability)?;
+    Ok(Capability {
+        access: if c.is_block() {
+            Access::Block
+        } else {
+            Access::Filesystem
+        },
+        read_only: matches!(
+            c.access_mode,
+            Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly
+        ),
+        fs_type: c.fs_type,
+        mount_flags: c.mount_flags,
+    })
 }
 
 fn rpc_cap(t: csi::node_service_capability::rpc::Type) -> csi::NodeServiceCapability {
@@ -222,7 +201,7 @@ impl CsiNode for NodeService {
                         staging_path,
                         target_path,
                         access: cap.access,
-                        readonly: r.readonly,
+                        readonly: r.readonly || cap.read_only,
                         mount_flags: cap.mount_flags,
                     },
                     deadline,

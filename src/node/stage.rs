@@ -99,6 +99,17 @@ impl Node {
                     "the stage record names a stage the kernel no longer has (no device or no mount); replaced");
             }
         }
+        // One target, one volume: a context naming another staged volume's disk would make
+        // this volume's unstage disconnect that one.
+        let (records, _) = StageRecord::all(&self.state_dir, &self.boot)?;
+        if let Some(o) = records.iter().find(|o| {
+            o.volume_id != r.volume_id && o.of_boot(&self.boot.id) && o.target.key() == t.key()
+        }) {
+            return Err(NodeError::TargetOfAnotherVolume {
+                target: t.key(),
+                volume: o.volume_id.clone(),
+            });
+        }
         // Recorded BEFORE connecting: a crash after the connect still leaves what unstage
         // and the reconciler need to find (and not orphan) the controller.
         self.new_record(&r, &t, None, r.fs_type, formatting)

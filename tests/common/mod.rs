@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod controller;
+pub mod loop_node;
 
 use std::path::{Path, PathBuf};
 

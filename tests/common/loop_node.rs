@@ -1,0 +1,511 @@
+//! The node plugin over a real unix socket on REAL loop devices with real mkfs/mount
+//! (`--transport loop`): the harness the node tests share. Needs root and
+//! e2fsprogs/xfsprogs; each test skips with a printed reason otherwise. Tests run one at a
+//! time (loop numbers are reused right after a detach, so a holder from a parallel test could
+//! match ours), and every mount and loop device under a test's directory is removed on drop,
+//! also when the test fails.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use csi_proto::v1 as csi;
+use csi_proto::v1::node_client::NodeClient;
+use rds_csi::node::{NodeConfig, NodePlugin, TransportConfig};
+use rds_csi::observability::Metrics;
+use rds_csi::server;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::Code;
+
+pub const MIB: u64 = 1 << 20;
+/// mkfs.xfs refuses filesystems under 300 MB; the files are sparse.
+pub const SIZE: u64 = 320 * MIB;
+
+/// One loop-device test at a time (held across awaits, hence tokio's mutex).
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Why this machine cannot run the loop tests, if it cannot.
+pub fn cannot_run() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (loop devices, mount)".into());
+    }
+    for t in [
+        "losetup",
+        "mkfs.ext4",
+        "mkfs.xfs",
+        "xfs_growfs",
+        "resize2fs",
+    ] {
+        if !have(t) {
+            return Some(format!("{t} is not installed"));
+        }
+    }
+    if !Path::new("/dev/loop-control").exists() {
+        return Some("/dev/loop-control is missing".into());
+    }
+    None
+}
+
+/// Set in the copy of this test binary that runs inside its own pid namespace.
+pub const IN_PIDNS: &str = "RDS_CSI_NODE_TEST_IN_PIDNS";
+
+/// Whether the caller should run the test body here. Outside, re-runs `test` under
+/// `unshare --pid --fork --mount-proc` and checks it passed there.
+///
+/// Why: the holder scan must be complete before a device is disconnected, and on this
+/// machine pid 1 (the sandbox's supervisor, with more capabilities than the tests) cannot be
+/// inspected, so every unstage would — rightly — be refused. In a pid namespace with its own
+/// /proc every process is inspectable, as for the node plugin with hostPID on a real node;
+/// the mounts also vanish with the namespace if a test dies.
+/// `unstage_refuses_while_the_holder_scan_is_incomplete` covers the refusal itself.
+pub async fn run_here(test: &str) -> bool {
+    if std::env::var_os(IN_PIDNS).is_some() {
+        return true;
+    }
+    if let Some(why) =
+        cannot_run().or_else(|| (!have("unshare")).then(|| "unshare is not installed".into()))
+    {
+        eprintln!("SKIP {test}: {why}");
+        return false;
+    }
+    let _serial = SERIAL.lock().await;
+    let out = tokio::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(IN_PIDNS, "1")
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    println!("--- {test} in its own pid namespace ---\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test} failed in its pid namespace (see above)"
+    );
+    false
+}
+
+/// On drop: lazily unmounts everything mounted under `root` and detaches every loop device
+/// backed by a file under it. Declared before the TempDir so it runs first.
+pub struct Cleanup {
+    pub root: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<String> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .filter(|p| Path::new(p).starts_with(&self.root))
+            .collect();
+        points.reverse();
+        for p in points {
+            let _ = Command::new("umount").arg("-l").arg(&p).status();
+        }
+        for d in loops_backing_under(&self.root) {
+            let _ = Command::new("losetup")
+                .arg("-d")
+                .arg(format!("/dev/{d}"))
+                .status();
+        }
+    }
+}
+
+/// Loop devices (not being detached) whose backing file lies under `root`, deleted or not.
+pub fn loops_backing_under(root: &Path) -> Vec<String> {
+    node_io::block::list_loop_devices(Path::new("/sys"))
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.autoclear && d.backing_file.starts_with(root))
+        .map(|d| d.name)
+        .collect()
+}
+
+pub struct Harness {
+    pub _cleanup: Cleanup,
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub state: PathBuf,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+    pub metrics: Metrics,
+    pub c: NodeClient<Channel>,
+    // Last: released only after the cleanup ran.
+    pub _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let serial = SERIAL.lock().await;
+        // /tmp may be a symlink on some systems; mountinfo shows canonical paths.
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let (data, state) = (root.join("data"), root.join("state"));
+        std::fs::create_dir_all(&data).unwrap();
+        let cfg = NodeConfig {
+            node_id: "node-a".into(),
+            driver_name: "rds.csi.mikrotik.com".into(),
+            transport: TransportConfig::Loop {
+                data_dir: data.clone(),
+            },
+            nqn_prefix: "nqn.2000-02.com.mikrotik:pvc-".into(),
+            state_dir: state.clone(),
+            host_nqn_file: root.join("nvme/hostnqn"),
+            host_id_file: root.join("nvme/hostid"),
+            proc_root: "/proc".into(),
+            sys_root: "/sys".into(),
+            dev_root: "/dev".into(),
+            max_volumes: 0,
+            topology: Default::default(),
+            reconcile_interval: None,
+        };
+        let metrics = Metrics::new("node");
+        let plugin = NodePlugin::new(cfg, &metrics).unwrap();
+        let sock = root.join("csi.sock");
+        let listener = server::bind(&rds_csi::endpoint::Endpoint::Unix(sock.clone()))
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(server::serve(
+            listener,
+            plugin.routes(),
+            stop.clone(),
+            Duration::from_secs(5),
+        ));
+        let c = NodeClient::new(super::unix_channel(&sock).await);
+        Harness {
+            _cleanup: Cleanup { root: root.clone() },
+            dir,
+            data,
+            state,
+            stop,
+            task,
+            metrics,
+            c,
+            _serial: serial,
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        std::fs::canonicalize(self.dir.path()).unwrap()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    /// A backing file of SIZE bytes starting with `content`, as the simulator would create.
+    pub fn volume(&self, id: &str, fresh: bool, content: &[u8]) -> Vol {
+        let file = self.data.join(format!("storage-pool/csi/{id}.img"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, content).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(SIZE)
+            .unwrap();
+        let mut ctx = HashMap::new();
+        for (k, v) in [
+            ("nvmeAddress", "127.0.0.1"),
+            ("nvmePort", "4420"),
+            ("ctrlLossTmo", "600"),
+            ("reconnectDelay", "2"),
+            ("keepAliveTmo", "5"),
+            ("migrationTimeoutSeconds", "300"),
+            ("fresh", if fresh { "true" } else { "false" }),
+        ] {
+            ctx.insert(k.to_string(), v.to_string());
+        }
+        ctx.insert("nqn".into(), format!("nqn.2000-02.com.mikrotik:{id}"));
+        ctx.insert("volumeFile".into(), format!("/storage-pool/csi/{id}.img"));
+        Vol {
+            id: id.into(),
+            file,
+            ctx,
+            staging: self.path(&format!("kubelet/plugins/staging/{id}/globalmount")),
+            target: self.path(&format!("kubelet/pods/p1/volumes/{id}/mount")),
+        }
+    }
+
+    pub async fn stage(
+        &mut self,
+        v: &Vol,
+        cap: csi::VolumeCapability,
+    ) -> Result<(), tonic::Status> {
+        self.c
+            .node_stage_volume(csi::NodeStageVolumeRequest {
+                volume_id: v.id.clone(),
+                staging_target_path: v.staging.to_string_lossy().into(),
+                volume_capability: Some(cap),
+                volume_context: v.ctx.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn unstage(&mut self, v: &Vol) -> Result<(), tonic::Status> {
+        self.c
+            .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+                volume_id: v.id.clone(),
+                staging_target_path: v.staging.to_string_lossy().into(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn publish(
+        &mut self,
+        v: &Vol,
+        cap: csi::VolumeCapability,
+        readonly: bool,
+    ) -> Result<(), tonic::Status> {
+        self.c
+            .node_publish_volume(csi::NodePublishVolumeRequest {
+                volume_id: v.id.clone(),
+                staging_target_path: v.staging.to_string_lossy().into(),
+                target_path: v.target.to_string_lossy().into(),
+                volume_capability: Some(cap),
+                readonly,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn unpublish(&mut self, v: &Vol) -> Result<(), tonic::Status> {
+        self.c
+            .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+                volume_id: v.id.clone(),
+                target_path: v.target.to_string_lossy().into(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn stats(
+        &mut self,
+        v: &Vol,
+        path: &Path,
+    ) -> Result<csi::NodeGetVolumeStatsResponse, tonic::Status> {
+        self.c
+            .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+                volume_id: v.id.clone(),
+                volume_path: path.to_string_lossy().into(),
+                staging_target_path: v.staging.to_string_lossy().into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+#[derive(Clone)]
+pub struct Vol {
+    pub id: String,
+    pub file: PathBuf,
+    pub ctx: HashMap<String, String>,
+    pub staging: PathBuf,
+    pub target: PathBuf,
+}
+
+impl Vol {
+    /// Loop devices attached to this volume's file right now.
+    pub fn loops(&self) -> Vec<String> {
+        loops_backing_under(&self.file)
+    }
+    pub fn device(&self) -> PathBuf {
+        let l = self.loops();
+        assert_eq!(
+            l.len(),
+            1,
+            "expected exactly one loop device over {}: {l:?}",
+            self.file.display()
+        );
+        PathBuf::from(format!("/dev/{}", l[0]))
+    }
+}
+
+pub fn mount_cap(fs: &str) -> csi::VolumeCapability {
+    use csi::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
+    csi::VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: fs.into(),
+            mount_flags: vec!["noatime".into()],
+            volume_mount_group: String::new(),
+        })),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+pub fn block_cap() -> csi::VolumeCapability {
+    use csi::volume_capability::{access_mode::Mode, AccessMode, AccessType, BlockVolume};
+    csi::VolumeCapability {
+        access_type: Some(AccessType::Block(BlockVolume {})),
+        access_mode: Some(AccessMode {
+            mode: Mode::MultiNodeMultiWriter as i32,
+        }),
+    }
+}
+
+/// The mount (if any) on top at `p`: (major:minor, fs type, options).
+pub fn mount_at(p: &Path) -> Option<(String, String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        (Path::new(f[4]) == p).then(|| (f[2].to_owned(), f[sep + 1].to_owned(), f[5].to_owned()))
+    })
+}
+
+pub fn dev_of(p: &Path) -> String {
+    let rdev = std::fs::metadata(p).unwrap().rdev();
+    format!("{}:{}", rustix::fs::major(rdev), rustix::fs::minor(rdev))
+}
+
+pub fn first_bytes(p: &Path, n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    std::fs::File::open(p).unwrap().read_exact(&mut b).unwrap();
+    b
+}
+
+pub fn expect_code(r: Result<(), tonic::Status>, code: Code, words: &[&str]) -> String {
+    let s = r.expect_err("the call should have been refused");
+    assert_eq!(s.code(), code, "{}", s.message());
+    for w in words {
+        assert!(
+            s.message().contains(w),
+            "{w:?} missing from: {}",
+            s.message()
+        );
+    }
+    s.message().to_owned()
+}
+
+impl Vol {
+    /// Stages expecting a refusal; returns the device name that was attached and the error.
+    pub async fn refused_stage(
+        &self,
+        h: &mut Harness,
+        cap: csi::VolumeCapability,
+    ) -> (String, tonic::Status) {
+        let e = h
+            .stage(self, cap)
+            .await
+            .expect_err("stage should be refused");
+        let name = self.loops().first().cloned().unwrap_or_default();
+        (name, e)
+    }
+}
+
+/// `sh` holding `path` open as fd 3, then exec'ing `sleep` (comm "sleep").
+pub struct Holder(pub Child);
+
+impl Holder {
+    pub fn open(path: &Path) -> Holder {
+        let mut child = Command::new("sh")
+            .args(["-c", "exec 3<\"$1\" && echo ready && exec sleep 30", "sh"])
+            .arg(path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        let comm = format!("/proc/{}/comm", child.id());
+        for _ in 0..500 {
+            if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Holder(child)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Vol {
+    /// This volume with volume-context `key` set to `value`.
+    pub fn with(&self, key: &str, value: &str) -> Vol {
+        let mut v = self.clone();
+        v.ctx.insert(key.into(), value.into());
+        v
+    }
+}
+
+impl Harness {
+    /// The stage record file of volume `id`.
+    pub fn record(&self, id: &str) -> PathBuf {
+        self.state.join("staged").join(id)
+    }
+}
+
+/// The super options (filesystem options) of the mount on top at `p`.
+pub fn super_options(p: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        (Path::new(f[4]) == p).then(|| f[sep + 3].to_owned())
+    })
+}
+
+/// Mounts a small tmpfs at `p` (a mount that is not any volume's), creating the directory.
+pub fn mount_tmpfs(p: &Path) {
+    std::fs::create_dir_all(p).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "stranger"])
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs on {}", p.display());
+}
+
+/// Lazily unmounts the mount on top at `p`.
+pub fn umount_lazy(p: &Path) {
+    let st = Command::new("umount").arg("-l").arg(p).status().unwrap();
+    assert!(st.success(), "umount -l {}", p.display());
+}

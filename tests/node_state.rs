@@ -1,0 +1,362 @@
+//! Issue 15: earlier state — the volume context a request carries, the stage records the node
+//! wrote, the mounts at the staging and target paths, the paths themselves — is validated
+//! and checked against the kernel before it is trusted or used as a reason to refuse. On
+//! real loop devices with real mkfs/mount, each test in its own pid namespace (see
+//! `run_here`).
+
+mod common;
+
+use std::path::Path;
+
+use common::loop_node::*;
+use tonic::Code;
+
+macro_rules! need_loop {
+    ($name:literal) => {
+        if !run_here($name).await {
+            return;
+        }
+    };
+}
+
+/// Issue 15.1, replayed: NodeStage of B whose context's nvmeAddress carries a second line
+/// naming A's backing file, while A is staged and block-published, then NodeUnstage of B.
+/// Before: B's record said `target=<A's file>`, and unstaging B detached A. Now: the stage
+/// is INVALID_ARGUMENT naming the key, nothing is saved or attached, and A is untouched.
+/// The same for every other way a context can point B at A's disk or smuggle a line in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_that_could_inject_is_refused_before_anything_is_saved_or_attached() {
+    need_loop!("a_context_that_could_inject_is_refused_before_anything_is_saved_or_attached");
+    let mut h = Harness::start().await;
+    let a = h.volume("pvc-a", false, &[]);
+    h.stage(&a, block_cap()).await.unwrap();
+    h.publish(&a, block_cap(), false).await.unwrap();
+    let a_loops = a.loops();
+    let a_dev = dev_of(&a.target);
+    let b = h.volume("pvc-b", true, &[]);
+    let a_file = a.file.display().to_string();
+    let cases = [
+        ("nvmeAddress", format!("127.0.0.1\ntarget={a_file}")),
+        (
+            "nvmeAddress",
+            "127.0.0.1,hostnqn=nqn.2014-08.org.nvmexpress:x".into(),
+        ),
+        (
+            "nqn",
+            format!("nqn.2000-02.com.mikrotik:pvc-b\ntarget={a_file}"),
+        ),
+        ("volumeFile", "/storage-pool/csi/../csi/pvc-a.img".into()),
+        (
+            "volumeFile",
+            "/storage-pool/csi/pvc-b.img\ntarget=/x".into(),
+        ),
+        ("fsType", "ext4\ntarget=/x".into()),
+    ];
+    for (key, value) in cases {
+        let bad = b.with(key, &value);
+        for cap in [block_cap(), mount_cap("")] {
+            let m = expect_code(h.stage(&bad, cap).await, Code::InvalidArgument, &[key]);
+            assert!(!m.contains('\n'), "the value is echoed escaped: {m}");
+            assert!(!h.record("pvc-b").exists(), "{key}: a record was saved");
+            assert!(b.loops().is_empty(), "{key}: B was attached");
+        }
+        h.unstage(&b).await.unwrap();
+        assert_eq!(a.loops(), a_loops, "{key}: A's device changed");
+        assert_eq!(dev_of(&a.target), a_dev);
+    }
+    // A well-formed context naming A's own disk: B may not take it over either (else
+    // unstaging B would detach A).
+    let takeover = b.with("volumeFile", "/storage-pool/csi/pvc-a.img");
+    expect_code(
+        h.stage(&takeover, block_cap()).await,
+        Code::FailedPrecondition,
+        &["pvc-a", "its own disk"],
+    );
+    assert!(!h.record("pvc-b").exists());
+    h.unstage(&b).await.unwrap();
+    assert_eq!(a.loops(), a_loops);
+    h.unpublish(&a).await.unwrap();
+    h.unstage(&a).await.unwrap();
+    assert!(a.loops().is_empty());
+    h.stop().await;
+}
+
+/// A stage record tampered with — rewritten in the first format with a second `target=`
+/// line (what the old writer produced for the failing input above), or truncated — is
+/// refused, not misread: NodeUnstage of B answers FAILED_PRECONDITION naming the file, and
+/// neither A's device nor B's is detached. Once the operator removes the bad file, B stages
+/// and unstages again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_tampered_with_or_truncated_is_refused_and_detaches_nothing() {
+    need_loop!("a_record_tampered_with_or_truncated_is_refused_and_detaches_nothing");
+    let mut h = Harness::start().await;
+    let a = h.volume("pvc-a", false, &[]);
+    let b = h.volume("pvc-b", false, &[]);
+    for v in [&a, &b] {
+        h.stage(v, block_cap()).await.unwrap();
+    }
+    h.publish(&a, block_cap(), false).await.unwrap();
+    let (a_loops, b_loops) = (a.loops(), b.loops());
+    let good = std::fs::read_to_string(h.record("pvc-b")).unwrap();
+    let v1 = format!(
+        "volume_id=pvc-b\ntarget={}\naccess=block\nstaging_path={}\ndevice=\ndev=\nfs_type=\n\
+         address=127.0.0.1\ntarget={}\nport=4420\nctrl_loss_tmo=600\nreconnect_delay=2\n\
+         keep_alive_tmo=5\n",
+        b.file.display(),
+        b.staging.display(),
+        a.file.display()
+    );
+    let truncated = good[..good.len() / 3].to_owned();
+    let retargeted = good.replace(
+        &b.file.display().to_string(),
+        &format!("{}\\n", a.file.display()),
+    );
+    for (text, words) in [
+        (v1.as_str(), &["target appears twice"][..]),
+        (truncated.as_str(), &["damaged"][..]),
+        (retargeted.as_str(), &["target"][..]),
+    ] {
+        std::fs::write(h.record("pvc-b"), text).unwrap();
+        let mut want = vec!["staged/pvc-b", "remove the file"];
+        want.extend_from_slice(words);
+        expect_code(h.unstage(&b).await, Code::FailedPrecondition, &want);
+        // NodeStage of B does not trust it either.
+        expect_code(
+            h.stage(&b, block_cap()).await,
+            Code::FailedPrecondition,
+            &["staged/pvc-b"],
+        );
+        assert_eq!((a.loops(), b.loops()), (a_loops.clone(), b_loops.clone()));
+    }
+    std::fs::remove_file(h.record("pvc-b")).unwrap();
+    h.stage(&b, block_cap()).await.unwrap();
+    assert_eq!(
+        b.loops(),
+        b_loops,
+        "the attached device is found again, not doubled"
+    );
+    h.unstage(&b).await.unwrap();
+    assert!(b.loops().is_empty());
+    assert_eq!(a.loops(), a_loops);
+    h.unpublish(&a).await.unwrap();
+    h.unstage(&a).await.unwrap();
+    h.stop().await;
+}
+
+/// Issue 15.2 on the RPC side: a record from an earlier boot is not trusted by publish or
+/// stats (NOT_FOUND / FAILED_PRECONDITION "stage it again") and the next NodeStage of the
+/// volume confirms it (rewrites it with the running boot). A record of the first format is
+/// this boot's only if it was written after the boot began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_from_an_earlier_boot_is_confirmed_by_the_next_stage_and_trusted_by_nothing_else()
+{
+    need_loop!(
+        "a_record_from_an_earlier_boot_is_confirmed_by_the_next_stage_and_trusted_by_nothing_else"
+    );
+    let mut h = Harness::start().await;
+    let v = h.volume("pvc-boot", true, &[]);
+    h.stage(&v, mount_cap("ext4")).await.unwrap();
+    let path = h.record("pvc-boot");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(boot.trim()),
+        "the record carries the boot id: {text}"
+    );
+    std::fs::write(
+        &path,
+        text.replace(boot.trim(), "11111111-2222-4333-8444-555555555555"),
+    )
+    .unwrap();
+    expect_code(
+        h.publish(&v, mount_cap("ext4"), false).await,
+        Code::FailedPrecondition,
+        &["pvc-boot", "not staged"],
+    );
+    let e = h.stats(&v, &v.staging).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    // The kubelet stages it again after the reboot: confirmed, and usable.
+    h.stage(&v, mount_cap("ext4")).await.unwrap();
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains(boot.trim()));
+    h.publish(&v, mount_cap("ext4"), false).await.unwrap();
+    h.unpublish(&v).await.unwrap();
+    h.unstage(&v).await.unwrap();
+    assert!(v.loops().is_empty());
+    h.stop().await;
+}
+
+/// Mounts replaced under the driver (issue 15.3 and 15.9): a staging mount that is no longer
+/// the volume's device is never bound into a pod, and neither unpublish nor unstage unmounts
+/// something that is not the volume's — they refuse, naming what is mounted, and leave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_replaced_under_the_driver_are_never_published_or_unmounted() {
+    need_loop!("mounts_replaced_under_the_driver_are_never_published_or_unmounted");
+    let mut h = Harness::start().await;
+    let v = h.volume("pvc-swap", true, &[]);
+    h.stage(&v, mount_cap("ext4")).await.unwrap();
+    h.publish(&v, mount_cap("ext4"), false).await.unwrap();
+    let dev = dev_of(&v.device());
+
+    // Something else mounted over the target: unpublish refuses and leaves it.
+    mount_tmpfs(&v.target);
+    expect_code(
+        h.unpublish(&v).await,
+        Code::FailedPrecondition,
+        &["pvc-swap", "not a device of this volume", "left mounted"],
+    );
+    assert_eq!(mount_at(&v.target).unwrap().1, "tmpfs");
+    umount_lazy(&v.target);
+    // Underneath is the volume's own bind: that one is unmounted.
+    h.unpublish(&v).await.unwrap();
+    assert!(mount_at(&v.target).is_none() && !v.target.exists());
+
+    // The staging mount replaced: publishing it anywhere is refused.
+    umount_lazy(&v.staging);
+    mount_tmpfs(&v.staging);
+    expect_code(
+        h.publish(&v, mount_cap("ext4"), false).await,
+        Code::FailedPrecondition,
+        &["pvc-swap", "staging path", &dev],
+    );
+    assert!(mount_at(&v.target).is_none(), "nothing was bound");
+    // ...and unstage does not unmount it, nor detach the device.
+    expect_code(
+        h.unstage(&v).await,
+        Code::FailedPrecondition,
+        &["not a device of this volume"],
+    );
+    assert_eq!(mount_at(&v.staging).unwrap().1, "tmpfs");
+    assert_eq!(v.loops().len(), 1);
+    umount_lazy(&v.staging);
+    h.unstage(&v).await.unwrap();
+    assert!(v.loops().is_empty());
+
+    // No record at all: a mount at the staging path is nobody's the node knows of.
+    mount_tmpfs(&v.staging);
+    expect_code(
+        h.unstage(&v).await,
+        Code::FailedPrecondition,
+        &["not a device of this volume"],
+    );
+    assert_eq!(mount_at(&v.staging).unwrap().1, "tmpfs");
+    umount_lazy(&v.staging);
+    h.unstage(&v).await.unwrap();
+    h.stop().await;
+}
+
+/// Issue 15.9: paths that resolve through a symbolic link are refused at every RPC that
+/// writes or mounts there, and nothing lands where the link points; a block publish never
+/// deletes or replaces a regular file at the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_through_symlinks_are_refused_and_a_regular_file_at_a_block_target_is_kept() {
+    need_loop!("paths_through_symlinks_are_refused_and_a_regular_file_at_a_block_target_is_kept");
+    let mut h = Harness::start().await;
+    let victim = h.path("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let root = h.root();
+    let linked = |dir: &str| {
+        let link = root.join(dir);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        link
+    };
+    // Staging path through a link.
+    let mut s = h.volume("pvc-link-s", true, &[]);
+    let link = linked("kubelet/plugins/linked");
+    s.staging = link.join("globalmount");
+    expect_code(
+        h.stage(&s, mount_cap("ext4")).await,
+        Code::FailedPrecondition,
+        &["staging_target_path", "symbolic link"],
+    );
+    assert!(s.loops().is_empty() && !h.record("pvc-link-s").exists());
+    // Filesystem target through a link.
+    let mut f = h.volume("pvc-link-f", true, &[]);
+    h.stage(&f, mount_cap("ext4")).await.unwrap();
+    let link = linked("kubelet/pods/p2");
+    f.target = link.join("mount");
+    expect_code(
+        h.publish(&f, mount_cap("ext4"), false).await,
+        Code::FailedPrecondition,
+        &["target_path", "symbolic link"],
+    );
+    // Block target that is itself a link.
+    let mut b = h.volume("pvc-link-b", false, &[]);
+    h.stage(&b, block_cap()).await.unwrap();
+    let t = h.path("kubelet/pods/p3/dev");
+    std::fs::create_dir_all(&t).unwrap();
+    b.target = t.join("pvc-link-b");
+    std::os::unix::fs::symlink(victim.join("node"), &b.target).unwrap();
+    expect_code(
+        h.publish(&b, block_cap(), false).await,
+        Code::FailedPrecondition,
+        &["target_path", "symbolic link"],
+    );
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        0,
+        "nothing landed where the links point"
+    );
+    assert!(mount_at(&victim).is_none());
+
+    // A regular file at a block target: refused, kept byte for byte, and unpublish leaves it.
+    std::fs::remove_file(&b.target).unwrap();
+    std::fs::write(&b.target, b"a pod's data").unwrap();
+    expect_code(
+        h.publish(&b, block_cap(), false).await,
+        Code::FailedPrecondition,
+        &["regular file", "left alone"],
+    );
+    h.unpublish(&b).await.unwrap();
+    assert_eq!(std::fs::read(&b.target).unwrap(), b"a pod's data");
+    std::fs::remove_file(&b.target).unwrap();
+    h.publish(&b, block_cap(), false).await.unwrap();
+    h.unpublish(&b).await.unwrap();
+
+    for v in [&f, &b] {
+        h.unstage(v).await.unwrap();
+        assert!(v.loops().is_empty());
+    }
+    h.stop().await;
+}
+
+/// Issue 15.5: a read-only publish of a block volume is refused — by the `readonly` field
+/// and by a reader-only access mode — and nothing is made at the target; a read-only
+/// filesystem publish is read-only for real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_block_publish_is_refused_and_a_read_only_filesystem_refuses_writes() {
+    use csi_proto::v1::volume_capability::access_mode::Mode;
+    need_loop!("a_read_only_block_publish_is_refused_and_a_read_only_filesystem_refuses_writes");
+    let mut h = Harness::start().await;
+    let b = h.volume("pvc-ro-b", false, &[]);
+    h.stage(&b, block_cap()).await.unwrap();
+    expect_code(
+        h.publish(&b, block_cap(), true).await,
+        Code::InvalidArgument,
+        &["read-only", "block"],
+    );
+    let mut reader = block_cap();
+    reader.access_mode.as_mut().unwrap().mode = Mode::SingleNodeReaderOnly as i32;
+    expect_code(
+        h.publish(&b, reader, false).await,
+        Code::InvalidArgument,
+        &["read-only", "block"],
+    );
+    assert!(
+        std::fs::symlink_metadata(&b.target).is_err(),
+        "nothing made"
+    );
+    h.unstage(&b).await.unwrap();
+
+    let f = h.volume("pvc-ro-f", true, &[]);
+    h.stage(&f, mount_cap("ext4")).await.unwrap();
+    h.publish(&f, mount_cap("ext4"), true).await.unwrap();
+    let e = std::fs::write(f.target.join("x"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    h.unpublish(&f).await.unwrap();
+    h.unstage(&f).await.unwrap();
+    assert!(Path::new(&f.file).exists());
+    h.stop().await;
+}
