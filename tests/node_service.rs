@@ -557,3 +557,118 @@ async fn stats_and_expand_of_an_unknown_volume_are_not_found_whatever_the_path()
     }
     r.shutdown().await;
 }
+
+/// Issue 15.10, replayed: a 100 KB name or id came back whole in the error, and gRPC C-core
+/// clients then saw RESOURCE_EXHAUSTED instead of the error. Every node RPC now echoes at
+/// most a few hundred bytes of any input — the id, each path, a context value, a mount
+/// option — and still names the field and the code.
+#[tokio::test]
+async fn errors_echo_at_most_a_few_hundred_bytes_of_any_input() {
+    use csi::volume_capability::access_mode::Mode;
+    let d = tempfile::tempdir().unwrap();
+    let r = start(
+        config(d.path(), TransportConfig::NvmeTcp),
+        d.path().join("v.sock"),
+    )
+    .await;
+    let mut c = r.node().await;
+    let huge = "x".repeat(100_000);
+    let huge_path = format!("/{}", "p".repeat(100_000));
+    let staging = d.path().join("staging").to_string_lossy().into_owned();
+    let stage = |id: &str, path: &str, ctx: HashMap<String, String>, flags: Vec<String>| {
+        let mut cap = mount_cap(Mode::SingleNodeWriter);
+        if let Some(csi::volume_capability::AccessType::Mount(m)) = &mut cap.access_type {
+            m.mount_flags = flags;
+        }
+        csi::NodeStageVolumeRequest {
+            volume_id: id.into(),
+            staging_target_path: path.into(),
+            volume_capability: Some(cap),
+            volume_context: ctx,
+            ..Default::default()
+        }
+    };
+    let nqn = "nqn.2000-02.com.mikrotik:pvc-1";
+    let with = |k: &str, v: &str| {
+        let mut m = ctx(nqn);
+        m.insert(k.into(), v.into());
+        m
+    };
+    let mut answers = vec![
+        (
+            "volume_id",
+            c.node_stage_volume(stage(&huge, &staging, ctx(nqn), vec![]))
+                .await,
+        ),
+        (
+            "staging_target_path",
+            c.node_stage_volume(stage("pvc-1", &huge_path, ctx(nqn), vec![]))
+                .await,
+        ),
+        (
+            "nvmeAddress",
+            c.node_stage_volume(stage("pvc-1", &staging, with("nvmeAddress", &huge), vec![]))
+                .await,
+        ),
+        (
+            "nqn",
+            c.node_stage_volume(stage("pvc-1", &staging, with("nqn", &huge), vec![]))
+                .await,
+        ),
+        (
+            "mount option",
+            c.node_stage_volume(stage("pvc-1", &staging, ctx(nqn), vec![huge.clone()]))
+                .await,
+        ),
+    ]
+    .into_iter()
+    .map(|(w, r)| (w, r.map(|_| ())))
+    .collect::<Vec<_>>();
+    answers.push((
+        "target_path",
+        c.node_publish_volume(csi::NodePublishVolumeRequest {
+            volume_id: "pvc-1".into(),
+            staging_target_path: staging.clone(),
+            target_path: huge_path.clone(),
+            volume_capability: Some(mount_cap(Mode::SingleNodeWriter)),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+    ));
+    answers.push((
+        "target_path",
+        c.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: "pvc-1".into(),
+            target_path: huge_path.clone(),
+        })
+        .await
+        .map(|_| ()),
+    ));
+    answers.push((
+        "volume_id",
+        c.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: huge.clone(),
+            staging_target_path: staging.clone(),
+        })
+        .await
+        .map(|_| ()),
+    ));
+    for (word, answer) in answers {
+        let s = answer.expect_err(word);
+        assert_eq!(
+            s.code(),
+            Code::InvalidArgument,
+            "{word}: {:.300}",
+            s.message()
+        );
+        assert!(
+            s.message().len() < 600,
+            "{word}: {} bytes: {:.300}",
+            s.message().len(),
+            s.message()
+        );
+        assert!(s.message().contains(word), "{word}: {}", s.message());
+    }
+    r.shutdown().await;
+}

@@ -63,7 +63,7 @@ pub enum NodeError {
     NoVolumeFile,
     #[error("cannot build the NVMe/TCP connect options: {0}")]
     ConnectOptions(#[source] FabricsError),
-    #[error("host NQN {} in {} is not a valid NQN; {fix}", echo(.nqn), .file.display())]
+    #[error("host NQN {} in {} is not a valid NQN; {fix}", echo(.nqn), show(.file))]
     BadHostNqn {
         nqn: String,
         file: PathBuf,
@@ -71,7 +71,7 @@ pub enum NodeError {
     },
     #[error(
         "host ID {} in {} is not a UUID; remove the file to have one generated",
-        echo(.id), .file.display()
+        echo(.id), show(.file)
     )]
     BadHostId { id: String, file: PathBuf },
 
@@ -79,13 +79,14 @@ pub enum NodeError {
     #[error("an operation on this volume is already in progress; retry after it finishes")]
     Pending,
     #[error(
-        "the node is busy with its target {target} (the reconciler is checking or disconnecting \
-         a controller of it); NodeStageVolume is retried"
+        "the node is busy with its target {} (the reconciler is checking or disconnecting \
+         a controller of it); NodeStageVolume is retried",
+        echo(.target)
     )]
     TargetBusy { target: String },
 
     // ---- not there (NOT_FOUND)
-    #[error("volume path {} does not exist", .path.display())]
+    #[error("volume path {} does not exist", show(.path))]
     PathNotFound { path: PathBuf },
     #[error("no such volume on this node (no stage record)")]
     UnknownVolume,
@@ -97,9 +98,12 @@ pub enum NodeError {
 
     // ---- an incompatible repeat (ALREADY_EXISTS) or a state to change first (FAILED_PRECONDITION)
     #[error(
-        "already staged on this node from {staged_target} at {} ({staged_access:?}); the request \
-         names {target} at {} ({access:?}); unstage it first",
-        .staged_path.display(), .path.display()
+        "already staged on this node from {} at {} ({staged_access:?}); the request \
+         names {} at {} ({access:?}); unstage it first",
+        echo(.staged_target),
+        show(.staged_path),
+        echo(.target),
+        show(.path)
     )]
     StagedDifferently {
         staged_target: String,
@@ -111,7 +115,7 @@ pub enum NodeError {
     },
     #[error(
         "target {} is already published {}; unpublish it before publishing {}",
-        .target.display(),
+        show(.target),
         if *.read_only { "read-only" } else { "read-write" },
         if *.read_only { "read-write" } else { "read-only" }
     )]
@@ -119,7 +123,7 @@ pub enum NodeError {
     #[error(
         "staging path {} is mounted from {mounted} ({source_name}) but the volume's device is now \
          {device} ({dev}); unstage the volume and stage it again",
-        .path.display()
+        show(.path)
     )]
     StagingMountedElsewhere {
         path: PathBuf,
@@ -141,11 +145,11 @@ pub enum NodeError {
         show(.staged_path), show(.path)
     )]
     StagedElsewhere { path: PathBuf, staged_path: PathBuf },
-    #[error("staging path {} is not mounted; NodeStageVolume must run again", .path.display())]
+    #[error("staging path {} is not mounted; NodeStageVolume must run again", show(.path))]
     StagingNotMounted { path: PathBuf },
     #[error(
         "target {} is already mounted from {mounted} but the staged volume is {staged}; unpublish it first",
-        .target.display()
+        show(.target)
     )]
     TargetMountedElsewhere {
         target: PathBuf,
@@ -163,18 +167,19 @@ pub enum NodeError {
         path: PathBuf,
         link: PathBuf,
     },
-    #[error("block target {} is a mounted directory; unpublish it first", .target.display())]
+    #[error("block target {} is a mounted directory; unpublish it first", show(.target))]
     BlockTargetMounted { target: PathBuf },
     #[error(
         "block target {} exists and is neither a device node, a file nor a directory",
-        .target.display()
+        show(.target)
     )]
     BlockTargetUnexpected { target: PathBuf },
     #[error(
-        "its device ({target}) is not present on this node; unstage and stage the volume again"
+        "its device ({}) is not present on this node; unstage and stage the volume again",
+        echo(.target)
     )]
     DeviceMissing { target: String },
-    #[error("{} holds {}, which this driver cannot grow (ext4, xfs)", .path.display(), echo(.fs))]
+    #[error("{} holds {}, which this driver cannot grow (ext4, xfs)", show(.path), echo(.fs))]
     CannotGrow { path: PathBuf, fs: String },
     #[error(
         "NQN {nqn} is outside --nqn-prefix {prefix:?}; this driver only connects and disconnects \
@@ -189,8 +194,9 @@ pub enum NodeError {
     )]
     TargetOfAnotherVolume { target: String, volume: String },
     #[error(
-        "it was staged with the {target_kind} target {target} but this node runs the {transport} \
-         transport; unstage it with the transport it was staged with"
+        "it was staged with the {target_kind} target {} but this node runs the {transport} \
+         transport; unstage it with the transport it was staged with",
+        echo(.target)
     )]
     WrongTransport {
         target: String,
@@ -203,12 +209,12 @@ pub enum NodeError {
     WaitState(#[source] WaitError),
     #[error(
         "backing file {} does not exist; is --loop-data-dir the simulator's data directory?",
-        .path.display()
+        show(.path)
     )]
     BackingFileMissing { path: PathBuf },
     #[error(
         "{} all back {}; detach the extra ones (losetup -d) — this driver attaches one",
-        .devices.join(", "), .file.display()
+        .devices.join(", "), show(.file)
     )]
     SeveralLoopDevices { devices: Vec<String>, file: PathBuf },
     #[error(
@@ -249,7 +255,7 @@ pub enum NodeError {
     #[error(
         "host NQN {} in {} is a well-known default shared by cloned images, so the RDS could not \
          tell this node from others; {fix}",
-        echo(.nqn), .file.display()
+        echo(.nqn), show(.file)
     )]
     SharedHostNqn {
         nqn: String,
@@ -313,11 +319,11 @@ pub enum NodeError {
          deadline; NodeUnstageVolume is retried"
     )]
     DisconnectStuck { nqn: String, controllers: String },
-    #[error("{device} was detached but still shows {} at the deadline", .file.display())]
+    #[error("{device} was detached but still shows {} at the deadline", show(.file))]
     DetachStuck { device: String, file: PathBuf },
 
     // ---- anything else (INTERNAL)
-    #[error("{what} {}: {source}", .path.display())]
+    #[error("{what} {}: {source}", show(.path))]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -377,15 +383,15 @@ pub enum NodeError {
         #[source]
         source: tokio::task::JoinError,
     },
-    #[error("{} is still mounted after 8 unmounts; inspect the mounts on the node", .path.display())]
+    #[error("{} is still mounted after 8 unmounts; inspect the mounts on the node", show(.path))]
     StillMounted { path: PathBuf },
     #[error("{0}; the volume stays mounted, the call is retried")]
     Unmount(#[source] Box<NodeError>),
-    #[error("losetup attached {} but no loop device shows it", .file.display())]
+    #[error("losetup attached {} but no loop device shows it", show(.file))]
     LoopNotShown { file: PathBuf },
     #[error(
         "stage record {} is damaged ({what}); unstage the volume by hand or remove the file",
-        .path.display()
+        show(.path)
     )]
     RecordDamaged { path: PathBuf, what: String },
 }

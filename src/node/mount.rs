@@ -12,7 +12,7 @@ use node_io::fs_options::OptionError;
 use node_io::mount::{self as io_mount, MountFlags, UnmountMode};
 use tokio::time::Instant;
 
-use crate::node::error::NodeError;
+use crate::node::error::{show, NodeError};
 use crate::runtime::blocking_until;
 use crate::volume::FsType;
 
@@ -147,8 +147,8 @@ pub async fn mount_fs(
     let (device, target, flags) = (device.to_owned(), target.to_owned(), opts.flags);
     let what = format!(
         "mount {} on {} ({})",
-        device.display(),
-        target.display(),
+        show(&device),
+        show(&target),
         fs_type.as_str()
     );
     blocking_until(what, deadline, move || {
@@ -167,7 +167,7 @@ pub async fn bind_mount(
     deadline: Instant,
 ) -> Result<(), NodeError> {
     let (source, target) = (source.to_owned(), target.to_owned());
-    let what = format!("bind mount {} on {}", source.display(), target.display());
+    let what = format!("bind mount {} on {}", show(&source), show(&target));
     blocking_until(what, deadline, move || {
         io_mount::bind_mount(&source, &target, flags).map_err(NodeError::Mount)
     })
@@ -177,7 +177,7 @@ pub async fn bind_mount(
 /// Unmounts `target`; a target that is not mounted is fine (idempotent).
 pub async fn unmount(target: &Path, deadline: Instant) -> Result<(), NodeError> {
     let target = target.to_owned();
-    let what = format!("unmount {}", target.display());
+    let what = format!("unmount {}", show(&target));
     blocking_until(what, deadline, move || {
         io_mount::unmount(&target, UnmountMode::Normal)
             .map(|_| ())

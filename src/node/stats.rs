@@ -9,7 +9,7 @@ use node_io::dev_num::DevNum;
 use node_io::health;
 use tokio::time::Instant;
 
-use crate::node::error::NodeError;
+use crate::node::error::{show, NodeError};
 use crate::node::ops::{dev_of, Node};
 use crate::node::transport::blocking_until;
 
@@ -20,6 +20,16 @@ pub struct Usage {
     pub bytes_used: Option<u64>,
     /// (total, available, used), filesystems only.
     pub inodes: Option<(u64, u64, u64)>,
+}
+
+impl Usage {
+    /// Nothing known (a dead path).
+    const NONE: Usage = Usage {
+        bytes_total: 0,
+        bytes_available: None,
+        bytes_used: None,
+        inodes: None,
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +48,18 @@ impl Node {
         path: &Path,
         deadline: Instant,
     ) -> Result<(Usage, Condition), NodeError> {
-        let md = stat_volume_path(path)?;
         let short = deadline.min(Instant::now() + Duration::from_secs(10));
+        // A stat can hang on a device that stopped answering: bounded like every other read.
+        let p = path.to_owned();
+        let md = blocking_until(format!("stat {}", show(path)), short, move || {
+            Ok::<_, NodeError>(std::fs::metadata(&p))
+        })
+        .await?;
+        let md = match md {
+            Ok(md) => md,
+            Err(e) if is_dead(&e) => return Ok((Usage::NONE, dead_path(volume_id, path, &e))),
+            Err(e) => return Err(stat_error(path, e)),
+        };
         let (usage, path_dev) = if md.file_type().is_block_device() {
             let dev = dev_of(md.rdev());
             // A device gone since (its node left behind) reports 0 bytes; its condition
@@ -56,14 +76,21 @@ impl Node {
             )
         } else {
             let p = path.to_owned();
-            let s = blocking_until(format!("statfs {}", path.display()), short, move || {
-                rustix::fs::statvfs(&p).map_err(|e| NodeError::Io {
-                    what: "statfs",
-                    path: p,
-                    source: e.into(),
-                })
+            let s = blocking_until(format!("statfs {}", show(path)), short, move || {
+                Ok::<_, NodeError>(rustix::fs::statvfs(&p).map_err(std::io::Error::from))
             })
             .await?;
+            let s = match s {
+                Ok(s) => s,
+                Err(e) if is_dead(&e) => return Ok((Usage::NONE, dead_path(volume_id, path, &e))),
+                Err(source) => {
+                    return Err(NodeError::Io {
+                        what: "statfs",
+                        path: path.to_owned(),
+                        source,
+                    })
+                }
+            };
             let f = s.f_frsize.max(1);
             let usage = Usage {
                 bytes_total: s.f_blocks * f,
@@ -160,19 +187,42 @@ impl Node {
     }
 }
 
+/// Whether `e` says the filesystem under a path is gone (shut down after its device was
+/// lost, a dead network mount): EIO, ENOTCONN, ESTALE, EUCLEAN.
+pub(super) fn is_dead(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::ENOTCONN | libc::ESTALE | libc::EUCLEAN)
+    )
+}
+
+/// The condition of a volume whose path answers with a dead-filesystem error.
+fn dead_path(volume_id: &str, path: &Path, e: &std::io::Error) -> Condition {
+    Condition {
+        abnormal: true,
+        message: format!(
+            "volume {volume_id}: {} answers {e}: its filesystem was shut down, most likely because \
+             its device was lost; unpublish and unstage the volume (both still work), then stage it again",
+            path.display()
+        ),
+    }
+}
+
+fn stat_error(path: &Path, e: std::io::Error) -> NodeError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        NodeError::PathNotFound {
+            path: path.to_owned(),
+        }
+    } else {
+        NodeError::Io {
+            what: "cannot stat",
+            path: path.to_owned(),
+            source: e,
+        }
+    }
+}
+
 /// The metadata of a CO-given volume path: NOT_FOUND when it does not exist.
 pub(super) fn stat_volume_path(path: &Path) -> Result<std::fs::Metadata, NodeError> {
-    std::fs::metadata(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            NodeError::PathNotFound {
-                path: path.to_owned(),
-            }
-        } else {
-            NodeError::Io {
-                what: "cannot stat",
-                path: path.to_owned(),
-                source: e,
-            }
-        }
-    })
+    std::fs::metadata(path).map_err(|e| stat_error(path, e))
 }
