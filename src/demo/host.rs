@@ -10,8 +10,7 @@ use node_io::holders::{scan_processes, ScanMode};
 pub const IN_PIDNS_ENV: &str = "RDS_CSI_DEMO_IN_PIDNS";
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 fn have(tool: &str) -> bool {
@@ -104,7 +103,8 @@ pub fn reexec_in_pidns(keep: bool) -> Option<ExitCode> {
     }
     // Ctrl-C reaches the child too; it cleans up and exits. Waiting here keeps its output
     // and exit status attached to this terminal.
-    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions. Neither std nor
+    // rustix (whose signal API is unsafe too) offers a safe way to set one.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }

@@ -72,10 +72,7 @@ impl WorkDir {
     pub fn sweep(&self) -> Vec<String> {
         let mut forced = Vec::new();
         for m in self.mounts().into_iter().rev() {
-            if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
-                // SAFETY: c is a valid NUL-terminated path.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
+            let _ = node_io::mount::unmount(&m, node_io::mount::UnmountMode::Detach);
             forced.push(format!("mount {}", m.display()));
         }
         for l in self.loops() {

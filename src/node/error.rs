@@ -18,7 +18,7 @@ use node_io::mount::MountError;
 use node_io::mountinfo::ReadError as MountinfoError;
 use node_io::probe::ProbeError;
 use node_io::sysfs::SysfsError;
-use node_io::wait::WaitError;
+use node_io::wait::{DetachError, SizeError, WaitError};
 use tonic::{Code, Status};
 
 use crate::error::{cap_message, echo, MAX_STATUS_MESSAGE_BYTES};
@@ -289,11 +289,13 @@ pub enum NodeError {
         echo(.address)
     )]
     Unresolvable { address: String, why: String },
+    #[error("{0} after a rescan; has the RDS grown the disk yet? retried")]
+    NotGrown(#[source] SizeError),
     #[error(
-        "device {device} is {size} bytes after a rescan, {required} were asked; has the RDS grown \
-         the disk yet? retried"
+        "device {device} is {size} bytes after a rescan, {required} were asked; has the \
+         backing file grown yet? retried"
     )]
-    NotGrown {
+    LoopNotGrown {
         device: String,
         size: u64,
         required: u64,
@@ -314,13 +316,8 @@ pub enum NodeError {
         "{0}; the controller is connected but no namespace appeared — check the export on the RDS"
     )]
     NoNamespace(#[source] WaitError),
-    #[error(
-        "controllers {controllers} of {nqn} were asked to disconnect but are still present at the \
-         deadline; NodeUnstageVolume is retried"
-    )]
-    DisconnectStuck { nqn: String, controllers: String },
-    #[error("{device} was detached but still shows {} at the deadline", show(.file))]
-    DetachStuck { device: String, file: PathBuf },
+    #[error("{0}; NodeUnstageVolume is retried")]
+    Detach(#[source] DetachError),
 
     // ---- anything else (INTERNAL)
     #[error("{what} {}: {source}", show(.path))]
@@ -342,6 +339,8 @@ pub enum NodeError {
     },
     #[error("reading NVMe state from sysfs: {0}")]
     Sysfs(#[source] SysfsError),
+    #[error("{0}")]
+    Size(#[source] SizeError),
     #[error("reading mountinfo: {0}")]
     Mountinfo(#[source] MountinfoError),
     #[error(
@@ -454,16 +453,16 @@ impl NodeError {
             | NotOurMount { .. }
             | BlockTargetIsFile { .. }
             | SharedHostNqn { .. } => Code::FailedPrecondition,
-            NotReadable { .. } | ConnectFailed { .. } | Unresolvable { .. } | NotGrown { .. } => {
-                Code::Unavailable
-            }
+            NotReadable { .. }
+            | ConnectFailed { .. }
+            | Unresolvable { .. }
+            | NotGrown(_)
+            | LoopNotGrown { .. } => Code::Unavailable,
+            Detach(DetachError::Sysfs { .. }) | Size(_) => Code::Internal,
+            Detach(_) => Code::DeadlineExceeded,
             Blocking(BlockingError::DeadlineExceeded { .. }) => Code::DeadlineExceeded,
             Blocking(BlockingError::Panicked { .. }) => Code::Internal,
-            Deadline { .. }
-            | LookupDeadline { .. }
-            | NoNamespace(_)
-            | DisconnectStuck { .. }
-            | DetachStuck { .. } => Code::DeadlineExceeded,
+            Deadline { .. } | LookupDeadline { .. } | NoNamespace(_) => Code::DeadlineExceeded,
             Io { .. }
             | Mount(_)
             | Syscall { .. }

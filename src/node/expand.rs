@@ -2,7 +2,6 @@
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -24,27 +23,7 @@ impl Node {
         let rec = self.staged(volume_id)?;
         let t = rec.target.clone();
         self.transport.rescan(&t, deadline).await?;
-        // The kernel applies a rescan asynchronously on NVMe: wait for the new size.
-        let d = loop {
-            let d = self
-                .transport
-                .resolve(&t)
-                .await?
-                .ok_or_else(|| NodeError::DeviceMissing {
-                    target: t.to_string(),
-                })?;
-            if d.size_bytes >= required || Instant::now() >= deadline {
-                break d;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        if d.size_bytes < required {
-            return Err(NodeError::NotGrown {
-                device: d.name,
-                size: d.size_bytes,
-                required,
-            });
-        }
+        let d = self.transport.wait_for_size(&t, required, deadline).await?;
         if rec.access == Access::Block || md.file_type().is_block_device() {
             return Ok(d.size_bytes);
         }

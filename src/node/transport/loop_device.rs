@@ -2,12 +2,12 @@
 //! attaches, sysfs `loop/backing_file` resolves.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use node_io::block;
+use node_io::wait::{self, Waker};
 use tokio::time::Instant;
 
-use super::Device;
+use super::{blocking_until, Device};
 use crate::node::error::NodeError;
 use crate::node::mount::run_tool;
 use crate::volume_context::VolumeFile;
@@ -76,18 +76,19 @@ impl LoopDevices {
             return Ok(());
         };
         run_tool("losetup", &["-d", &d.path.to_string_lossy()], deadline).await?;
-        loop {
-            if self.resolve(file)?.is_none() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(NodeError::DetachStuck {
-                    device: d.name,
-                    file: file.to_owned(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Woken by the device's uevent (polling only without netlink).
+        let (sys, name, file) = (self.sys_root.clone(), d.name.clone(), file.to_owned());
+        let std_deadline = deadline.into_std();
+        blocking_until(
+            format!("waiting for {name} to detach"),
+            deadline,
+            move || {
+                wait::wait_for_loop_detached(&sys, &name, &file, std_deadline, &mut Waker::open())
+                    .map(|_| ())
+                    .map_err(NodeError::Detach)
+            },
+        )
+        .await
     }
 }
 

@@ -167,6 +167,34 @@ impl Transport {
         }
     }
 
+    /// The device once it is at least `bytes` long, after a [`Self::rescan`]: NVMe applies a
+    /// rescan asynchronously (waited for by uevent); a loop device's size is set by the time
+    /// `losetup -c` returns.
+    pub async fn wait_for_size(
+        &self,
+        t: &Target,
+        bytes: u64,
+        deadline: Instant,
+    ) -> Result<Device, NodeError> {
+        match (self, t) {
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => {
+                n.wait_for_size(t.nqn.as_str(), bytes, deadline).await
+            }
+            (Transport::Loop(l), Target::LoopFile(f)) => {
+                let d = l.resolve(f)?.ok_or_else(|| not_attached(t))?;
+                if d.size_bytes < bytes {
+                    return Err(NodeError::LoopNotGrown {
+                        device: d.name,
+                        size: d.size_bytes,
+                        required: bytes,
+                    });
+                }
+                Ok(d)
+            }
+            _ => Err(self.mismatch(t)),
+        }
+    }
+
     /// Why the transport path is unhealthy (nvme: no live controller), or None.
     pub fn condition(&self, t: &Target) -> Option<String> {
         match (self, t) {

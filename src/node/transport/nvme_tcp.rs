@@ -3,11 +3,10 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use node_io::fabrics::{self, ConnectOptions, FabricsError, Nqn, OptionValue};
 use node_io::sysfs::{self, Controller, ControllerState};
-use node_io::wait::{self, WaitError, Waker};
+use node_io::wait::{self, SizeError, WaitError, Waker};
 use tokio::time::Instant;
 
 use super::{blocking_until, Device, NvmeTarget};
@@ -220,24 +219,44 @@ impl NvmeTcp {
         self.wait_gone(nqn, deadline).await
     }
 
+    /// Waits until no controller of `nqn` is left, woken by uevents (polling only when
+    /// netlink is unavailable).
     async fn wait_gone(&self, nqn: &str, deadline: Instant) -> Result<(), NodeError> {
-        loop {
-            let left = sysfs::controllers_for_nqn(&self.sys_root, nqn).map_err(NodeError::Sysfs)?;
-            if left.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let names: Vec<String> = left
-                    .iter()
-                    .map(|c| format!("{} ({})", c.name(), c.state))
-                    .collect();
-                return Err(NodeError::DisconnectStuck {
-                    nqn: nqn.to_owned(),
-                    controllers: names.join(", "),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (sys, nqn_s) = (self.sys_root.clone(), nqn.to_owned());
+        let std_deadline = deadline.into_std();
+        blocking_until(
+            format!("waiting for {nqn} to disconnect"),
+            deadline,
+            move || {
+                wait::wait_for_controllers_gone(&sys, &nqn_s, std_deadline, &mut Waker::open())
+                    .map(|_| ())
+                    .map_err(NodeError::Detach)
+            },
+        )
+        .await
+    }
+
+    /// Waits until the device of `nqn` is at least `bytes` long (the kernel applies a rescan
+    /// asynchronously), woken by its `change` uevent.
+    pub async fn wait_for_size(
+        &self,
+        nqn: &str,
+        bytes: u64,
+        deadline: Instant,
+    ) -> Result<Device, NodeError> {
+        let (sys, nqn_s) = (self.sys_root.clone(), nqn.to_owned());
+        let std_deadline = deadline.into_std();
+        let found = blocking_until(format!("waiting for {nqn} to grow"), deadline, move || {
+            wait::wait_for_size(&sys, &nqn_s, bytes, std_deadline, &mut Waker::open()).map_err(
+                |e| match e {
+                    SizeError::NoDevice { nqn } => NodeError::DeviceMissing { target: nqn },
+                    e @ SizeError::TooSmall { .. } => NodeError::NotGrown(e),
+                    e @ SizeError::Sysfs { .. } => NodeError::Size(e),
+                },
+            )
+        })
+        .await?;
+        Ok(self.device(found.device))
     }
 
     pub async fn rescan(&self, nqn: &str, deadline: Instant) -> Result<(), NodeError> {
@@ -292,6 +311,7 @@ mod tests {
     use node_io::dev_num::DevNum;
     use node_io::testing::{FakeSys, Ns, NS1};
     use std::path::Path;
+    use std::time::Duration;
     use tonic::Code;
 
     const PREFIX: &str = "nqn.2000-02.com.mikrotik:pvc-";
