@@ -315,7 +315,7 @@ fn boot() -> rds_csi::node::stage_record::Boot {
 
 /// A stage record of this boot, as NodeStage of an NVMe/TCP volume leaves it.
 fn nvme_record(volume_id: &str, staging: &Path) -> rds_csi::node::stage_record::StageRecord {
-    use rds_csi::node::stage_record::{Access, StageRecord, StagedDevice};
+    use rds_csi::node::stage_record::{AccessType, StageRecord, StagedDevice};
     use rds_csi::node::transport::{NvmeTarget, Target};
     StageRecord {
         volume_id: volume_id.into(),
@@ -326,7 +326,7 @@ fn nvme_record(volume_id: &str, staging: &Path) -> rds_csi::node::stage_record::
             port: 4420,
             tunables: Default::default(),
         }),
-        access: Access::Filesystem,
+        access: AccessType::Mount,
         staging_path: staging.to_owned(),
         device: Some(StagedDevice {
             name: "nvme0n1".into(),
@@ -429,7 +429,7 @@ fn every_node_metric_is_documented() {
 #[tokio::test]
 async fn restaging_incompatibly_is_already_exists_at_the_same_path_and_a_precondition_elsewhere() {
     use csi::volume_capability::access_mode::Mode;
-    use rds_csi::node::stage_record::{Access, StageRecord};
+    use rds_csi::node::stage_record::{AccessType, StageRecord};
     let nqn = "nqn.2000-02.com.mikrotik:pvc-1";
     let d = tempfile::tempdir().unwrap();
     let sys = node_io::testing::FakeSys::multipath_y_of(nqn);
@@ -440,7 +440,7 @@ async fn restaging_incompatibly_is_already_exists_at_the_same_path_and_a_precond
     let mut c = r.node().await;
     let staging = d.path().join("staging");
     let record = StageRecord {
-        access: Access::Block,
+        access: AccessType::Block,
         fs_type: None,
         ..nvme_record("pvc-1", &staging)
     };
@@ -487,7 +487,7 @@ async fn restaging_incompatibly_is_already_exists_at_the_same_path_and_a_precond
     let now = StageRecord::load(&state_dir, "pvc-1", &boot())
         .unwrap()
         .unwrap();
-    assert_eq!((now.staging_path, now.access), (other, Access::Filesystem));
+    assert_eq!((now.staging_path, now.access), (other, AccessType::Mount));
     r.shutdown().await;
 }
 

@@ -15,6 +15,7 @@ use super::report::{Kind, Report};
 use super::stack::{Stack, NODE_IDS};
 use crate::attachment::EventReason;
 use crate::observability::Metrics;
+use crate::volume::{keys, FsType};
 
 const GIB: i64 = 1 << 30;
 const A: usize = 0;
@@ -75,7 +76,7 @@ fn mode_cap(access: csi::volume_capability::AccessType, mode: Mode) -> csi::Volu
 fn xfs_rwo() -> csi::VolumeCapability {
     mode_cap(
         csi::volume_capability::AccessType::Mount(csi::volume_capability::MountVolume {
-            fs_type: "xfs".into(),
+            fs_type: FsType::Xfs.as_str().into(),
             ..Default::default()
         }),
         Mode::SingleNodeWriter,
@@ -270,7 +271,7 @@ impl<'a> Scenario<'a> {
             "{} on the RDS, file {}",
             gib(v.capacity_bytes),
             v.volume_context
-                .get("volumeFile")
+                .get(keys::VOLUME_FILE)
                 .map(String::as_str)
                 .unwrap_or("?")
         );
@@ -302,7 +303,11 @@ impl<'a> Scenario<'a> {
             })
             .await?
             .into_inner();
-        let nqn = r.publish_context.get("nqn").cloned().unwrap_or_default();
+        let nqn = r
+            .publish_context
+            .get(keys::NQN)
+            .cloned()
+            .unwrap_or_default();
         if let Some(n) = NODE_IDS.iter().position(|x| *x == node) {
             self.publish_ctx
                 .insert((v.id.clone(), n), r.publish_context);
@@ -483,7 +488,13 @@ impl<'a> Scenario<'a> {
             .step(
                 "CreateVolume pvc-demo-fs (1 GiB, xfs, RWO)",
                 Kind::Controller,
-                self.create("pvc-demo-fs", GIB, xfs_rwo(), &[("fsType", "xfs")], None),
+                self.create(
+                    "pvc-demo-fs",
+                    GIB,
+                    xfs_rwo(),
+                    &[(keys::FS_TYPE, FsType::Xfs.as_str())],
+                    None,
+                ),
             )
             .await?;
         r.step(
@@ -553,7 +564,7 @@ impl<'a> Scenario<'a> {
                     "pvc-demo-vm",
                     GIB,
                     block_rwx(),
-                    &[("migrationTimeoutSeconds", "300")],
+                    &[(keys::MIGRATION_TIMEOUT_SECONDS, "300")],
                     None,
                 ),
             )
@@ -920,9 +931,19 @@ impl<'a> Scenario<'a> {
                     Kind::Controller,
                     async {
                         let (v, d) = self
-                            .create(name, 2 * GIB, xfs_rwo(), &[("fsType", "xfs")], Some(source))
+                            .create(
+                                name,
+                                2 * GIB,
+                                xfs_rwo(),
+                                &[(keys::FS_TYPE, FsType::Xfs.as_str())],
+                                Some(source),
+                            )
                             .await?;
-                        let fresh = v.ctx.get("fresh").cloned().unwrap_or_else(|| "?".into());
+                        let fresh = v
+                            .ctx
+                            .get(keys::FRESH)
+                            .cloned()
+                            .unwrap_or_else(|| "?".into());
                         Ok((v, format!("{d}; fresh={fresh} (never formatted)")))
                     },
                 )

@@ -23,7 +23,7 @@ use tonic::{Code, Status};
 
 use crate::error::{cap_message, echo, MAX_STATUS_MESSAGE_BYTES};
 use crate::node::fs_plan::FsRefusal;
-use crate::node::stage_record::Access;
+use crate::node::stage_record::AccessType;
 use crate::runtime::BlockingError;
 use crate::volume::CapabilityError;
 use crate::volume_context::ContextError;
@@ -35,21 +35,17 @@ pub enum NodeError {
     // ---- the request (INVALID_ARGUMENT)
     #[error("{field} is required")]
     Missing { field: &'static str },
-    #[error(
-        "volume_id {} must be at most 128 characters of letters, digits, '-', '_' and '.', \
-         not starting with '.'",
-        echo(.id)
-    )]
-    BadVolumeId { id: String },
+    /// The one volume-id rule (`crate::volume::VolumeId`).
+    #[error(transparent)]
+    BadVolumeId(crate::volume::InvalidVolumeId),
     #[error(
         "{field} {} must be an absolute path without '.' or '..' components or control characters",
         echo(.path)
     )]
     BadPath { field: &'static str, path: String },
+    /// The one capability parser and its rules (`crate::volume::Capability`).
     #[error(transparent)]
-    Capability(CapabilityError),
-    #[error("filesystem {} is not supported; use ext4 or xfs", echo(.fs))]
-    UnsupportedFs { fs: String },
+    Capability(#[from] CapabilityError),
     #[error("mount option {} is refused: {reason}", echo(.option))]
     MountOptionRefused { option: String, reason: String },
     #[error(
@@ -108,10 +104,10 @@ pub enum NodeError {
     StagedDifferently {
         staged_target: String,
         staged_path: PathBuf,
-        staged_access: Access,
+        staged_access: AccessType,
         target: String,
         path: PathBuf,
-        access: Access,
+        access: AccessType,
     },
     #[error(
         "target {} is already published {}; unpublish it before publishing {}",
@@ -139,7 +135,10 @@ pub enum NodeError {
     #[error("not staged on this node (no stage record); NodeStageVolume must succeed first")]
     NotStaged,
     #[error("staged for {staged:?} access but is published for {requested:?}")]
-    AccessMismatch { staged: Access, requested: Access },
+    AccessMismatch {
+        staged: AccessType,
+        requested: AccessType,
+    },
     #[error(
         "the volume is staged at {}, not at {}; publish from where it is staged",
         show(.staged_path), show(.path)
@@ -179,7 +178,10 @@ pub enum NodeError {
         echo(.target)
     )]
     DeviceMissing { target: String },
-    #[error("{} holds {}, which this driver cannot grow (ext4, xfs)", show(.path), echo(.fs))]
+    #[error(
+        "{} holds {}, which this driver cannot grow (only {choices})",
+        show(.path), echo(.fs), choices = crate::volume::FsType::choices()
+    )]
     CannotGrow { path: PathBuf, fs: String },
     #[error(
         "NQN {nqn} is outside --nqn-prefix {prefix:?}; this driver only connects and disconnects \
@@ -406,10 +408,9 @@ impl NodeError {
         use NodeError::*;
         match self {
             Missing { .. }
-            | BadVolumeId { .. }
+            | BadVolumeId(_)
             | BadPath { .. }
             | Capability(_)
-            | UnsupportedFs { .. }
             | MountOptionRefused { .. }
             | MountOptionDenied { .. }
             | Context(_)
@@ -557,10 +558,10 @@ mod tests {
         let e = |path: &str| NodeError::StagedDifferently {
             staged_target: "a".into(),
             staged_path: "/s".into(),
-            staged_access: Access::Block,
+            staged_access: AccessType::Block,
             target: "a".into(),
             path: path.into(),
-            access: Access::Filesystem,
+            access: AccessType::Mount,
         };
         assert_eq!(e("/s").code(), Code::AlreadyExists);
         assert_eq!(e("/t").code(), Code::FailedPrecondition);
@@ -569,7 +570,7 @@ mod tests {
     #[test]
     fn a_long_input_is_echoed_short() {
         let id = "x".repeat(100_000);
-        let m = NodeError::BadVolumeId { id }.to_string();
+        let m = NodeError::BadVolumeId(crate::volume::InvalidVolumeId::Foreign(id)).to_string();
         assert!(m.len() < 400 && m.contains("100000 bytes"), "{m}");
     }
 }

@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use crate::node::error::NodeError;
 use crate::node::mount;
 use crate::node::ops::Node;
-use crate::node::stage_record::Access;
 use crate::node::stats::stat_volume_path;
+use crate::volume::AccessType;
 
 impl Node {
     pub async fn expand(
@@ -24,7 +24,7 @@ impl Node {
         let t = rec.target.clone();
         self.transport.rescan(&t, deadline).await?;
         let d = self.transport.wait_for_size(&t, required, deadline).await?;
-        if rec.access == Access::Block || md.file_type().is_block_device() {
+        if rec.access == AccessType::Block || md.file_type().is_block_device() {
             return Ok(d.size_bytes);
         }
         let fs = self
@@ -33,10 +33,14 @@ impl Node {
             .map(|m| m.fs_type.clone())
             .or(rec.fs_type.map(|f| f.as_str().to_owned()))
             .unwrap_or_default();
-        match fs.as_str() {
-            "ext4" => mount::run_tool("resize2fs", &[&d.path.to_string_lossy()], deadline).await?,
-            "xfs" => mount::run_tool("xfs_growfs", &[&path.to_string_lossy()], deadline).await?,
-            _ => {
+        match crate::volume::FsType::parse(&fs) {
+            Ok(crate::volume::FsType::Ext4) => {
+                mount::run_tool("resize2fs", &[&d.path.to_string_lossy()], deadline).await?
+            }
+            Ok(crate::volume::FsType::Xfs) => {
+                mount::run_tool("xfs_growfs", &[&path.to_string_lossy()], deadline).await?
+            }
+            Err(_) => {
                 return Err(NodeError::CannotGrow {
                     path: path.to_owned(),
                     fs,

@@ -41,8 +41,9 @@ pub enum FsRefusal {
     )]
     OtherFilesystem { found: FsType, requested: FsType },
     #[error(
-        "holds {0}, which this driver does not mount (ext4, xfs only); it is left untouched — \
-         move the data or use another volume"
+        "holds {0}, which this driver does not mount (only {choices}); it is left untouched — \
+         move the data or use another volume",
+        choices = FsType::choices()
     )]
     UnsupportedFilesystem(FsKind),
     #[error(

@@ -7,8 +7,8 @@ use tokio::time::Instant;
 
 use crate::node::error::NodeError;
 use crate::node::ops::Node;
-use crate::node::stage_record::Access;
 use crate::node::transport::{blocking_until, Device};
+use crate::volume::AccessType;
 
 impl Node {
     pub(super) async fn holders(
@@ -46,7 +46,12 @@ impl Node {
 }
 
 /// The FAILED_PRECONDITION message of an unstage refused because the device is held.
-pub fn describe_holders(d: &Device, r: &HolderReport, access: Access, staging: &Path) -> String {
+pub fn describe_holders(
+    d: &Device,
+    r: &HolderReport,
+    access: AccessType,
+    staging: &Path,
+) -> String {
     let mut parts = Vec::new();
     if !r.processes.is_empty() {
         let p: Vec<String> = r
@@ -91,11 +96,11 @@ pub fn describe_holders(d: &Device, r: &HolderReport, access: Access, staging: &
         ));
     }
     let after = match access {
-        Access::Filesystem => format!(
+        AccessType::Mount => format!(
             "The filesystem at {} is already unmounted and needs no re-mount: the retry only disconnects.",
             staging.display()
         ),
-        Access::Block => "Nothing needs to be re-published: the retry only disconnects.".to_owned(),
+        AccessType::Block => "Nothing needs to be re-published: the retry only disconnects.".to_owned(),
     };
     format!(
         "device {} ({}) is still in use: {}. The device stays connected; stop those processes \

@@ -38,19 +38,17 @@ pub fn check_host_nqn(nqn: &str, file: &Path) -> Result<(), NodeError> {
         "give every node its own: remove {} (rds-csi then generates a unique one) or write `nqn.2014-08.org.nvmexpress:uuid:$(cat /proc/sys/kernel/random/uuid)` into it",
         file.display()
     );
-    if !nqn.starts_with("nqn.")
-        || nqn.len() > 223
-        || nqn.chars().any(|c| c.is_whitespace() || c == ',')
-    {
-        return Err(NodeError::BadHostNqn {
+    let lower = nqn.to_ascii_lowercase();
+    if lower == DISCOVERY_NQN || SHARED_UUIDS.iter().any(|u| lower.ends_with(u)) {
+        return Err(NodeError::SharedHostNqn {
             nqn: nqn.to_owned(),
             file: file.to_owned(),
             fix,
         });
     }
-    let lower = nqn.to_ascii_lowercase();
-    if lower == DISCOVERY_NQN || SHARED_UUIDS.iter().any(|u| lower.ends_with(u)) {
-        return Err(NodeError::SharedHostNqn {
+    // The one NQN rule (node_io::nqn), the same the connect string is built with.
+    if node_io::nqn::Nqn::new(nqn).is_err() {
+        return Err(NodeError::BadHostNqn {
             nqn: nqn.to_owned(),
             file: file.to_owned(),
             fix,

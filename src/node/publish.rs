@@ -11,13 +11,13 @@ use tokio::time::Instant;
 use crate::node::error::NodeError;
 use crate::node::mount::{self, parse_mount_options};
 use crate::node::ops::{dev_of, Node};
-use crate::node::stage_record::{Access, StageRecord};
+use crate::node::stage_record::{AccessType, StageRecord};
 
 pub struct PublishRequest {
     pub volume_id: String,
     pub staging_path: PathBuf,
     pub target_path: PathBuf,
-    pub access: Access,
+    pub access: AccessType,
     pub readonly: bool,
     pub mount_flags: Vec<String>,
 }
@@ -32,11 +32,11 @@ impl Node {
             });
         }
         match r.access {
-            Access::Filesystem => self.publish_fs(&r, &rec, deadline).await,
+            AccessType::Mount => self.publish_fs(&r, &rec, deadline).await,
             // Refused before anything is made: a device node cannot be read-only for one
             // pod, and an OK would hand out a writable device.
-            Access::Block if r.readonly => Err(NodeError::ReadOnlyBlock),
-            Access::Block => self.publish_block(&r, &rec).await,
+            AccessType::Block if r.readonly => Err(NodeError::ReadOnlyBlock),
+            AccessType::Block => self.publish_block(&r, &rec).await,
         }
     }
 

@@ -14,7 +14,7 @@ use crate::node::ops::{check_volume_id, Node};
 use crate::node::paths::request_path as checked_path;
 use crate::node::publish::PublishRequest;
 use crate::node::stage::StageRequest;
-use crate::node::stage_record::Access;
+use crate::volume::AccessType;
 use crate::volume::FsType;
 use crate::volume_context::VolumeContext;
 
@@ -22,8 +22,8 @@ use crate::volume_context::VolumeContext;
 pub struct NodeService(pub Arc<Node>);
 
 /// A volume capability as the node uses it.
-struct Capability {
-    access: Access,
+struct NodeCapability {
+    access: AccessType,
     fs_type: Option<FsType>,
     mount_flags: Vec<String>,
     /// A reader-only access mode: published read-only whatever `readonly` says.
@@ -32,16 +32,16 @@ struct Capability {
 
 /// The one capability parser and its rules ([`crate::volume::Capability`]), shared with the
 /// controller.
-fn capability(cap: Option<&csi::VolumeCapability>) -> Result<Capability, NodeError> {
+fn capability(cap: Option<&csi::VolumeCapability>) -> Result<NodeCapability, NodeError> {
     let cap = cap.ok_or(NodeError::Missing {
         field: "volume_capability",
     })?;
-    let c = crate::volume::Capability::parse_supported(cap).map_err(NodeError::Capability)?;
-    Ok(Capability {
+    let c = crate::volume::Capability::parse_supported(cap)?;
+    Ok(NodeCapability {
         access: if c.is_block() {
-            Access::Block
+            AccessType::Block
         } else {
-            Access::Filesystem
+            AccessType::Mount
         },
         read_only: matches!(
             c.access_mode,

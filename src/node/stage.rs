@@ -10,7 +10,7 @@ use crate::node::error::NodeError;
 use crate::node::fs_plan::{plan_filesystem, FsPlan};
 use crate::node::mount::{self, parse_mount_options, MountOptions};
 use crate::node::ops::Node;
-use crate::node::stage_record::{Access, StageRecord, StagedDevice};
+use crate::node::stage_record::{AccessType, StageRecord, StagedDevice};
 use crate::node::transport::{Device, Target};
 use crate::volume::FsType;
 use crate::volume_context::VolumeContext;
@@ -18,7 +18,7 @@ use crate::volume_context::VolumeContext;
 pub struct StageRequest {
     pub volume_id: String,
     pub staging_path: PathBuf,
-    pub access: Access,
+    pub access: AccessType,
     pub fs_type: Option<FsType>,
     pub mount_flags: Vec<String>,
     pub context: VolumeContext,
@@ -56,8 +56,8 @@ impl Node {
             return Ok(false);
         };
         Ok(match e.access {
-            Access::Block => true,
-            Access::Filesystem => self
+            AccessType::Block => true,
+            AccessType::Mount => self
                 .mounts_at(&e.staging_path)?
                 .iter()
                 .any(|m| m.dev == d.dev),
@@ -115,7 +115,7 @@ impl Node {
         self.new_record(&r, &t, None, r.fs_type, formatting)
             .save(&self.state_dir)?;
         let device = self.transport.attach(&t, deadline).await?;
-        if r.access == Access::Block {
+        if r.access == AccessType::Block {
             // Nothing to format or mount: publish makes a device node from a fresh lookup.
             return self
                 .new_record(&r, &t, Some(&device), None, None)

@@ -34,12 +34,7 @@ use crate::volume_context::{
 /// The record format written today.
 pub const VERSION: u32 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Access {
-    Block,
-    Filesystem,
-}
+pub use crate::volume::AccessType;
 
 /// The kernel's id of the running boot (`<proc>/sys/kernel/random/boot_id`, a UUID that
 /// changes at every boot).
@@ -128,7 +123,7 @@ pub struct StageRecord {
     /// What the transport attached; with the connect parameters, so a reconnect needs no
     /// volume context.
     pub target: Target,
-    pub access: Access,
+    pub access: AccessType,
     pub staging_path: PathBuf,
     pub device: Option<StagedDevice>,
     pub fs_type: Option<FsType>,
@@ -146,7 +141,7 @@ struct RecordFile {
     volume_id: String,
     boot_id: String,
     target: TargetFile,
-    access: Access,
+    access: AccessType,
     staging_path: String,
     device: Option<DeviceFile>,
     fs_type: Option<String>,
@@ -214,7 +209,7 @@ struct Raw {
     volume_id: String,
     boot_id: Option<String>,
     target: TargetFile,
-    access: Access,
+    access: AccessType,
     staging_path: String,
     device: Option<DeviceFile>,
     fs_type: Option<String>,
@@ -387,8 +382,8 @@ impl Raw {
             boot_id: None,
             target,
             access: match get("access")? {
-                "block" => Access::Block,
-                "filesystem" => Access::Filesystem,
+                "block" => AccessType::Block,
+                "filesystem" => AccessType::Mount,
                 other => return Err(format!("unknown access {}", crate::error::echo(other))),
             },
             staging_path: get("staging_path")?.to_owned(),

@@ -278,9 +278,15 @@ impl Store {
             }
         };
         let (port, nqn) = if export {
-            let port = text("nvme-tcp-server-port").unwrap_or("4420");
-            let Ok(port) = port.parse::<u16>() else {
-                return Reply::fail(format!("invalid value for nvme-tcp-server-port: {port}"));
+            // RouterOS exports on the NVMe/TCP port unless told otherwise.
+            let port = match text("nvme-tcp-server-port") {
+                None => node_io::fabrics::NVME_TCP_PORT,
+                Some(p) => match p.parse::<u16>() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        return Reply::fail(format!("invalid value for nvme-tcp-server-port: {p}"))
+                    }
+                },
             };
             let Some(nqn) = text("nvme-tcp-server-nqn") else {
                 return failure("nvme-tcp-server-nqn is required with nvme-tcp-export=yes");

@@ -19,10 +19,13 @@ two nodes; two nodes mounting one filesystem would corrupt it. Use volumeMode: B
 ReadWriteOnce for a filesystem";
 
 /// CSI's access type: a raw block device, or a filesystem mounted by the node
-/// (Kubernetes `volumeMode: Block | Filesystem`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// (Kubernetes `volumeMode: Block | Filesystem`, the names it is stored under, e.g. in the
+/// node's stage records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AccessType {
     Block,
+    #[serde(rename = "filesystem")]
     Mount,
 }
 

@@ -2,7 +2,7 @@
 //! records and metrics are the real ones.
 
 use super::*;
-use crate::node::stage_record::{Access, BootId};
+use crate::node::stage_record::{AccessType, BootId};
 use crate::node::transport::NvmeTarget;
 use crate::volume::NvmeAddress;
 use crate::volume_context::Tunables;
@@ -24,7 +24,7 @@ fn rec(node: &Node, vol: &str, nqn: &str) -> StageRecord {
             port: 4420,
             tunables: Tunables::default(),
         }),
-        access: Access::Filesystem,
+        access: AccessType::Mount,
         staging_path: "/staging".into(),
         device: None,
         fs_type: None,
@@ -128,7 +128,7 @@ async fn a_stage_meeting_the_reconciler_on_its_target_is_aborted_naming_both() {
     let req = StageRequest {
         volume_id: "pvc-orphan".into(),
         staging_path: d.path().join("staging"),
-        access: Access::Block,
+        access: AccessType::Block,
         fs_type: None,
         mount_flags: Vec::new(),
         context: VolumeContext {

@@ -24,7 +24,7 @@ pub(crate) fn nvme_record(volume_id: &str, boot: &str) -> StageRecord {
             port: 4420,
             tunables: Tunables::default(),
         }),
-        access: Access::Filesystem,
+        access: AccessType::Mount,
         staging_path: "/var/lib/kubelet/plugins/x/globalmount".into(),
         device: Some(StagedDevice {
             name: "nvme1n1".into(),
@@ -56,7 +56,7 @@ fn records_round_trip_and_survive_a_restart() {
     let d = tempfile::tempdir().unwrap();
     let loop_rec = StageRecord {
         target: Target::LoopFile("/data/storage-pool/csi/pvc-2.img".into()),
-        access: Access::Block,
+        access: AccessType::Block,
         device: None,
         fs_type: None,
         formatting: Some(FsType::Xfs),

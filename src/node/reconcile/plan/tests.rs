@@ -1,5 +1,5 @@
 use super::*;
-use crate::node::stage_record::{Access, BootId};
+use crate::node::stage_record::{AccessType, BootId};
 use crate::node::transport::NvmeTarget;
 use crate::volume::NvmeAddress;
 use crate::volume_context::Tunables;
@@ -26,7 +26,7 @@ fn rec(vol: &str, nqn: &str) -> StageRecord {
             port: 4420,
             tunables: Tunables::default(),
         }),
-        access: Access::Filesystem,
+        access: AccessType::Mount,
         staging_path: "/staging".into(),
         device: None,
         fs_type: None,
