@@ -1,10 +1,13 @@
-//! Linux I/O for a storage node: NVMe/TCP discovery and connect, who holds a device open,
-//! mountinfo and device-path parsing, and device reads that cannot hang a thread.
+//! Linux I/O for a storage node: NVMe/TCP discovery, connect and disconnect, waits driven by
+//! kernel uevents, mounts, loop devices, who holds a device open, mountinfo and device-path
+//! parsing, and device reads that cannot hang a thread.
 //!
 //! This crate knows Linux, not CSI, Kubernetes or RouterOS. Every root path
-//! (`/sys`, `/proc`, `/dev`) is a parameter so tests run on fake trees.
+//! (`/sys`, `/proc`, `/dev`) is a parameter so tests run on fake trees. Syscalls std does not
+//! offer go through rustix.
 //!
-//! `unsafe` lives only in `sys` (syscall wrappers) and `ring` (io_uring submission).
+//! `unsafe` lives only in `sys` (aligned buffers and fd ownership for io_uring) and `ring`
+//! (io_uring submission).
 
 pub mod block;
 pub mod dev_num;
