@@ -108,13 +108,19 @@ pub(crate) fn parent_name(block_entry: &SysDir) -> Result<Option<String>, SysfsE
 pub(crate) struct SysDir {
     fd: OwnedFd,
     path: PathBuf,
+    /// The fd's directory offset has moved (a listing was read): rewind before the next.
+    listed: std::cell::Cell<bool>,
 }
 
 impl SysDir {
     /// Opens `path`; `None` when it does not exist (any more).
     pub(crate) fn open(path: PathBuf) -> Result<Option<Self>, SysfsError> {
         match rustix::fs::open(&path, DIR_FLAGS, Mode::empty()) {
-            Ok(fd) => Ok(Some(Self { fd, path })),
+            Ok(fd) => Ok(Some(Self {
+                fd,
+                path,
+                listed: Default::default(),
+            })),
             Err(e) if vanished(&e.into()) => Ok(None),
             Err(e) => Err(SysfsError::Io {
                 path,
@@ -129,6 +135,7 @@ impl SysDir {
             Ok(fd) => Ok(Some(Self {
                 fd,
                 path: self.path.join(name),
+                listed: Default::default(),
             })),
             Err(e) if vanished(&e.into()) => Ok(None),
             Err(e) => Err(SysfsError::Io {
@@ -176,7 +183,9 @@ impl SysDir {
             path: self.path.clone(),
             source: e.into(),
         };
-        rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Start(0)).map_err(io_err)?;
+        if self.listed.replace(true) {
+            rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Start(0)).map_err(io_err)?;
+        }
         let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
         let mut dir = RawDir::new(&self.fd, &mut buf);
         let mut out = Vec::new();
@@ -253,5 +262,40 @@ pub(crate) fn write_attr(dir: &Path, attr: &str, value: &[u8]) -> Result<bool, S
         Ok(()) => Ok(true),
         Err(e) if vanished(&e) => Ok(false),
         Err(source) => Err(SysfsError::Write { path, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_directory_reads_lists_and_follows_links_relative_to_itself() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("devices/nvme0")).unwrap();
+        std::fs::write(t.path().join("devices/nvme0/state"), "live\n").unwrap();
+        std::fs::write(t.path().join("devices/nvme0/cntlid"), "12\n").unwrap();
+        std::os::unix::fs::symlink("../devices/nvme0", t.path().join("link")).unwrap();
+        std::fs::create_dir_all(t.path().join("class")).unwrap();
+        std::os::unix::fs::symlink("../devices/nvme0", t.path().join("class/nvme0")).unwrap();
+        let class = SysDir::open(t.path().join("class")).unwrap().unwrap();
+        assert_eq!(class.read("nvme0/state").unwrap().as_deref(), Some("live"));
+        assert_eq!(class.read("nvme0/gone").unwrap(), None);
+        let dev = class.at("nvme0").unwrap().unwrap();
+        assert_eq!(dev.parsed::<u16>("cntlid").unwrap(), Some(12));
+        let mut names = dev.names().unwrap();
+        names.sort();
+        assert_eq!(names, ["cntlid", "state"]);
+        assert_eq!(dev.names().unwrap().len(), 2, "a second listing rewinds");
+        let root = SysDir::open(t.path().to_path_buf()).unwrap().unwrap();
+        assert_eq!(root.link_name("link").unwrap().as_deref(), Some("nvme0"));
+        assert_eq!(root.link_name("devices").unwrap(), None, "not a link");
+        assert!(class.at("nvme9").unwrap().is_none());
+        assert!(SysDir::open(t.path().join("missing")).unwrap().is_none());
+        std::fs::write(t.path().join("devices/nvme0/cntlid"), "-1\n").unwrap();
+        assert!(matches!(
+            dev.parsed::<u16>("cntlid"),
+            Err(SysfsError::Parse { .. })
+        ));
     }
 }
