@@ -52,7 +52,7 @@ async fn code_metric_names() -> BTreeSet<String> {
     // A client is only configured here, never used: no API server is contacted.
     let kube = ::kube::Client::try_from(::kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
         .unwrap();
-    let _events = rds_csi::k8s::kube::KubeEvents::new(kube, "rds.csi.mikrotik.com", &m);
+    let _events = rds_csi::k8s::kube::KubeEvents::new(kube, "rds.csi.mikrotik.com", &m, None);
     m.registered_names().into_iter().collect()
 }
 

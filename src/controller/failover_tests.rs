@@ -97,6 +97,7 @@ impl AttachmentCache for Cluster {
                 .values()
                 .map(|v| (v.volume.clone(), v.node.clone()))
                 .collect::<BTreeSet<_>>(),
+            warnings: Vec::new(),
         })
     }
 

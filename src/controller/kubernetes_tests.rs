@@ -405,7 +405,7 @@ async fn describe_pvc_shows_every_attach_and_both_migration_directions() {
     })
     .await;
     let metrics = Metrics::new("controller");
-    let sink = Arc::new(KubeEvents::new(api.client(), DRIVER, &metrics));
+    let sink = Arc::new(KubeEvents::new(api.client(), DRIVER, &metrics, None));
     let r = rig_with(None, Some(sink.clone()), None, Duration::from_secs(30)).await;
     let rwx = cap(true, Mode::MultiNodeMultiWriter);
     let v = create(&r, "pvc-vm", &rwx).await;

@@ -201,8 +201,9 @@ async fn kube_seams(args: &ControllerArgs, metrics: &Metrics) -> Result<Kubernet
     tracing::info!(api_server = url, "Kubernetes API server reached");
     let driver = args.common.driver_name.clone();
     let stop = CancellationToken::new();
-    let (cache, _task) = KubeAttachmentCache::start(client.clone(), driver.clone(), stop.clone());
-    let cache: Arc<dyn AttachmentCache> = cache;
+    let (kube_cache, _task) =
+        KubeAttachmentCache::start(client.clone(), driver.clone(), stop.clone());
+    let cache: Arc<dyn AttachmentCache> = kube_cache.clone();
     let leader_election = args.leader_election.then(|| {
         let namespace = args
             .leader_election_namespace
@@ -228,7 +229,12 @@ async fn kube_seams(args: &ControllerArgs, metrics: &Metrics) -> Result<Kubernet
         }
     });
     Ok(KubernetesSeams {
-        events: Arc::new(KubeEvents::new(client.clone(), driver, metrics)),
+        events: Arc::new(KubeEvents::new(
+            client.clone(),
+            driver,
+            metrics,
+            Some(kube_cache),
+        )),
         nodes: Arc::new(KubeNodes::new(client.clone())),
         attachments: Arc::new(CachedAttachments(Arc::clone(&cache))),
         cache: Some(cache),

@@ -18,7 +18,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::convert::{self, Clock};
-use super::{AttachmentCache, AttachmentView};
+use super::{AttachmentCache, AttachmentView, AttachmentWarning};
 
 /// The stores, kept current by [`KubeAttachmentCache::start`]'s task.
 pub struct KubeAttachmentCache {
@@ -115,6 +115,20 @@ impl KubeAttachmentCache {
     }
 }
 
+impl KubeAttachmentCache {
+    /// The PersistentVolume of the driver whose volume handle is `volume`, from the PV watch's
+    /// store (no API call): the PV named like the volume first (the external-provisioner names
+    /// both after the claim), else any PV with that handle (a statically provisioned one).
+    /// `None` when the store has none (its first list not done, or the watch lagging).
+    pub fn persistent_volume(&self, volume: &str) -> Option<Arc<PersistentVolume>> {
+        let ours = |pv: &PersistentVolume| convert::volume_id(pv, &self.driver) == Some(volume);
+        self.pvs
+            .get(&ObjectRef::new(volume))
+            .filter(|pv| ours(pv))
+            .or_else(|| self.pvs.find(|pv| ours(pv)))
+    }
+}
+
 impl AttachmentCache for KubeAttachmentCache {
     fn view(&self) -> Option<AttachmentView> {
         if !self.ready.iter().all(|r| r.load(Ordering::SeqCst)) {
@@ -124,16 +138,25 @@ impl AttachmentCache for KubeAttachmentCache {
         let mut view = AttachmentView::default();
         for va in self.vas.state() {
             let pv = convert::pv_name(&va).and_then(|n| self.pvs.get(&ObjectRef::new(n)));
-            let Some(volume) = pv
+            let volume = pv
                 .as_deref()
-                .and_then(|pv| convert::volume_id(pv, &self.driver))
-            else {
-                continue;
+                .and_then(|pv| convert::volume_id(pv, &self.driver));
+            if let Some(volume) = volume {
+                view.present
+                    .insert((volume.to_owned(), va.spec.node_name.clone()));
+            }
+            let warn = |message: String| AttachmentWarning {
+                volume: volume.map(str::to_owned),
+                message,
             };
-            view.present
-                .insert((volume.to_owned(), va.spec.node_name.clone()));
-            if let Ok(r) = convert::restore_record(&va, pv.as_deref(), &self.driver, &clock) {
-                view.attached.push(r.record);
+            match convert::restore_record(&va, pv.as_deref(), &self.driver, &clock) {
+                Ok(r) => {
+                    view.warnings.extend(r.warning.map(warn));
+                    view.attached.push(r.record);
+                }
+                Err(skip) if skip.is_warning() => view.warnings.push(warn(skip.to_string())),
+                // Not attached (yet, or any more), or an inline volume: nothing to fence.
+                Err(_) => {}
             }
         }
         Some(view)

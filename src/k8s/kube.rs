@@ -3,10 +3,13 @@
 //! goes on) is a pure function in [`super::convert`]; which node is gone is the controller's.
 //!
 //! API access stays inside deploy/kubernetes/base/rbac-controller.yaml: persistentvolumes
-//! get/list, volumeattachments list, nodes get/list/watch, events.k8s.io events create/patch.
+//! get/list/watch and volumeattachments list/watch (the watch-backed cache, [`super::cache`];
+//! a PV GET/list only when the cache lacks a volume's PV), nodes get/list/watch,
+//! events.k8s.io events create/patch.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::kube::api::{Api, ListParams};
@@ -15,15 +18,15 @@ use ::kube::core::PartialObjectMeta;
 use ::kube::runtime::{watcher, WatchStreamExt};
 use ::kube::{Client, Config, ResourceExt};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume};
-use k8s_openapi::api::storage::v1::VolumeAttachment;
 use parking_lot::Mutex;
 use prometheus::IntCounter;
 use tokio_stream::StreamExt;
 
-use super::convert::{self, Clock};
+use super::cache::KubeAttachmentCache;
+use super::convert;
 use super::recorder::{EventRecorder, Posting, Reporter};
-use super::{AttachmentSource, EventSink, NodeDirectory, NodeEvent, NodeEvents};
-use crate::attachment::{Event, EventReason, RestoreRecord};
+use super::{EventSink, NodeDirectory, NodeEvent, NodeEvents};
+use crate::attachment::{Event, EventReason};
 use crate::error::Error;
 use crate::observability::Metrics;
 
@@ -106,13 +109,14 @@ fn api_error(what: &str, e: &::kube::Error, rbac: &str) -> Error {
     Error::Unavailable(format!("cannot {what}: {said}; {hint}"))
 }
 
-/// The PVs of `driver` whose volume handle is `volume`: the PV named like the volume first (the
-/// external-provisioner names both after the claim), else a list of all PVs.
-async fn pvs_of_volume(
+/// The PV of `driver` whose volume handle is `volume`, from the API server: a GET of the PV
+/// named like the volume first (the external-provisioner names both after the claim), else a
+/// list of all PVs. Used only when the watch-backed cache lacks it.
+async fn pv_of_volume(
     pvs: &Api<PersistentVolume>,
     driver: &str,
     volume: &str,
-) -> Result<Vec<PersistentVolume>, Error> {
+) -> Result<Option<PersistentVolume>, Error> {
     let direct = pvs.get_opt(volume).await.map_err(|e| {
         api_error(
             &format!("get PersistentVolume {volume}"),
@@ -121,7 +125,7 @@ async fn pvs_of_volume(
         )
     })?;
     if let Some(pv) = direct.filter(|pv| convert::volume_id(pv, driver) == Some(volume)) {
-        return Ok(vec![pv]);
+        return Ok(Some(pv));
     }
     let all = pvs.list(&ListParams::default()).await.map_err(|e| {
         api_error(
@@ -133,8 +137,7 @@ async fn pvs_of_volume(
     Ok(all
         .items
         .into_iter()
-        .filter(|pv| convert::volume_id(pv, driver) == Some(volume))
-        .collect())
+        .find(|pv| convert::volume_id(pv, driver) == Some(volume)))
 }
 
 /// Node lookups: GET Node (metadata only); 404 is "does not exist".
@@ -161,126 +164,40 @@ impl NodeDirectory for KubeNodes {
     }
 }
 
-/// VolumeAttachments of this driver, with their PVs, as restore records.
-pub struct KubeAttachments {
-    vas: Api<VolumeAttachment>,
-    pvs: Api<PersistentVolume>,
-    driver: String,
-}
-
-impl KubeAttachments {
-    pub fn new(client: Client, driver: impl Into<String>) -> Self {
-        KubeAttachments {
-            vas: Api::all(client.clone()),
-            pvs: Api::all(client),
-            driver: driver.into(),
-        }
-    }
-
-    async fn list_attachments(&self) -> Result<Vec<VolumeAttachment>, Error> {
-        self.vas
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .map_err(|e| {
-                api_error(
-                    "list VolumeAttachments",
-                    &e,
-                    "list on storage.k8s.io volumeattachments",
-                )
-            })
-    }
-
-    /// Converts, logging every skip and warning; `pvs` maps PV name → PV.
-    fn convert(
-        &self,
-        vas: &[VolumeAttachment],
-        pvs: &HashMap<String, PersistentVolume>,
-    ) -> Vec<RestoreRecord> {
-        let clock = Clock::now();
-        let mut out = Vec::new();
-        for va in vas {
-            let pv = convert::pv_name(va).and_then(|n| pvs.get(n));
-            match convert::restore_record(va, pv, &self.driver, &clock) {
-                Ok(r) => {
-                    if let Some(w) = &r.warning {
-                        tracing::warn!(volume = r.record.volume, node = r.record.node, "{w}");
-                    }
-                    out.push(r.record);
-                }
-                Err(skip) if skip.is_warning() => tracing::warn!("{skip}"),
-                Err(skip) => tracing::debug!("{skip}"),
-            }
-        }
-        out
-    }
-}
-
-#[tonic::async_trait]
-impl AttachmentSource for KubeAttachments {
-    async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error> {
-        let vas = self.list_attachments().await?;
-        let ours = vas.iter().any(|va| va.spec.attacher == self.driver);
-        let pvs = if ours {
-            self.pvs
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| api_error("list PersistentVolumes", &e, "list on persistentvolumes"))?
-                .items
-                .into_iter()
-                .filter_map(|pv| pv.metadata.name.clone().map(|n| (n, pv)))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        Ok(self.convert(&vas, &pvs))
-    }
-
-    async fn attachments_for_volume(
-        &self,
-        volume_id: &str,
-    ) -> Result<Option<Vec<RestoreRecord>>, Error> {
-        let pvs: HashMap<String, PersistentVolume> =
-            pvs_of_volume(&self.pvs, &self.driver, volume_id)
-                .await?
-                .into_iter()
-                .filter_map(|pv| pv.metadata.name.clone().map(|n| (n, pv)))
-                .collect();
-        if pvs.is_empty() {
-            return Ok(Some(Vec::new()));
-        }
-        let vas: Vec<VolumeAttachment> = self
-            .list_attachments()
-            .await?
-            .into_iter()
-            .filter(|va| convert::pv_name(va).is_some_and(|n| pvs.contains_key(n)))
-            .collect();
-        Ok(Some(
-            self.convert(&vas, &pvs)
-                .into_iter()
-                .filter(|r| r.volume == volume_id)
-                .collect(),
-        ))
-    }
-}
-
 /// Posts events.k8s.io/v1 Events on the volume's claim (found through its PV; on the PV itself
 /// when it has no claim), reported by the driver name, each naming the Node it is about as its
 /// related object. One per process: the recorder folds identical repeats into a series.
+///
+/// The PV comes from the watch-backed cache's PV store (no API call per event); only a volume
+/// whose PV the cache lacks is looked up on the API server, and that answer is remembered.
 pub struct KubeEvents {
     recorder: EventRecorder,
+    /// The watch-backed cache whose PV store is asked first.
+    cache: Option<Arc<KubeAttachmentCache>>,
     pvs: Api<PersistentVolume>,
     driver: String,
-    /// volume id → the object its events go on (a volume's claim never changes).
-    regarding: Mutex<HashMap<String, ObjectReference>>,
+    /// volume id → the object its events go on, for volumes looked up on the API server.
+    looked_up: Mutex<HashMap<String, ObjectReference>>,
     failures: IntCounter,
 }
 
-/// Upper bound of the volume → claim cache (cleared when reached; it only saves lookups).
-const REGARDING_CACHE_MAX: usize = 4096;
+/// Upper bound of the remembered API lookups (cleared when reached; it only saves calls).
+const LOOKED_UP_MAX: usize = 4096;
+
+/// The object a PV's events go on: its claim, else the PV itself.
+fn regarding_of(pv: &PersistentVolume) -> ObjectReference {
+    convert::claim_of(pv).unwrap_or_else(|| convert::pv_reference(pv))
+}
 
 impl KubeEvents {
-    pub fn new(client: Client, driver: impl Into<String>, metrics: &Metrics) -> Self {
+    /// `cache`: the watch-backed cache whose PV store the claim lookups read (`None`: every
+    /// lookup asks the API server once per volume).
+    pub fn new(
+        client: Client,
+        driver: impl Into<String>,
+        metrics: &Metrics,
+        cache: Option<Arc<KubeAttachmentCache>>,
+    ) -> Self {
         let driver = driver.into();
         let failures = IntCounter::new(
             EVENT_FAILURES_TOTAL,
@@ -298,9 +215,10 @@ impl KubeEvents {
         };
         KubeEvents {
             recorder: EventRecorder::new(client.clone(), reporter),
+            cache,
             pvs: Api::all(client),
             driver,
-            regarding: Mutex::new(HashMap::new()),
+            looked_up: Mutex::new(HashMap::new()),
             failures,
         }
     }
@@ -310,26 +228,37 @@ impl KubeEvents {
     }
 
     async fn regarding(&self, volume_id: &str) -> Result<ObjectReference, String> {
-        if let Some(r) = self.regarding.lock().get(volume_id) {
+        // The store is current (a claim bound since is seen); a remembered API answer only
+        // stands in for a PV the store does not have.
+        if let Some(pv) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.persistent_volume(volume_id))
+        {
+            return Ok(regarding_of(&pv));
+        }
+        if let Some(r) = self.looked_up.lock().get(volume_id) {
             return Ok(r.clone());
         }
-        let pv = pvs_of_volume(&self.pvs, &self.driver, volume_id)
+        tracing::debug!(
+            volume = volume_id,
+            "PersistentVolume not in the watch cache; asking the API server"
+        );
+        let pv = pv_of_volume(&self.pvs, &self.driver, volume_id)
             .await
             .map_err(|e| e.to_string())?
-            .into_iter()
-            .next()
             .ok_or_else(|| {
                 format!(
                     "no PersistentVolume of driver {} has volume handle {volume_id:?}",
                     self.driver
                 )
             })?;
-        let r = convert::claim_of(&pv).unwrap_or_else(|| convert::pv_reference(&pv));
-        let mut cache = self.regarding.lock();
-        if cache.len() >= REGARDING_CACHE_MAX {
-            cache.clear();
+        let r = regarding_of(&pv);
+        let mut looked_up = self.looked_up.lock();
+        if looked_up.len() >= LOOKED_UP_MAX {
+            looked_up.clear();
         }
-        cache.insert(volume_id.to_owned(), r.clone());
+        looked_up.insert(volume_id.to_owned(), r.clone());
         Ok(r)
     }
 }

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::attachment::{event_for, AccessMode, Effect};
+use crate::k8s::cache::KubeAttachmentCache;
 use crate::k8s::fake_api::*;
+use crate::k8s::{AttachmentCache, AttachmentSource, CachedAttachments};
 
 #[tokio::test]
 async fn node_lookup_is_true_for_a_node_false_on_404_and_an_error_naming_the_node_otherwise() {
@@ -35,9 +37,29 @@ async fn node_lookup_is_true_for_a_node_false_on_404_and_an_error_naming_the_nod
     );
 }
 
-#[tokio::test]
-async fn attachments_are_listed_with_their_pvs_and_converted() {
-    let api = FakeApi::start(|s| match s.path.as_str() {
+/// Starts the cache against `api` and waits (10 s at most) for its first complete view.
+async fn synced_cache(api: &FakeApi) -> (Arc<KubeAttachmentCache>, CancellationToken) {
+    let stop = CancellationToken::new();
+    let (cache, _task) = KubeAttachmentCache::start(api.client(), DRIVER, stop.clone());
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while cache.view().is_none() {
+        assert!(
+            std::time::Instant::now() < until,
+            "no first list within 10s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (cache, stop)
+}
+
+/// The cluster of the conversion tests: attachments of this driver and another, a statically
+/// provisioned PV (not named after its volume id), and one attachment whose PV is gone.
+fn cluster_with_attachments(s: &Seen) -> Answer {
+    let watch = s.query.contains("watch=true");
+    match s.path.as_str() {
+        "/apis/storage.k8s.io/v1/volumeattachments" | "/api/v1/persistentvolumes" if watch => {
+            Answer::Hang
+        }
         "/apis/storage.k8s.io/v1/volumeattachments" => list(
             "VolumeAttachmentList",
             "storage.k8s.io/v1",
@@ -47,6 +69,7 @@ async fn attachments_are_listed_with_their_pvs_and_converted() {
                 va("csi-3", "ebs.csi.aws.com", "node-a", "pvc-9", true),
                 va("csi-4", DRIVER, "node-c", "pvc-2", false),
                 va("csi-5", DRIVER, "node-c", "pvc-gone", true),
+                va("csi-7", DRIVER, "node-b", "pv-static", true),
             ],
         ),
         "/api/v1/persistentvolumes" => list(
@@ -55,84 +78,126 @@ async fn attachments_are_listed_with_their_pvs_and_converted() {
             vec![
                 pv("pvc-1", "pvc-1", &["ReadWriteMany"], "Block"),
                 pv("pvc-2", "pvc-2", &["ReadWriteOnce"], "Filesystem"),
-            ],
-        ),
-        p => not_found("x", p),
-    })
-    .await;
-    let src = KubeAttachments::new(api.client(), DRIVER);
-    let mut recs = src.attachments().await.unwrap();
-    recs.sort_by(|a, b| a.node.cmp(&b.node));
-    assert_eq!(recs.len(), 2, "{recs:?}");
-    assert_eq!(
-        (recs[0].volume.as_str(), recs[0].node.as_str()),
-        ("pvc-1", "node-a")
-    );
-    assert_eq!(
-        (recs[1].volume.as_str(), recs[1].node.as_str()),
-        ("pvc-1", "node-b")
-    );
-    assert!(recs
-        .iter()
-        .all(|r| r.mode == AccessMode::RwxBlock && r.migration_timeout.as_secs() == 120));
-}
-
-#[tokio::test]
-async fn attachments_for_volume_finds_the_pv_by_handle_and_only_its_attachments() {
-    let api = FakeApi::start(|s| match s.path.as_str() {
-        // Statically provisioned: the PV is not named after the volume id.
-        "/api/v1/persistentvolumes/vol-7" => not_found("persistentvolumes", "vol-7"),
-        "/api/v1/persistentvolumes" => list(
-            "PersistentVolumeList",
-            "v1",
-            vec![
                 pv("pv-static", "vol-7", &["ReadWriteOnce"], "Filesystem"),
-                pv("pvc-1", "pvc-1", &["ReadWriteOnce"], "Filesystem"),
-            ],
-        ),
-        "/apis/storage.k8s.io/v1/volumeattachments" => list(
-            "VolumeAttachmentList",
-            "storage.k8s.io/v1",
-            vec![
-                va("csi-1", DRIVER, "node-a", "pvc-1", true),
-                va("csi-7", DRIVER, "node-b", "pv-static", true),
             ],
         ),
         p => not_found("x", p),
-    })
-    .await;
-    let src = KubeAttachments::new(api.client(), DRIVER);
-    let recs = src.attachments_for_volume("vol-7").await.unwrap().unwrap();
-    assert_eq!(recs.len(), 1, "{recs:?}");
-    assert_eq!(
-        (recs[0].volume.as_str(), recs[0].node.as_str()),
-        ("vol-7", "node-b")
-    );
-    assert_eq!(recs[0].mode, AccessMode::Rwo);
-    // No PV at all: Kubernetes records nothing, and no VolumeAttachment list is needed.
-    let before = api.seen().len();
-    assert_eq!(
-        src.attachments_for_volume("vol-none").await.unwrap(),
-        Some(vec![])
-    );
-    assert!(api.seen()[before..]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_converts_this_drivers_attachments_and_names_the_unfenced_ones() {
+    let api = FakeApi::start(cluster_with_attachments).await;
+    let (cache, stop) = synced_cache(&api).await;
+    let view = cache.view().unwrap();
+    let mut recs: Vec<_> = view
+        .attached
         .iter()
-        .all(|s| !s.path.contains("volumeattachments")));
+        .map(|r| (r.volume.as_str(), r.node.as_str(), r.mode))
+        .collect();
+    recs.sort_by_key(|r| (r.0, r.1));
+    assert_eq!(
+        recs,
+        [
+            ("pvc-1", "node-a", AccessMode::RwxBlock),
+            ("pvc-1", "node-b", AccessMode::RwxBlock),
+            // Statically provisioned: found through the attachment's PV, by its handle.
+            ("vol-7", "node-b", AccessMode::Rwo),
+        ]
+    );
+    assert!(view
+        .attached
+        .iter()
+        .all(|r| r.migration_timeout.as_secs() == 120));
+    // Not attached yet, but present: DeleteVolume and the reconciler see it.
+    assert!(view.present.contains(&("pvc-2".into(), "node-c".into())));
+    // The attachment whose PV is gone cannot be fenced: the operator is told what to do.
+    assert_eq!(view.warnings.len(), 1, "{:?}", view.warnings);
+    let w = &view.warnings[0];
+    assert_eq!(w.volume, None);
+    assert!(
+        w.message.contains("csi-5")
+            && w.message.contains("pvc-gone")
+            && w.message.contains("delete VolumeAttachment csi-5"),
+        "{}",
+        w.message
+    );
+    // The per-volume lookup of a publish comes from memory: no request after the watches.
+    let before = api.seen().len();
+    let src = CachedAttachments(cache.clone());
+    let one = src.attachments_for_volume("vol-7").await.unwrap().unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(api.seen().len(), before);
+    stop.cancel();
 }
 
 #[tokio::test]
-async fn a_forbidden_list_is_an_error_naming_the_object_and_the_rbac_rule() {
+async fn before_its_first_list_the_cache_answers_unavailable_naming_the_rbac_rule() {
     let api = FakeApi::start(|_| forbidden("volumeattachments.storage.k8s.io")).await;
-    let e = KubeAttachments::new(api.client(), DRIVER)
-        .attachments()
-        .await
-        .unwrap_err();
+    let stop = CancellationToken::new();
+    let (cache, _task) = KubeAttachmentCache::start(api.client(), DRIVER, stop.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = CachedAttachments(cache).attachments().await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable);
     let m = e.to_string();
     assert!(
-        m.contains("list VolumeAttachments")
-            && m.contains("list on storage.k8s.io volumeattachments"),
+        m.contains("first list") && m.contains("volumeattachments") && m.contains("watch"),
         "{m}"
     );
+    stop.cancel();
+}
+
+/// Events find the claim in the cache's PV store; the API server is asked only for a PV the
+/// store lacks (once: the answer is remembered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_claims_come_from_the_pv_store_and_the_api_only_for_a_pv_it_lacks() {
+    let events_api = EventsApi::default();
+    let model = events_api.clone();
+    let api = FakeApi::start(move |s| {
+        if let Some(a) = model.answer(s) {
+            return a;
+        }
+        match s.path.as_str() {
+            "/api/v1/persistentvolumes/pvc-late" => Answer::Json(
+                200,
+                pv("pvc-late", "pvc-late", &["ReadWriteOnce"], "Filesystem"),
+            ),
+            _ => cluster_with_attachments(s),
+        }
+    })
+    .await;
+    let (cache, stop) = synced_cache(&api).await;
+    let metrics = Metrics::new("controller");
+    let sink = KubeEvents::new(api.client(), DRIVER, &metrics, Some(cache));
+    let attached = |volume: &str| {
+        event_for(&Effect::Attached {
+            volume: volume.into(),
+            node: "node-a".into(),
+        })
+        .unwrap()
+    };
+    for volume in ["pvc-1", "vol-7", "pvc-1", "pvc-late", "pvc-late"] {
+        assert!(sink.post(volume, &attached(volume)).await, "{volume}");
+    }
+    assert_eq!(sink.failures(), 0);
+    let seen = api.seen();
+    let gets = |path: &str| {
+        seen.iter()
+            .filter(|s| s.method == "GET" && s.path == path)
+            .count()
+    };
+    // Lists and watches only: no GET per event for PVs the store holds.
+    assert_eq!(gets("/api/v1/persistentvolumes/pvc-1"), 0);
+    assert_eq!(gets("/api/v1/persistentvolumes/vol-7"), 0);
+    assert_eq!(gets("/api/v1/persistentvolumes/pvc-late"), 1);
+    // All five on the claim the PVs name (identical repeats joined into a series).
+    let described = events_api.described("PersistentVolumeClaim", "vm-disk");
+    assert_eq!(
+        described.iter().map(|d| d.2).sum::<i64>(),
+        5,
+        "{described:#?}"
+    );
+    stop.cancel();
 }
 
 #[tokio::test]
@@ -148,7 +213,7 @@ async fn events_go_on_the_claim_with_the_driver_as_reporting_controller() {
     })
     .await;
     let metrics = Metrics::new("controller");
-    let sink = KubeEvents::new(api.client(), DRIVER, &metrics);
+    let sink = KubeEvents::new(api.client(), DRIVER, &metrics, None);
     let conflict = event_for(&Effect::Conflict {
         volume: "pvc-1".into(),
         requested_node: "node-b".into(),
@@ -207,7 +272,7 @@ async fn event_failures_are_counted_and_logged_never_returned() {
     })
     .await;
     let metrics = Metrics::new("controller");
-    let sink = KubeEvents::new(api.client(), DRIVER, &metrics);
+    let sink = KubeEvents::new(api.client(), DRIVER, &metrics, None);
     let ev = event_for(&Effect::Attached {
         volume: "pvc-1".into(),
         node: "node-a".into(),
@@ -320,8 +385,6 @@ async fn node_events_over_http_are_the_metadata_list_then_the_watch() {
 /// watcher relists and the cache is replaced by the relist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachment_cache_lists_then_relists_after_410_gone() {
-    use crate::k8s::cache::KubeAttachmentCache;
-    use crate::k8s::AttachmentCache;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let va_lists = Arc::new(AtomicUsize::new(0));
     let lists = Arc::clone(&va_lists);

@@ -54,6 +54,19 @@ pub struct AttachmentView {
     /// (volume, node) of every VolumeAttachment of the driver that exists, attached or not
     /// (being attached, being detached): a table entry with none is one Kubernetes has detached.
     pub present: BTreeSet<(String, String)>,
+    /// VolumeAttachments of the driver that cannot be fenced as they should (the PV they name
+    /// is missing or not this driver's) or are fenced with a fallback (an invalid migration
+    /// timeout): what the operator should fix.
+    pub warnings: Vec<AttachmentWarning>,
+}
+
+/// One [`AttachmentView::warnings`] entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentWarning {
+    /// The volume, when the VolumeAttachment's PV names one of this driver.
+    pub volume: Option<String>,
+    /// What is wrong and the next step, naming the objects.
+    pub message: String,
 }
 
 /// A watch-backed cache of the driver's VolumeAttachments (and the PVs they name), kept by a
@@ -68,6 +81,8 @@ pub trait AttachmentCache: Send + Sync + 'static {
 
 /// The cache as an [`AttachmentSource`]: restores and per-volume lookups come from memory, never
 /// from a list of the cluster's VolumeAttachments. Not synced yet is UNAVAILABLE (retried).
+/// The view's warnings are logged with the restore they concern (all of them at start, a
+/// volume's own at its lookup).
 pub struct CachedAttachments(pub Arc<dyn AttachmentCache>);
 
 impl CachedAttachments {
@@ -82,19 +97,32 @@ impl CachedAttachments {
     }
 }
 
+fn log_warnings<'a>(warnings: impl Iterator<Item = &'a AttachmentWarning>) {
+    for w in warnings {
+        tracing::warn!(volume = w.volume, "{}", w.message);
+    }
+}
+
 #[tonic::async_trait]
 impl AttachmentSource for CachedAttachments {
     async fn attachments(&self) -> Result<Vec<RestoreRecord>, Error> {
-        Ok(self.view()?.attached)
+        let view = self.view()?;
+        log_warnings(view.warnings.iter());
+        Ok(view.attached)
     }
 
     async fn attachments_for_volume(
         &self,
         volume_id: &str,
     ) -> Result<Option<Vec<RestoreRecord>>, Error> {
+        let view = self.view()?;
+        log_warnings(
+            view.warnings
+                .iter()
+                .filter(|w| w.volume.as_deref() == Some(volume_id)),
+        );
         Ok(Some(
-            self.view()?
-                .attached
+            view.attached
                 .into_iter()
                 .filter(|r| r.volume == volume_id)
                 .collect(),
