@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::attachment_sync::AttachmentSync;
-use super::leader::{run_leadership, LeaderGate, LeaderOnlyEvents, Leadership, Persistence};
+use super::leader::{run_leadership, LeaderGate, Leadership, Persistence};
 use super::node_watch::{run_node_watch, GoneNodes, WithoutGoneNodes};
 use super::{run_sweeper, Controller, ControllerConfig, Fencing};
 use crate::attachment::persist::{self, AttachmentStore};
@@ -92,14 +92,6 @@ impl Assembly {
             Some(le) => Leadership::following(&le.identity, metrics),
             None => Leadership::always(metrics),
         };
-        let events: Arc<dyn EventSink> = if self.leader_election.is_some() {
-            Arc::new(LeaderOnlyEvents {
-                inner: self.events,
-                leadership: Arc::clone(&leadership),
-            })
-        } else {
-            self.events
-        };
         if let Some(cache) = &self.attachment_cache {
             wait_for_first_list(cache.as_ref()).await?;
         }
@@ -109,7 +101,8 @@ impl Assembly {
                 ..TableConfig::default()
             }),
             metrics: AttachmentMetrics::new(metrics),
-            events,
+            leadership: Arc::clone(&leadership),
+            events: self.events,
             nodes: Arc::clone(&self.nodes),
             wake_sweeper: tokio::sync::Notify::new(),
         };

@@ -127,6 +127,10 @@ impl AttachmentSync {
         &self.cache
     }
 
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.ctl
+    }
+
     /// Corrects the table from the cache: at once (`immediate`, a replica that answers
     /// nothing) or only disagreements older than [`SETTLE`] (the leader). Returns how many
     /// corrections were made, or `None` when the cache has not completed its first list.

@@ -55,13 +55,17 @@ impl Cluster {
         }
     }
     pub(crate) fn create(&self, volume: &str, node: &str) {
+        self.create_at(volume, node, Instant::now());
+    }
+    /// A VolumeAttachment created at `created` (its creationTimestamp).
+    pub(crate) fn create_at(&self, volume: &str, node: &str, created: Instant) {
         self.vas.lock().insert(
             format!("{volume}/{node}"),
             Va {
                 volume: volume.into(),
                 node: node.into(),
                 attached: false,
-                created: Instant::now(),
+                created,
             },
         );
         self.changed();
@@ -184,6 +188,7 @@ struct Replica {
     running: RunningController,
     gate: LeaderGate,
     events: RecordedEvents,
+    metrics: Metrics,
     attacher_stop: CancellationToken,
 }
 
@@ -239,9 +244,23 @@ async fn replica(
         },
         running,
         events,
+        metrics,
         attacher_stop,
     }
 }
+
+/// The value of the metric line `series` (name and labels) in `r`'s exposition.
+fn metric(r: &Replica, series: &str) -> i64 {
+    r.metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series}"))
+}
+
+const ACTIVE: &str = "rds_csi_migration_active_migrations";
+const TIMED_OUT: &str = "rds_csi_migration_migrations_total{result=\"timeout\"}";
+const SUCCEEDED: &str = "rds_csi_migration_migrations_total{result=\"success\"}";
 
 fn soon() -> Option<Duration> {
     Some(Duration::from_secs(20))
@@ -409,6 +428,8 @@ async fn leader_killed_mid_migration_the_new_leader_fences_keeps_the_deadline_an
         "pod-b led before pod-a's claim could have lapsed"
     );
 
+    // The new leader reports the migration it mirrored as one in progress.
+    assert_eq!(metric(&b, ACTIVE), 1);
     // The new leader refuses a third node...
     let e = attach(&b, &cluster, &vol, "node-c").await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
@@ -440,5 +461,64 @@ async fn leader_killed_mid_migration_the_new_leader_fences_keeps_the_deadline_an
         .1
         .message
         .contains("source: node-a → target: node-b"));
+    assert_eq!(
+        (metric(&b, ACTIVE), metric(&b, SUCCEEDED)),
+        (0, 1),
+        "counted once, on the leader"
+    );
+    b.attacher_stop.cancel();
+}
+
+/// Both replicas sweep their tables at a migration's deadline, but only the leader reports
+/// it: one MigrationFailed event, one `timeout` count, and the replica that does not lead
+/// counts nothing (before, it counted the timeout too and took its gauge below zero).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_timeout_is_reported_by_the_leader_only() {
+    let (lease_duration, retry) = lease_settings();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
+    let cluster = Arc::new(Cluster::default());
+    // A live migration whose window (the default 300 s) ends in 6 s: after both replicas
+    // have started and one leads.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let window = MigrationTimeout::default().as_duration();
+    cluster.create_at("pvc-vm", "node-a", deadline - window * 2);
+    cluster.set_attached("pvc-vm", "node-a");
+    cluster.create_at("pvc-vm", "node-b", deadline - window);
+    cluster.set_attached("pvc-vm", "node-b");
+    let lease = Lease::new(lease_duration);
+    let m = Metrics::new("controller");
+    let rds = RdsClient::new(sim.client_config("/storage-pool/csi"), &m).unwrap();
+    let a = replica("pod-a", rds.clone(), cluster.clone(), &lease, retry).await;
+    wait_for("pod-a leads", Duration::from_secs(5), || {
+        a.running.leadership.is_leader()
+    })
+    .await;
+    let b = replica("pod-b", rds, cluster.clone(), &lease, retry).await;
+    assert!(Instant::now() < deadline, "the set-up took too long");
+    assert_eq!((metric(&a, ACTIVE), metric(&b, ACTIVE)), (1, 0));
+
+    let timed_out = |r: &Replica| {
+        r.running
+            .controller
+            .attachments()
+            .migration_timed_out("pvc-vm")
+    };
+    wait_for("both tables time it out", Duration::from_secs(10), || {
+        timed_out(&a) && timed_out(&b)
+    })
+    .await;
+    wait_for("the leader's event", Duration::from_secs(5), || {
+        a.events.reasons().contains(&"MigrationFailed".to_string())
+    })
+    .await;
+    assert_eq!((metric(&a, TIMED_OUT), metric(&a, ACTIVE)), (1, 0));
+    assert_eq!(
+        (metric(&b, TIMED_OUT), metric(&b, ACTIVE)),
+        (0, 0),
+        "the replica that does not lead counted the timeout"
+    );
+    assert!(b.events.all().is_empty(), "{:?}", b.events.all());
+    a.attacher_stop.cancel();
     b.attacher_stop.cancel();
 }

@@ -13,8 +13,9 @@
 //! Before it answers as the leader, the replica syncs its table with the VolumeAttachment
 //! cache (warm already: a replica that does not lead mirrors the cache), so migrations keep
 //! their deadlines. A replica that does not lead refuses Publish/Unpublish with UNAVAILABLE
-//! (the attacher retries) and posts no events; the other RPCs work on the RDS and are served
-//! by any replica (their sidecars elect their own leaders).
+//! (the attacher retries) and reports nothing of its table (no events, no attachment metrics:
+//! it only mirrors what the leader did and reported); the other RPCs work on the RDS and are
+//! served by any replica (their sidecars elect their own leaders).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,8 +32,7 @@ use tonic::{Request, Response, Status};
 use super::attachment_sync::AttachmentSync;
 use super::Controller;
 use crate::attachment::persist::{self, AttachmentStore};
-use crate::attachment::Event;
-use crate::k8s::{EventSink, LeaseEvents, LeaseRecord};
+use crate::k8s::{LeaseEvents, LeaseRecord};
 use crate::observability::Metrics;
 
 /// Gauge: 1 while this replica leads (answers ControllerPublish/Unpublish), else 0.
@@ -178,6 +178,7 @@ pub async fn run_leadership(
                 match sync.sync(true, false) {
                     Some(n) => {
                         leadership.set(true);
+                        report_active_migrations(sync.controller(), true);
                         tracing::info!(
                             corrections = n,
                             "this controller replica now leads: its attachment table is in sync \
@@ -191,6 +192,7 @@ pub async fn run_leadership(
                 }
             } else {
                 leadership.set(false);
+                report_active_migrations(sync.controller(), false);
                 tracing::warn!(
                     holder = leadership.holder(),
                     "this controller replica no longer leads: ControllerPublish/Unpublish are \
@@ -221,18 +223,24 @@ pub async fn run_leadership(
     }
 }
 
-/// Posts events only while this replica leads (a replica that does not lead mirrors what the
-/// leader did; the leader posted it).
-pub struct LeaderOnlyEvents {
-    pub inner: Arc<dyn EventSink>,
-    pub leadership: Arc<Leadership>,
-}
-
-#[tonic::async_trait]
-impl EventSink for LeaderOnlyEvents {
-    async fn post(&self, volume_id: &str, event: &Event) -> bool {
-        self.leadership.is_leader() && self.inner.post(volume_id, event).await
-    }
+/// Sets `rds_csi_migration_active_migrations` to what this replica now reports: the
+/// migrations in progress in its table when it leads (mirrored while it did not lead, so never
+/// counted), none when it does not (the leader reports them). Called after the leadership
+/// flag changed, so a migration that ends in between is not left counted.
+fn report_active_migrations(ctl: &Controller, leader: bool) {
+    let n = if leader {
+        ctl.attachments()
+            .snapshot()
+            .values()
+            .filter(|st| st.migration_in_progress())
+            .count()
+    } else {
+        0
+    };
+    ctl.fencing
+        .metrics
+        .active_migrations
+        .set(i64::try_from(n).unwrap_or(i64::MAX));
 }
 
 /// The CSI Controller service behind the leadership check: ControllerPublish and

@@ -21,6 +21,7 @@ mod run;
 mod service;
 mod snapshots;
 pub mod state_file;
+mod sweeper;
 mod volumes;
 
 #[cfg(test)]
@@ -42,15 +43,18 @@ use crate::volume::VolumeId;
 pub use assembly::{Assembly, LeaderElection, RunningController};
 pub use error::ControllerError;
 pub use inventory::{Capacity, Condition, VolumeStatus};
-pub use publish::{run_sweeper, PUBLISH_NQN};
+pub use publish::PUBLISH_NQN;
 pub use run::run;
 pub use snapshots::SnapshotInfo;
+pub use sweeper::run_sweeper;
 pub use volumes::CreatedVolume;
 
 /// Attachment fencing: the table, its metrics, and the Kubernetes seams it reports through.
 pub struct Fencing {
     pub table: AttachmentTable,
     pub metrics: AttachmentMetrics,
+    /// Whether this replica leads: only the leader records `metrics` and posts `events`.
+    pub leadership: std::sync::Arc<leader::Leadership>,
     pub events: std::sync::Arc<dyn EventSink>,
     pub nodes: std::sync::Arc<dyn NodeDirectory>,
     /// Wakes the sweeper when a publish or unpublish may have changed the next deadline.

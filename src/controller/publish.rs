@@ -1,11 +1,6 @@
-//! ControllerPublishVolume / ControllerUnpublishVolume over the attachment table, and the
-//! background sweep that ends migrations at their deadline.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! ControllerPublishVolume / ControllerUnpublishVolume over the attachment table.
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::error::ControllerError;
 use super::requests::{Publish, Unpublish};
@@ -20,10 +15,12 @@ use crate::volume::AccessType;
 pub const PUBLISH_NQN: &str = crate::volume::keys::NQN;
 
 impl Controller {
-    /// Records metrics and posts events for `effects`, outside any table lock. Event failures
-    /// are the sink's to log; they never fail the RPC.
-    async fn apply(&self, effects: Vec<Effect>) {
-        if effects.is_empty() {
+    /// Records metrics and posts events for `effects`, outside any table lock, on the replica
+    /// that leads only: the others mirror what the leader did, and reporting it twice would
+    /// double every count on the dashboards. Event failures are the sink's to log; they never
+    /// fail the RPC.
+    pub(super) async fn apply(&self, effects: Vec<Effect>) {
+        if effects.is_empty() || !self.fencing.leadership.is_leader() {
             return;
         }
         self.fencing.metrics.record(&effects);
@@ -160,25 +157,5 @@ impl Controller {
         })
         .await;
         Ok(())
-    }
-}
-
-/// Ends migrations at their deadline (and forgets lapsed grace windows) without waiting for
-/// the next publish: sleeps until the table's earliest deadline, or until a publish or
-/// unpublish changes it.
-pub async fn run_sweeper(ctl: Arc<Controller>, stop: CancellationToken) {
-    loop {
-        let next = ctl.fencing.table.next_deadline();
-        let sleep = match next {
-            Some(at) => at.saturating_duration_since(std::time::Instant::now()),
-            None => Duration::from_secs(3600),
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ctl.fencing.wake_sweeper.notified() => continue,
-            _ = tokio::time::sleep(sleep) => {}
-        }
-        ctl.fence(Operation::Sweep, |table, now| ((), table.sweep(now)))
-            .await;
     }
 }
