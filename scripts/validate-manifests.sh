@@ -3,7 +3,8 @@
 #   - renders every kustomization (base, overlays; components through the overlays that use
 #     them) with `kubectl kustomize`, and reads the plain example manifests;
 #   - validates every object against the Kubernetes API schemas (strict: unknown fields are
-#     errors) of K8S_VERSION, with PyPI's kubernetes-validate, whose schemas ship inside the
+#     errors) of every version in K8S_VERSIONS (the supported floor and the newest), with
+#     PyPI's kubernetes-validate, whose schemas ship inside the
 #     package (no network once installed); VolumeSnapshotClass and ServiceMonitor against the
 #     schemas in deploy/schemas/; VirtualMachine (KubeVirt) is skipped by kind, printed, and
 #     cross-checked by hand instead (its claims exist and are RWX Block);
@@ -17,7 +18,9 @@
 # Usage: scripts/validate-manifests.sh [path/to/rds-csi]
 #   binary: first argument, else $RDS_CSI_BIN, else target/debug/rds-csi
 #   RDS_CSI_DEPLOY_DIR     the deploy/ tree to check (default: this repository's)
-#   K8S_VERSION            Kubernetes version of the API schemas (default 1.32)
+#   K8S_VERSIONS           Kubernetes versions whose API schemas every object must match
+#                          (default "1.35 1.37": the floor deploy/README.md states, and the
+#                          newest kubernetes-validate ships)
 #   RDS_CSI_VALIDATE_VENV  Python venv holding kubernetes-validate, created on first use and
 #                          reused (default ${CARGO_TARGET_DIR:-target}/validate-venv)
 # Needs: kubectl with kustomize v5 (installs Debian's kubernetes-client when kubectl is
@@ -28,7 +31,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${1:-${RDS_CSI_BIN:-$ROOT/target/debug/rds-csi}}
 DEPLOY=${RDS_CSI_DEPLOY_DIR:-$ROOT/deploy}
-K8S_VERSION=${K8S_VERSION:-1.32}
+K8S_VERSIONS=${K8S_VERSIONS:-1.35 1.37}
 # kubernetes-validate 1.37.0 ships the JSON schemas of Kubernetes 1.25 to 1.37 in the wheel.
 KV_VERSION=1.37.0
 VENV=${RDS_CSI_VALIDATE_VENV:-${CARGO_TARGET_DIR:-$ROOT/target}/validate-venv}
@@ -63,13 +66,14 @@ fi
 
 # --- kubernetes-validate in a cached venv ------------------------------------------------
 venv_ok() {
-  "$VENV/bin/python" - "$KV_VERSION" "$K8S_VERSION" 2>/dev/null <<'PY'
+  "$VENV/bin/python" - "$KV_VERSION" $K8S_VERSIONS 2>/dev/null <<'PY'
 import sys
 import importlib.resources as r
 from kubernetes_validate.version import __version__
-want, k8s = sys.argv[1], sys.argv[2]
-schemas = r.files("kubernetes_validate").joinpath("kubernetes-json-schema", f"v{k8s}.0-local-strict")
-sys.exit(0 if __version__ == want and schemas.is_dir() else 1)
+want, versions = sys.argv[1], sys.argv[2:]
+root = r.files("kubernetes_validate").joinpath("kubernetes-json-schema")
+ok = all(root.joinpath(f"v{k}.0-local-strict").is_dir() for k in versions)
+sys.exit(0 if __version__ == want and versions and ok else 1)
 PY
 }
 if ! venv_ok; then
@@ -86,7 +90,7 @@ if ! venv_ok; then
       rm -rf "$VENV"
       die "pip install kubernetes-validate==$KV_VERSION failed (is PyPI reachable?); the manifests cannot be validated without it"
     fi
-    venv_ok || die "kubernetes-validate==$KV_VERSION installed but ships no schemas for Kubernetes $K8S_VERSION"
+    venv_ok || die "kubernetes-validate==$KV_VERSION installed but ships no schemas for one of Kubernetes $K8S_VERSIONS"
   fi
   exec 9>&-
 fi
@@ -143,7 +147,9 @@ from kubernetes_validate.version import __version__ as kv_version
 
 cfg = json.load(open(sys.argv[1]))
 deploy = Path(cfg["deploy"])
-k8s = cfg["k8s_version"]
+versions = cfg["k8s_versions"]
+# The floor: the local CRD schemas resolve their Kubernetes references against it.
+k8s = versions[0]
 errors = {}
 infos = []
 
@@ -256,15 +262,19 @@ def schema_check(where, o):
             err(where, f"{name_of(o)} does not match deploy/schemas/{fname} at "
                        f"{'.'.join(map(str, e.path)) or '(root)'}: {e.message}")
     else:
-        try:
-            kv.validate(o, k8s, strict=True)
-        except kv.ValidationError as e:
-            err(where, f"{name_of(o)} does not match the Kubernetes {k8s} schema at "
-                       f"{'.'.join(map(str, e.path)) or '(root)'}: {e.message}")
-            return
-        except kv.SchemaNotFoundError:
-            err(where, f"{name_of(o)}: no schema for {key[1]} ({key[0]}) in Kubernetes {k8s}; "
-                       "ship one in deploy/schemas/ or list the kind as skipped in this script")
+        failed = False
+        for version in versions:
+            try:
+                kv.validate(o, version, strict=True)
+            except kv.ValidationError as e:
+                err(where, f"{name_of(o)} does not match the Kubernetes {version} schema at "
+                           f"{'.'.join(map(str, e.path)) or '(root)'}: {e.message}")
+                failed = True
+            except kv.SchemaNotFoundError:
+                err(where, f"{name_of(o)}: no schema for {key[1]} ({key[0]}) in Kubernetes {version}; "
+                           "ship one in deploy/schemas/ or list the kind as skipped in this script")
+                failed = True
+        if failed:
             return
     validated.setdefault(key, 0)
     validated[key] += 1
@@ -543,9 +553,9 @@ for comp in cfg["components"]:
         err(comp, "component is not used by any overlay, so it is never rendered or validated")
 rbac_comment_check()
 
-print(f"kubernetes-validate {kv_version}, Kubernetes {k8s} schemas (strict), from the installed package")
+print(f"kubernetes-validate {kv_version}, Kubernetes {', '.join(versions)} schemas (strict), from the installed package")
 for (api, kind), n in sorted(validated.items(), key=lambda x: (x[0][1], x[0][0])):
-    how = f"deploy/schemas/{LOCAL[(api, kind)][0]}" if (api, kind) in LOCAL else f"Kubernetes {k8s}"
+    how = f"deploy/schemas/{LOCAL[(api, kind)][0]}" if (api, kind) in LOCAL else f"Kubernetes {' and '.join(versions)}"
     print(f"  validated {n:3d} x {kind} ({api}) against {how}")
 for (api, kind), n in sorted(skipped.items()):
     print(f"  SKIPPED   {n:3d} x {kind} ({api}): {SKIP[(api, kind)]}")
@@ -561,13 +571,13 @@ print(f"deploy manifests OK: {total} objects validated, {sum(skipped.values())} 
       f"{len(cfg['sources'])} sources")
 PY
 
-"$VENV/bin/python" - "$WORK/config.json" "$DEPLOY" "$K8S_VERSION" "$ROOT/Cargo.toml" "$WORK" "${components[@]+"${components[@]}"}" -- "${sources[@]}" <<'PY'
+"$VENV/bin/python" - "$WORK/config.json" "$DEPLOY" "$K8S_VERSIONS" "$ROOT/Cargo.toml" "$WORK" "${components[@]+"${components[@]}"}" -- "${sources[@]}" <<'PY'
 import json, sys
 out, deploy, k8s, cargo, work = sys.argv[1:6]
 rest = sys.argv[6:]
 sep = rest.index("--")
 components, sources = rest[:sep], [s.split("=", 2) for s in rest[sep + 1:]]
-json.dump({"deploy": deploy, "k8s_version": k8s, "cargo_toml": cargo, "components": components,
+json.dump({"deploy": deploy, "k8s_versions": k8s.split(), "cargo_toml": cargo, "components": components,
            "sources": sources,
            "help": {r: f"{work}/help-{r}.txt" for r in ("controller", "node")}}, open(out, "w"))
 PY

@@ -61,7 +61,8 @@ fn deploy_manifests_validate() {
         "rendered kubernetes/base",
         "rendered kubernetes/overlays/example",
         "rendered kubernetes/overlays/dev",
-        "x CSIDriver (storage.k8s.io/v1) against Kubernetes",
+        "Kubernetes 1.35, 1.37 schemas (strict)",
+        "x CSIDriver (storage.k8s.io/v1) against Kubernetes 1.35 and 1.37",
         "x DaemonSet (apps/v1) against Kubernetes",
         "x VolumeSnapshotClass (snapshot.storage.k8s.io/v1) against deploy/schemas/",
         "x ServiceMonitor (monitoring.coreos.com/v1) against deploy/schemas/",
@@ -121,7 +122,7 @@ fn broken_manifests_are_rejected_with_reasons() {
     edit(
         &deploy,
         &format!("{k}base/node.yaml"),
-        "csi-node-driver-registrar:v2.14.0",
+        "csi-node-driver-registrar:v2.17.0",
         "csi-node-driver-registrar",
     );
     // A schema violation in a built-in kind, and an unknown field.
@@ -203,7 +204,9 @@ fn broken_manifests_are_rejected_with_reasons() {
         "--metrics-adress is not a flag of `rds-csi controller`",
         "parameter 'volumeSize' is not one the driver reads",
         "image 'registry.k8s.io/sig-storage/csi-node-driver-registrar' has no explicit tag",
-        "CSIDriver/rds.csi.mikrotik.com does not match the Kubernetes 1.32 schema at spec.attachRequired",
+        // Both the supported floor and the newest API reject it.
+        "CSIDriver/rds.csi.mikrotik.com does not match the Kubernetes 1.35 schema at spec.attachRequired",
+        "CSIDriver/rds.csi.mikrotik.com does not match the Kubernetes 1.37 schema at spec.attachRequired",
         "'hostPIDs' was unexpected",
         "VolumeSnapshotClass/rds-snapshots does not match deploy/schemas/",
         "[kubernetes/overlays/dev] Deployment/rds-csi/rds-csi-controller container rds-csi: host key verification must stay on",
