@@ -13,11 +13,16 @@
 mod effect;
 mod error;
 pub mod events;
+mod hash;
+mod key;
 pub mod metrics;
 mod model;
+mod nodes;
 pub mod persist;
+mod rules;
 mod state;
 mod table;
+mod volume_map;
 
 #[cfg(test)]
 mod proptests;
@@ -29,5 +34,6 @@ pub use error::AttachError;
 pub use events::{event_for, go_duration, Event, EventReason, EventType};
 pub use metrics::{AttachmentMetrics, Operation};
 pub use model::{AccessMode, MigrationTimeout, PublishRequest, RequestedAccess, RestoreRecord};
-pub use state::{Attachment, MigrationView, VolumeMap, VolumeState};
+pub use state::{Attachment, MigrationView, VolumeState};
 pub use table::{AttachmentTable, Outcome, TableConfig};
+pub use volume_map::VolumeMap;

@@ -1,5 +1,7 @@
 //! The lock-sharded attachment table: one `VolumeMap` per shard, chosen by a hash of the
 //! volume id, so publishes of different volumes rarely share a lock and no lock is global.
+//! The id is hashed once per call: the shard comes from the hash's high half, the shard's
+//! bucket from its low bits.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,8 +10,10 @@ use parking_lot::Mutex;
 
 use super::effect::Effect;
 use super::error::AttachError;
+use super::hash::{hash_str, shard_of};
 use super::model::{PublishRequest, RestoreRecord};
-use super::state::{VolumeMap, VolumeState};
+use super::state::VolumeState;
+use super::volume_map::VolumeMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableConfig {
@@ -72,25 +76,26 @@ impl AttachmentTable {
         self.shards.len()
     }
 
-    fn shard(&self, volume: &str) -> &Mutex<VolumeMap> {
-        &self.shards[shard_index(volume, self.mask)].0
+    /// The volume's hash and its shard.
+    fn shard(&self, volume: &str) -> (u64, &Mutex<VolumeMap>) {
+        let hash = hash_str(volume);
+        (hash, &self.shards[shard_of(hash, self.mask)].0)
     }
 
     pub fn publish(&self, req: &PublishRequest<'_>, now: Instant) -> Outcome {
         let mut effects = Vec::new();
-        let result = self
-            .shard(req.volume)
-            .lock()
-            .publish(req, now, &mut effects);
+        let (hash, shard) = self.shard(req.volume);
+        let result = shard.lock().publish_hashed(hash, req, now, &mut effects);
         Outcome { effects, result }
     }
 
     /// Idempotent: an unknown volume or node is a success with no effects.
     pub fn unpublish(&self, volume: &str, node: &str, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();
-        self.shard(volume)
+        let (hash, shard) = self.shard(volume);
+        shard
             .lock()
-            .unpublish(volume, node, now, &mut effects);
+            .unpublish_hashed(hash, volume, node, now, &mut effects);
         effects
     }
 
@@ -134,33 +139,28 @@ impl AttachmentTable {
         });
         let mut effects = Vec::new();
         for rec in &records {
-            self.shard(&rec.volume).lock().restore(rec, &mut effects);
+            self.shard(&rec.volume).1.lock().restore(rec, &mut effects);
         }
         effects
     }
 
     /// Whether the table has any record of the volume (a node, or an open grace window).
     pub fn contains(&self, volume: &str) -> bool {
-        self.shard(volume).lock().get(volume).is_some()
+        let (hash, shard) = self.shard(volume);
+        shard.lock().contains_hashed(hash, volume)
     }
 
     /// Nodes the volume is published to, in attach order (for ListVolumes).
     pub fn published_nodes(&self, volume: &str) -> Vec<String> {
-        self.shard(volume)
-            .lock()
-            .get(volume)
-            .map(|st| st.nodes().iter().map(|a| a.node.clone()).collect())
-            .unwrap_or_default()
+        let (hash, shard) = self.shard(volume);
+        shard.lock().published_nodes_hashed(hash, volume)
     }
 
     /// Whether the volume's migration has been found timed out (by a sweep or an operation)
     /// and no node has detached since.
     pub fn migration_timed_out(&self, volume: &str) -> bool {
-        self.shard(volume)
-            .lock()
-            .get(volume)
-            .and_then(|st| st.migration().map(|m| m.timed_out))
-            .unwrap_or(false)
+        let (hash, shard) = self.shard(volume);
+        shard.lock().migration_timed_out_hashed(hash, volume)
     }
 
     /// A copy of every entry, by volume id (debugging and tests; locks one shard at a time).
@@ -168,7 +168,7 @@ impl AttachmentTable {
         let mut out = BTreeMap::new();
         for Shard(shard) in self.shards.iter() {
             let map = shard.lock();
-            out.extend(map.iter().map(|st| (st.id().to_owned(), st.clone())));
+            out.extend(map.iter().map(|st| (st.id().to_owned(), st)));
         }
         out
     }
@@ -183,25 +183,7 @@ impl AttachmentTable {
     }
 }
 
-/// A word-at-a-time multiplicative hash (volume ids are ~40 bytes; a byte-wise FNV loop cost
-/// a measurable share of a publish). The final multiply moves every byte's influence into
-/// the bits the mask keeps. Not DoS-resistant, and need not be: ids come from the CO.
-fn shard_index(volume: &str, mask: usize) -> usize {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let bytes = volume.as_bytes();
-    let mut h = (bytes.len() as u64).wrapping_mul(K);
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let w = u64::from_le_bytes(w.try_into().expect("chunks_exact(8) yields 8 bytes"));
-        h = (h ^ w).wrapping_mul(K).rotate_left(31);
-    }
-    for &b in words.remainder() {
-        h = (h ^ u64::from(b)).wrapping_mul(K);
-    }
-    (h.wrapping_mul(K) >> 32) as usize & mask
-}
-
 #[cfg(test)]
 pub(super) fn shard_index_for_tests(volume: &str, mask: usize) -> usize {
-    shard_index(volume, mask)
+    shard_of(hash_str(volume), mask)
 }
