@@ -251,7 +251,7 @@ copy_with_libs() { # dynamic binaries + their library closure (from the extracte
   done
 }
 E="$CACHE/x/e2fsprogs"; X="$CACHE/x/xfsprogs"
-copy_with_libs "$E/sbin/mke2fs" "$E/sbin/resize2fs" "$E/sbin/e2fsck" "$X/sbin/mkfs.xfs" "$X/usr/sbin/xfs_growfs"
+copy_with_libs "$E/sbin/mke2fs" "$E/sbin/resize2fs" "$E/sbin/e2fsck" "$E/sbin/dumpe2fs" "$X/sbin/mkfs.xfs" "$X/usr/sbin/xfs_growfs"
 ln -s mke2fs "$ROOT/sbin/mkfs.ext4"
 cp "$E/etc/mke2fs.conf" "$ROOT/etc/"
 install -m 0755 "$REPO/scripts/e2e/init.sh" "$ROOT/init"
