@@ -15,6 +15,7 @@ pub mod node;
 pub mod observability;
 pub mod rds;
 pub mod runtime;
+pub mod scenario;
 pub mod server;
 pub mod simulator;
 pub mod volume;

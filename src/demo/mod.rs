@@ -9,23 +9,23 @@
 //! scenario's own cleanup releases what it took, and [`workdir::WorkDir`] sweeps mounts and
 //! loop devices under the work directory before removing it, also after a failure or panic.
 
+mod checks;
 mod host;
 mod report;
+mod scenario;
 mod stack;
-mod steps;
+mod startup;
+mod teardown;
 mod workdir;
 
-use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
-
-use csi_proto::v1 as csi;
 
 use crate::cli::DemoArgs;
 use crate::observability::logging::{self, LogFormat};
 use crate::runtime::{block_on_role, exit_status, RoleError};
 use report::{Kind, Report};
-use stack::{Stack, NODE_IDS};
+use scenario::Scenario;
+use stack::NODE_IDS;
 use workdir::WorkDir;
 
 /// A simulator fault spec applied from the start, e.g. `only=disk-set fail-next=1`.
@@ -108,61 +108,8 @@ async fn demo(work: &mut WorkDir, node_skip: Option<String>) -> Report {
     let mut r = Report::new(node_skip.clone());
     r.header();
 
-    let sim = r
-        .step(
-            "start the RDS simulator (SSH on loopback)",
-            Kind::Controller,
-            async {
-                // A fault injected from the start (tests, or to watch a failure being cleaned
-                // up): the same spec as `rds-csi simulator --fault`.
-                let faults: Vec<String> = std::env::var(FAULT_ENV).ok().into_iter().collect();
-                let sim = stack::simulator(root.join("sim"), faults.clone()).await?;
-                let fp = russh::keys::PublicKey::from_openssh(sim.host_key_line())
-                    .map(|k| crate::rds::hostkey::fingerprint(&k))
-                    .unwrap_or_else(|_| "?".into());
-                let mut d = format!("{}, host key {fp} pinned by the client", sim.address());
-                if !faults.is_empty() {
-                    d.push_str(&format!("; injected fault {:?} ({FAULT_ENV})", faults[0]));
-                }
-                Ok((sim, d))
-            },
-        )
-        .await;
-    let stack = match sim {
-        None => None,
-        Some(sim) => {
-            r.step("start the controller (unix socket)", Kind::Controller, async {
-                let mut s = Stack::start(sim, &root).await?;
-                let info = s
-                    .identity
-                    .get_plugin_info(csi::GetPluginInfoRequest {})
-                    .await
-                    .map_err(|e| format!("GetPluginInfo on the controller: {}", e.message()))?
-                    .into_inner();
-                let ready = s
-                    .identity
-                    .probe(csi::ProbeRequest {})
-                    .await
-                    .map_err(|e| format!("Probe on the controller: {}", e.message()))?
-                    .into_inner()
-                    .ready
-                    .unwrap_or(false);
-                if !ready {
-                    return Err("the controller's Probe says not ready: it cannot reach the RDS simulator".into());
-                }
-                let d = format!(
-                    "{} {}, Probe ready (RDS reachable over SSH); nodes {}",
-                    info.name,
-                    info.vendor_version,
-                    NODE_IDS.join(", ")
-                );
-                Ok((s, d))
-            })
-            .await
-        }
-    };
-    let Some(mut stack) = stack else {
-        finish(&mut r, work, None, false).await;
+    let Some(mut stack) = startup::controller(&mut r, &root).await else {
+        teardown::finish(&mut r, work, None, false).await;
         return r;
     };
 
@@ -171,14 +118,14 @@ async fn demo(work: &mut WorkDir, node_skip: Option<String>) -> Report {
         .step(
             format!("start node plugins {}, {} (loop)", NODE_IDS[0], NODE_IDS[1]),
             Kind::Controller,
-            start_nodes(&mut stack, &root, bind_view),
+            startup::nodes(&mut stack, &root, bind_view),
         )
         .await;
 
     let mut events_seen = Vec::new();
     let mut migration_lines = Vec::new();
     if started.is_some() {
-        let mut sc = steps::Scenario::new(&mut stack, &root);
+        let mut sc = Scenario::new(&mut stack, &root);
         let interrupted = tokio::select! {
             _ = sc.run(&mut r) => false,
             _ = tokio::signal::ctrl_c() => true,
@@ -199,7 +146,7 @@ async fn demo(work: &mut WorkDir, node_skip: Option<String>) -> Report {
             .map(str::to_owned)
             .collect();
     }
-    finish(&mut r, work, Some(stack), bind_view).await;
+    teardown::finish(&mut r, work, Some(stack), bind_view).await;
 
     if !events_seen.is_empty() {
         println!();
@@ -222,119 +169,4 @@ async fn demo(work: &mut WorkDir, node_skip: Option<String>) -> Report {
         }
     }
     r
-}
-
-/// Node A reads the simulator's data directory; node B reads it through a bind mount, so
-/// each node gets its own loop device over the same backing file — as two hosts each have
-/// their own NVMe/TCP controller to one namespace.
-async fn start_nodes(
-    stack: &mut Stack,
-    root: &Path,
-    bind_view: bool,
-) -> Result<((), String), String> {
-    let data = stack.sim.data_dir();
-    let view = root.join("nodes").join(NODE_IDS[1]).join("rds-view");
-    std::fs::create_dir_all(&view)
-        .and_then(|_| std::fs::create_dir_all(&data))
-        .map_err(|e| format!("cannot create {}: {e}", view.display()))?;
-    if bind_view {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        crate::node::mount::bind_mount(&data, &view, node_io::mount::MountFlags::empty(), deadline)
-            .await
-            .map_err(|e| {
-                format!(
-                    "bind-mounting the simulator's data for {}: {e}",
-                    NODE_IDS[1]
-                )
-            })?;
-    }
-    stack.add_node(NODE_IDS[0], root, data).await?;
-    stack.add_node(NODE_IDS[1], root, view).await?;
-    let mut infos = Vec::new();
-    for n in &mut stack.nodes {
-        let info = n
-            .client
-            .node_get_info(csi::NodeGetInfoRequest {})
-            .await
-            .map_err(|e| format!("NodeGetInfo on {}: {}", n.id, e.message()))?
-            .into_inner();
-        let ready = n
-            .identity
-            .probe(csi::ProbeRequest {})
-            .await
-            .map_err(|e| format!("Probe on {}: {}", n.id, e.message()))?
-            .into_inner()
-            .ready
-            .unwrap_or(false);
-        if info.node_id != n.id || !ready {
-            return Err(format!(
-                "node plugin {}: NodeGetInfo says {:?}, Probe ready={ready}",
-                n.id, info.node_id
-            ));
-        }
-        infos.push(info.node_id);
-    }
-    Ok(((), format!("NodeGetInfo {}; Probe ready", infos.join(", "))))
-}
-
-/// Stops everything, then proves nothing is left: no mounts, loop devices or sockets under
-/// the work directory, which is removed (unless `--keep`).
-async fn finish(r: &mut Report, work: &mut WorkDir, stack: Option<Stack>, bound_view: bool) {
-    let root = work.path().to_owned();
-    let keep = work.keep();
-    r.step(
-        "stop everything, leave nothing behind",
-        Kind::Cleanup,
-        async {
-            let mut problems = Vec::new();
-            let mut sockets = Vec::new();
-            if let Some(s) = stack {
-                sockets = s.sockets();
-                if let Err(e) = s.shutdown().await {
-                    problems.push(format!("shutdown: {e}"));
-                }
-            }
-            if bound_view {
-                let view = root.join("nodes").join(NODE_IDS[1]).join("rds-view");
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-                if let Err(e) = crate::node::mount::unmount(&view, deadline).await {
-                    problems.push(e.to_string());
-                }
-            }
-            let left_sockets: Vec<String> = sockets
-                .iter()
-                .filter(|p| p.exists())
-                .map(|p| p.display().to_string())
-                .collect();
-            if !left_sockets.is_empty() {
-                problems.push(format!(
-                    "sockets still present: {}",
-                    left_sockets.join(", ")
-                ));
-            }
-            let (forced, removed) = work.finish();
-            if !forced.is_empty() {
-                problems.push(format!(
-                    "the driver's cleanup left {} (removed by the demo's safety net)",
-                    forced.join(", ")
-                ));
-            }
-            if let Err(e) = removed {
-                problems.push(e);
-            }
-            if !problems.is_empty() {
-                return Err(problems.join("; "));
-            }
-            let d = if keep {
-                format!(
-                    "no mounts, loop devices or sockets; work directory kept (--keep): {}",
-                    root.display()
-                )
-            } else {
-                "no mounts, loop devices or sockets; work directory removed".to_string()
-            };
-            Ok(((), d))
-        },
-    )
-    .await;
 }

@@ -1,26 +1,11 @@
-//! The demo's table of steps: each row is printed as soon as its step ends, so a slow or
-//! failing step is visible while it happens.
+//! The demo's table of steps, over the scenario client's step bookkeeping: each row is
+//! printed as soon as its step ends, so a slow or failing step is visible while it happens.
+//! After a failure only cleanup steps run; node steps run only where the host allows them.
 
 use std::future::Future;
 use std::io::Write;
-use std::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    Fail,
-    Skipped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "OK",
-            Outcome::Fail => "FAIL",
-            Outcome::Skipped => "SKIPPED",
-        }
-    }
-}
+use crate::scenario::{Outcome, Report as Steps, Row};
 
 /// What a step needs, which decides whether it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,58 +18,57 @@ pub enum Kind {
     Cleanup,
 }
 
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub name: String,
-    pub outcome: Outcome,
-    pub ms: u128,
-    pub detail: String,
+const NAME_WIDTH: usize = 58;
+
+/// The table's two header lines.
+pub fn table_header() -> [String; 2] {
+    [
+        format!(
+            " #  {:<NAME_WIDTH$} {:<7} {:>7}  detail",
+            "step", "result", "ms"
+        ),
+        "-".repeat(NAME_WIDTH + 30),
+    ]
+}
+
+/// Row `n` of the table: number, step, result, milliseconds, detail.
+pub fn table_row(n: usize, row: &Row<String>) -> String {
+    format!(
+        "{n:>2}  {:<NAME_WIDTH$} {:<7} {:>7}  {}",
+        row.label,
+        row.outcome.as_str(),
+        row.took.as_millis(),
+        row.detail
+    )
 }
 
 pub struct Report {
-    pub rows: Vec<Row>,
-    /// The first failed step (number, name, error): later non-cleanup steps do not run.
-    pub failed: Option<(usize, String, String)>,
+    steps: Steps<String>,
     /// Why node steps cannot run on this machine (None: they can).
-    pub node_skip: Option<String>,
-    started: Instant,
+    node_skip: Option<String>,
 }
 
-const NAME_WIDTH: usize = 58;
-
 impl Report {
+    /// A report that prints its rows to stdout.
     pub fn new(node_skip: Option<String>) -> Self {
-        Report {
-            rows: Vec::new(),
-            failed: None,
+        Self::with_steps(
             node_skip,
-            started: Instant::now(),
-        }
+            Steps::new(|n, row| {
+                println!("{}", table_row(n, row));
+                let _ = std::io::stdout().flush();
+            }),
+        )
+    }
+
+    fn with_steps(node_skip: Option<String>, steps: Steps<String>) -> Self {
+        Report { steps, node_skip }
     }
 
     pub fn header(&self) {
         println!();
-        println!(
-            " #  {:<NAME_WIDTH$} {:<7} {:>7}  detail",
-            "step", "result", "ms"
-        );
-        println!("{}", "-".repeat(NAME_WIDTH + 30));
-    }
-
-    fn push(&mut self, row: Row) {
-        let n = self.rows.len() + 1;
-        println!(
-            "{n:>2}  {:<NAME_WIDTH$} {:<7} {:>7}  {}",
-            row.name,
-            row.outcome.as_str(),
-            row.ms,
-            row.detail
-        );
-        let _ = std::io::stdout().flush();
-        if row.outcome == Outcome::Fail && self.failed.is_none() {
-            self.failed = Some((n, row.name.clone(), row.detail.clone()));
+        for l in table_header() {
+            println!("{l}");
         }
-        self.rows.push(row);
     }
 
     /// Why a step of `kind` must not run now, if it must not.
@@ -92,8 +76,8 @@ impl Report {
         if kind == Kind::Cleanup {
             return None;
         }
-        if let Some((n, name, _)) = &self.failed {
-            return Some(format!("not run: step {n} ({name}) failed"));
+        if let Some((n, row)) = self.steps.first_failure() {
+            return Some(format!("not run: step {n} ({}) failed", row.label));
         }
         if kind == Kind::Node {
             return self.node_skip.clone();
@@ -109,69 +93,37 @@ impl Report {
     {
         let name = name.into();
         if let Some(why) = self.skip_reason(kind) {
-            self.push(Row {
-                name,
-                outcome: Outcome::Skipped,
-                ms: 0,
-                detail: why,
-            });
+            self.steps.skip(name, why);
             return None;
         }
-        let t = Instant::now();
-        let r = f.await;
-        let ms = t.elapsed().as_millis();
-        match r {
-            Ok((v, detail)) => {
-                self.push(Row {
-                    name,
-                    outcome: Outcome::Ok,
-                    ms,
-                    detail,
-                });
-                Some(v)
-            }
-            Err(detail) => {
-                self.push(Row {
-                    name,
-                    outcome: Outcome::Fail,
-                    ms,
-                    detail,
-                });
-                None
-            }
-        }
+        self.steps.run(name, f).await
     }
 
     /// Records a failure that happened outside a step (e.g. an interrupt).
     pub fn fail(&mut self, name: &str, detail: String) {
-        self.push(Row {
-            name: name.into(),
-            outcome: Outcome::Fail,
-            ms: 0,
-            detail,
-        });
+        self.steps
+            .record(name.into(), Outcome::Fail, Default::default(), detail);
     }
 
     pub fn ok(&self) -> bool {
-        self.failed.is_none()
-    }
-
-    pub fn count(&self, o: Outcome) -> usize {
-        self.rows.iter().filter(|r| r.outcome == o).count()
+        self.steps.ok()
     }
 
     /// The final line.
     pub fn summary(&self) -> String {
-        let secs = self.started.elapsed().as_secs_f64();
-        let (ok, skipped) = (self.count(Outcome::Ok), self.count(Outcome::Skipped));
-        match &self.failed {
+        let s = &self.steps;
+        let secs = s.elapsed().as_secs_f64();
+        let (ok, skipped) = (s.count(Outcome::Ok), s.count(Outcome::Skipped));
+        match s.first_failure() {
             None => format!(
                 "demo: OK — {ok} steps OK, {skipped} skipped, {} in total, {secs:.1} s",
-                self.rows.len()
+                s.rows().len()
             ),
-            Some((n, name, detail)) => format!(
-                "demo: FAIL — step {n} ({name}) failed: {detail}. Cleanup ran after it (see the cleanup rows); {} steps failed in total, {secs:.1} s",
-                self.count(Outcome::Fail)
+            Some((n, row)) => format!(
+                "demo: FAIL — step {n} ({}) failed: {}. Cleanup ran after it (see the cleanup rows); {} steps failed in total, {secs:.1} s",
+                row.label,
+                row.detail,
+                s.count(Outcome::Fail)
             ),
         }
     }
@@ -180,10 +132,15 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn quiet(node_skip: Option<String>) -> Report {
+        Report::with_steps(node_skip, Steps::quiet())
+    }
 
     #[tokio::test]
     async fn a_failure_skips_later_steps_but_not_cleanup() {
-        let mut r = Report::new(Some("needs root".into()));
+        let mut r = quiet(Some("needs root".into()));
         assert_eq!(
             r.step("a", Kind::Controller, async { Ok((1, "fine".into())) })
                 .await,
@@ -194,8 +151,9 @@ mod tests {
                 .await,
             None
         );
-        assert_eq!(r.rows[1].outcome, Outcome::Skipped);
-        assert_eq!(r.rows[1].detail, "needs root");
+        let rows = r.steps.rows();
+        assert_eq!(rows[1].outcome, Outcome::Skipped);
+        assert_eq!(rows[1].detail, "needs root");
         assert!(r.ok());
         r.step::<(), _>("b", Kind::Controller, async { Err("boom".into()) })
             .await;
@@ -207,7 +165,7 @@ mod tests {
         })
         .await;
         assert!(!ran, "a step after a failure ran");
-        assert!(r.rows[3].detail.contains("step 3 (b) failed"));
+        assert!(r.steps.rows()[3].detail.contains("step 3 (b) failed"));
         assert_eq!(
             r.step("clean", Kind::Cleanup, async { Ok((3, String::new())) })
                 .await,
@@ -215,6 +173,48 @@ mod tests {
         );
         assert!(r
             .summary()
-            .starts_with("demo: FAIL — step 3 (b) failed: boom"));
+            .starts_with("demo: FAIL — step 3 (b) failed: boom. Cleanup ran after it"));
+        assert!(r.summary().contains("; 1 steps failed in total, "));
+    }
+
+    #[tokio::test]
+    async fn the_summary_counts_ok_and_skipped_rows() {
+        let mut r = quiet(Some("needs root".into()));
+        r.step("a", Kind::Controller, async { Ok(((), String::new())) })
+            .await;
+        r.step("n", Kind::Node, async { Ok(((), String::new())) })
+            .await;
+        assert!(
+            r.summary()
+                .starts_with("demo: OK — 1 steps OK, 1 skipped, 2 in total, "),
+            "{}",
+            r.summary()
+        );
+        r.fail("interrupted (Ctrl-C)", "stopping here".into());
+        assert!(r
+            .summary()
+            .starts_with("demo: FAIL — step 3 (interrupted (Ctrl-C)) failed: stopping here."));
+    }
+
+    #[test]
+    fn rows_line_up_under_the_header() {
+        let row = Row {
+            label: "CreateVolume pvc-demo-fs (1 GiB, xfs, RWO)".to_string(),
+            outcome: Outcome::Ok,
+            took: Duration::from_micros(41_900),
+            detail: "1.0 GiB on the RDS".into(),
+        };
+        let line = table_row(3, &row);
+        assert_eq!(
+            line,
+            format!(
+                " 3  {:<58} OK           41  1.0 GiB on the RDS",
+                "CreateVolume pvc-demo-fs (1 GiB, xfs, RWO)"
+            )
+        );
+        let [head, rule] = table_header();
+        assert_eq!(head.find("result"), line.find("OK"));
+        assert_eq!(head.find("detail"), line.find("1.0 GiB"));
+        assert_eq!(rule.len(), 88);
     }
 }

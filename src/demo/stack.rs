@@ -3,22 +3,16 @@
 //! unix socket and reached through tonic clients exactly as kubelet and the sidecars would.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use csi_proto::v1::controller_client::ControllerClient;
 use csi_proto::v1::identity_client::IdentityClient;
 use csi_proto::v1::identity_server::IdentityServer;
-use csi_proto::v1::node_client::NodeClient;
-use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::{Channel, Endpoint as GrpcEndpoint, Uri};
+use tonic::transport::Channel;
 
 use crate::attachment::TableConfig;
 use crate::controller::{Assembly, ControllerConfig, RunningController};
@@ -28,6 +22,8 @@ use crate::k8s::{NoAttachments, RecordedEvents, StaticNodes};
 use crate::node::{NodeConfig, NodePlugin, TransportConfig};
 use crate::observability::Metrics;
 use crate::rds::RdsClient;
+use crate::scenario::channel::unix_channel;
+use crate::scenario::{CsiClient, Layout};
 use crate::server::{self, ServeError};
 use crate::simulator::harness::{start_simulator, SimHandle, SimOptions};
 
@@ -35,34 +31,6 @@ pub const BASE_PATH: &str = "/storage-pool/csi";
 pub const NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik:";
 /// The node ids the controller knows (`--static-nodes`); node plugins run for the first two.
 pub const NODE_IDS: [&str; 3] = ["demo-node-a", "demo-node-b", "demo-node-c"];
-
-/// A tonic connector to a unix socket. The URI is `http://localhost`, as Go gRPC clients
-/// (kubelet, the sidecars) send it.
-#[derive(Clone)]
-struct UnixConnector(PathBuf);
-
-impl tonic::codegen::Service<Uri> for UnixConnector {
-    type Response = TokioIo<tokio::net::UnixStream>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: Uri) -> Self::Future {
-        let path = self.0.clone();
-        Box::pin(async move { Ok(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) })
-    }
-}
-
-pub async fn unix_channel(path: &Path) -> Result<Channel, String> {
-    GrpcEndpoint::try_from("http://localhost")
-        .map_err(|e| e.to_string())?
-        .connect_with_connector(UnixConnector(path.to_owned()))
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", path.display()))
-}
 
 /// The controller's readiness: the RDS answers over SSH.
 struct RdsReady(RdsClient);
@@ -80,16 +48,14 @@ impl HealthCheck for RdsReady {
 
 pub struct NodeHandle {
     pub id: &'static str,
-    pub client: NodeClient<Channel>,
     pub identity: IdentityClient<Channel>,
     pub socket: PathBuf,
-    /// Everything of this node (kubelet-like paths, state, host identity) lives under it.
-    pub dir: PathBuf,
 }
 
 pub struct Stack {
     pub sim: SimHandle,
-    pub controller: ControllerClient<Channel>,
+    /// The scenario's CSI calls: the controller, and each node plugin once added.
+    pub csi: CsiClient,
     pub identity: IdentityClient<Channel>,
     pub controller_socket: PathBuf,
     pub events: RecordedEvents,
@@ -192,10 +158,13 @@ impl Stack {
             }
         };
         stack_tasks.push(task);
-        let channel = unix_channel(&socket).await?;
+        let channel = unix_channel(&socket).await.map_err(|e| e.to_string())?;
+        let layout = Layout::PerNodeDir {
+            root: work.join("nodes"),
+        };
         Ok(Stack {
             sim,
-            controller: ControllerClient::new(channel.clone()),
+            csi: CsiClient::new(channel.clone(), layout),
             identity: IdentityClient::new(channel),
             controller_socket: socket,
             events,
@@ -214,6 +183,7 @@ impl Stack {
         work: &Path,
         data_dir: PathBuf,
     ) -> Result<(), String> {
+        // Everything of this node (kubelet-like paths, state, host identity) lives under it.
         let dir = work.join("nodes").join(id);
         let cfg = NodeConfig {
             node_id: id.into(),
@@ -237,13 +207,12 @@ impl Stack {
             .await
             .map_err(|e| format!("node {id} socket: {e}"))?;
         self.tasks.push(task);
-        let channel = unix_channel(&socket).await?;
+        let channel = unix_channel(&socket).await.map_err(|e| e.to_string())?;
+        self.csi.add_node(id, channel.clone());
         self.nodes.push(NodeHandle {
             id,
-            client: NodeClient::new(channel.clone()),
             identity: IdentityClient::new(channel),
             socket,
-            dir,
         });
         Ok(())
     }

@@ -5,6 +5,9 @@
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use node_io::mount::UnmountMode;
+use node_io::mountinfo::{read_mountinfo, Pid};
+
 pub struct WorkDir {
     root: PathBuf,
     keep: bool,
@@ -72,7 +75,8 @@ impl WorkDir {
     pub fn sweep(&self) -> Vec<String> {
         let mut forced = Vec::new();
         for m in self.mounts().into_iter().rev() {
-            let _ = node_io::mount::unmount(&m, node_io::mount::UnmountMode::Detach);
+            // Best effort: what cannot be detached shows in the directory's removal error.
+            let _ = node_io::mount::unmount(&m, UnmountMode::Detach);
             forced.push(format!("mount {}", m.display()));
         }
         for l in self.loops() {
@@ -114,34 +118,15 @@ impl Drop for WorkDir {
     }
 }
 
+/// Mount points under `root` in this mount namespace, in mount order.
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_octal)
-        .map(PathBuf::from)
+    read_mountinfo(Path::new("/proc"), Pid::Current)
+        .map(|t| t.mounts)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|p| p.starts_with(root))
         .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let digits = std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("");
-            if let Ok(v) = u8::from_str_radix(digits, 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Loop devices (not already being detached) backed by a file under `root`, deleted or not.
@@ -157,13 +142,6 @@ pub fn loops_under(root: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_octal(r"/a\040b"), "/a b");
-        assert_eq!(unescape_octal(r"/plain"), "/plain");
-        assert_eq!(unescape_octal(r"/end\"), r"/end\");
-    }
 
     #[test]
     fn the_directory_is_removed_unless_kept() {

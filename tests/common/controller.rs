@@ -122,6 +122,11 @@ impl Ctl {
         Ok(())
     }
 
+    /// The controller's CSI socket.
+    pub fn socket(&self) -> std::path::PathBuf {
+        self._dir.path().join("csi.sock")
+    }
+
     /// The state file's path (with `state_file`).
     pub fn state_path(&self) -> Option<std::path::PathBuf> {
         self.state
