@@ -824,3 +824,47 @@ async fn the_grpc_deadline_bounds_create_volume_end_to_end() {
         .await
         .unwrap();
 }
+
+/// Issue 19.6: CreateVolume looks for its disk once before `/disk add` (the controller's look
+/// decides idempotency; the RDS client does not repeat it), for an empty volume and for a
+/// clone. Counted on the commands the simulator received over SSH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_volume_looks_for_its_disk_once_before_adding_it() {
+    let mut c = start().await;
+    let looks_before_add = |cmds: &[String], slot: &str| -> usize {
+        let add = cmds
+            .iter()
+            .position(|x| x.starts_with("/disk add"))
+            .unwrap_or_else(|| panic!("no /disk add in {cmds:?}"));
+        cmds[..add]
+            .iter()
+            .filter(|x| x.starts_with("/disk print") && x.contains(slot))
+            .count()
+    };
+    let before = c.sim.commands().len();
+    c.client
+        .create_volume(create_req("pvc-onelook", GI, rwo()))
+        .await
+        .unwrap();
+    let cmds = c.sim.commands()[before..].to_vec();
+    assert_eq!(looks_before_add(&cmds, "pvc-onelook"), 1, "{cmds:#?}");
+
+    let before = c.sim.commands().len();
+    let mut clone = create_req("pvc-onelook-clone", GI, rwo());
+    clone.volume_content_source = Some(csi::VolumeContentSource {
+        r#type: Some(csi::volume_content_source::Type::Volume(
+            csi::volume_content_source::VolumeSource {
+                volume_id: "pvc-onelook".into(),
+            },
+        )),
+    });
+    c.client.create_volume(clone).await.unwrap();
+    let cmds = c.sim.commands()[before..].to_vec();
+    assert_eq!(looks_before_add(&cmds, "pvc-onelook-clone"), 1, "{cmds:#?}");
+    // A retry still finds the disk and adds nothing.
+    c.client
+        .create_volume(create_req("pvc-onelook", GI, rwo()))
+        .await
+        .unwrap();
+    assert_eq!(c.disk_adds(), 2);
+}

@@ -232,8 +232,9 @@ impl Controller {
             .await?;
         let added = match &source_disk {
             None => {
+                // The look above found the slot empty: no second look before the add.
                 self.rds
-                    .create_disk(&path, size_bytes, id.slot(), &export, deadline)
+                    .create_disk_in_empty_slot(&path, size_bytes, id.slot(), &export, deadline)
                     .await
             }
             Some(src) => {
@@ -242,7 +243,14 @@ impl Controller {
                 })?;
                 let grow = (size_bytes > src.size_bytes).then_some(size_bytes);
                 self.rds
-                    .copy_disk(&src_slot, &path, id.slot(), grow, Some(&export), deadline)
+                    .copy_disk_in_empty_slot(
+                        &src_slot,
+                        &path,
+                        id.slot(),
+                        grow,
+                        Some(&export),
+                        deadline,
+                    )
                     .await
             }
         };
