@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use super::error::ControllerError;
 use super::requests::{GetCapacity, Page, VolumeRef};
-use super::{pagination, Controller};
+use super::Controller;
 use crate::rds::{size, Disk};
 use crate::volume::VolumeId;
 
@@ -97,29 +97,36 @@ impl Controller {
         page: &Page,
         deadline: Instant,
     ) -> Result<(Vec<VolumeStatus>, String), ControllerError> {
-        let disks = self
-            .rds
-            .list_all_disks(deadline)
-            .await
-            .map_err(|e| ControllerError::rds("ListVolumes", e))?;
-        let base = self.rds.base_path();
-        let mut volumes: Vec<(VolumeId, Disk)> = disks
-            .into_iter()
-            .filter(|d| {
-                d.file_path
-                    .as_deref()
-                    .is_some_and(|p| base.contains_file_name(p.trim_start_matches('/')))
-            })
-            .filter_map(|d| Some((VolumeId::parse(&d.slot).ok()?, d)))
-            .collect();
-        volumes.sort_by(|a, b| a.0.cmp(&b.0));
-        let (page, next_token) = pagination::page(
-            volumes,
-            |(id, _)| id.as_str(),
-            page.max_entries,
-            &page.starting_token,
-        )
-        .map_err(ControllerError::Pagination)?;
+        // The listing is fetched once per generation, not once per page (pagination.rs).
+        let fetch = || async {
+            let disks = self
+                .rds
+                .list_all_disks(deadline)
+                .await
+                .map_err(|e| ControllerError::rds("ListVolumes", e))?;
+            let base = self.rds.base_path();
+            let mut volumes: Vec<(VolumeId, Disk)> = disks
+                .into_iter()
+                .filter(|d| {
+                    d.file_path
+                        .as_deref()
+                        .is_some_and(|p| base.contains_file_name(p.trim_start_matches('/')))
+                })
+                .filter_map(|d| Some((VolumeId::parse(&d.slot).ok()?, d)))
+                .collect();
+            volumes.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(volumes)
+        };
+        let (page, next_token) = self
+            .volume_listings
+            .page(
+                "volumes",
+                page.max_entries,
+                &page.starting_token,
+                |(id, _)| id.as_str(),
+                fetch,
+            )
+            .await?;
         let entries = page
             .into_iter()
             .map(|(id, d)| VolumeStatus {

@@ -78,6 +78,9 @@ pub struct Controller {
     fencing: Fencing,
     /// Consulted by ControllerPublish for volumes the table has no record of.
     attachment_source: Option<std::sync::Arc<dyn AttachmentSource>>,
+    /// ListVolumes' and ListSnapshots' listings kept for their tokens' life (pagination.rs).
+    volume_listings: pagination::Listings<(crate::volume::VolumeId, crate::rds::Disk)>,
+    snapshot_listings: pagination::Listings<(String, naming::SnapshotId, crate::rds::Disk)>,
 }
 
 impl Controller {
@@ -93,6 +96,8 @@ impl Controller {
             inflight,
             fencing,
             attachment_source: None,
+            volume_listings: Default::default(),
+            snapshot_listings: Default::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 use super::error::ControllerError;
 use super::naming::{SnapshotId, SNAPSHOT_SLOT_PREFIX};
 use super::requests::{CreateSnapshot, ListSnapshots};
-use super::{pagination, Controller};
+use super::Controller;
 use crate::error::echo;
 use crate::rds::{Disk, SlotPrefix};
 
@@ -149,51 +149,69 @@ impl Controller {
         req: &ListSnapshots,
         deadline: Instant,
     ) -> Result<(Vec<SnapshotInfo>, String), ControllerError> {
+        // The listing is fetched once per generation, not once per page (pagination.rs);
+        // the key keeps a token of one filter from reading another's generation.
+        let key = format!(
+            "snapshots id={} source={}",
+            match &req.snapshot {
+                None => "*".to_string(),
+                Some(None) => "-".to_string(),
+                Some(Some(id)) => id.to_string(),
+            },
+            req.source_volume.as_deref().unwrap_or("*"),
+        );
         let base = self.rds.base_path();
-        let mut found: Vec<(SnapshotId, Disk)> = match &req.snapshot {
-            // An id we never issued simply matches nothing.
-            Some(None) => Vec::new(),
-            // By id: one lookup.
-            Some(Some(id)) => self
-                .rds
-                .get_disk(&id.slot, deadline)
-                .await
-                .map_err(|e| ControllerError::rds(format!("snapshot {id}"), e))?
-                .into_iter()
-                .filter_map(|d| {
-                    let actual = SnapshotId::from_disk(base, &d.slot, d.file_path.as_deref()?)?;
-                    (&actual == id).then_some((actual, d))
-                })
-                .collect(),
-            None => {
-                let prefix = SlotPrefix::new(SNAPSHOT_SLOT_PREFIX).expect("static prefix is valid");
-                self.rds
-                    .list_disks(&prefix, deadline)
+        let fetch = || async {
+            let mut found: Vec<(SnapshotId, Disk)> = match &req.snapshot {
+                // An id we never issued simply matches nothing.
+                Some(None) => Vec::new(),
+                // By id: one lookup.
+                Some(Some(id)) => self
+                    .rds
+                    .get_disk(&id.slot, deadline)
                     .await
-                    .map_err(|e| ControllerError::rds("ListSnapshots", e))?
+                    .map_err(|e| ControllerError::rds(format!("snapshot {id}"), e))?
                     .into_iter()
                     .filter_map(|d| {
-                        let id = SnapshotId::from_disk(base, &d.slot, d.file_path.as_deref()?)?;
-                        Some((id, d))
+                        let actual = SnapshotId::from_disk(base, &d.slot, d.file_path.as_deref()?)?;
+                        (&actual == id).then_some((actual, d))
                     })
-                    .collect()
+                    .collect(),
+                None => {
+                    let prefix =
+                        SlotPrefix::new(SNAPSHOT_SLOT_PREFIX).expect("static prefix is valid");
+                    self.rds
+                        .list_disks(&prefix, deadline)
+                        .await
+                        .map_err(|e| ControllerError::rds("ListSnapshots", e))?
+                        .into_iter()
+                        .filter_map(|d| {
+                            let id = SnapshotId::from_disk(base, &d.slot, d.file_path.as_deref()?)?;
+                            Some((id, d))
+                        })
+                        .collect()
+                }
+            };
+            if let Some(source) = &req.source_volume {
+                found.retain(|(id, _)| id.source.as_str() == source);
             }
+            let mut found: Vec<(String, SnapshotId, Disk)> = found
+                .into_iter()
+                .map(|(id, d)| (id.to_string(), id, d))
+                .collect();
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(found)
         };
-        if let Some(source) = &req.source_volume {
-            found.retain(|(id, _)| id.source.as_str() == source);
-        }
-        let mut found: Vec<(String, SnapshotId, Disk)> = found
-            .into_iter()
-            .map(|(id, d)| (id.to_string(), id, d))
-            .collect();
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        let (page, next_token) = pagination::page(
-            found,
-            |e| e.0.as_str(),
-            req.page.max_entries,
-            &req.page.starting_token,
-        )
-        .map_err(ControllerError::Pagination)?;
+        let (page, next_token) = self
+            .snapshot_listings
+            .page(
+                &key,
+                req.page.max_entries,
+                &req.page.starting_token,
+                |e| e.0.as_str(),
+                fetch,
+            )
+            .await?;
         Ok((
             page.into_iter().map(|(_, id, d)| info(id, &d)).collect(),
             next_token,

@@ -15,7 +15,7 @@ use crate::rds::model::{render_disk_detail, render_disk_list, render_pool_capaci
 use crate::rds::size::{group_digits, human_size, parse_user_size};
 use crate::rds::{Disk, PoolCapacity};
 
-const STATE_FILE: &str = "disks.json";
+pub(super) const STATE_FILE: &str = "disks.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimDisk {
