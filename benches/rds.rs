@@ -4,7 +4,11 @@
 //!   oracle of tests/routeros_parse_oracle.rs) on the same text in the same run;
 //! - 32 concurrent `print` commands against the simulator over real SSH, over ONE reused
 //!   connection (what `RdsClient` does) vs a new SSH connection per command (what a naive
-//!   `ssh rds '<cmd>'` per call costs).
+//!   `ssh rds '<cmd>'` per call costs);
+//! - 32 concurrent creates as CreateVolume issues them (one `/disk print` look-up, `/disk add`,
+//!   the look after), over ONE reused connection vs a new SSH connection per command. The
+//!   disks are deleted between iterations, outside the timing; the simulator's state is on
+//!   tmpfs (/dev/shm) when there is one, so its fsync per add does not dominate.
 
 use std::time::Duration;
 
@@ -13,7 +17,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 #[path = "../tests/routeros_reference/mod.rs"]
 mod routeros_reference;
 use rds_csi::observability::Metrics;
-use rds_csi::rds::command::MIKROTIK_NQN_PREFIX;
+use rds_csi::rds::command::{Command, MIKROTIK_NQN_PREFIX};
 use rds_csi::rds::{
     parse_disks, parse_items, render_disk_list, slot_nqn, Disk, NvmeExport, Port, RdsClient,
     RdsPath, Slot,
@@ -141,5 +145,112 @@ fn concurrent_prints(c: &mut Criterion) {
     rt.block_on(sim.shutdown());
 }
 
-criterion_group!(benches, parse_listing, concurrent_prints);
+fn concurrent_creates(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The simulator persists its state with an fsync per `/disk add` and `/disk remove`: on
+    // this machine's shared virtual disk that is ~3 ms, which would time the disk, not SSH.
+    // Its state lives on tmpfs when there is one (an RDS commits its own way; unknown here).
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let sim = std::sync::Arc::new(rt.block_on(start_simulator(
+        dir.path(),
+        SimOptions {
+            pool_size: 1 << 50,
+            ..SimOptions::default()
+        },
+    )));
+    let base = "/storage-pool/csi";
+    let metrics = Metrics::new("bench");
+    let shared = RdsClient::new(sim.client_config(base), &metrics).unwrap();
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut round = 0u64;
+    // Slot, path and export of the i-th create of a round.
+    let target = |round: u64, i: usize| {
+        let slot = Slot::new(&format!("pvc-create-{round}-{i}")).unwrap();
+        let path = RdsPath::volume_file(shared.base_path(), &slot).unwrap();
+        let export = NvmeExport {
+            port: Port::default(),
+            nqn: slot_nqn(MIKROTIK_NQN_PREFIX, &slot).unwrap(),
+        };
+        (slot, path, export)
+    };
+    let mut timed = |b: &mut criterion::Bencher, reuse: bool| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let targets: Vec<_> = (0..CONCURRENT).map(|i| target(round, i)).collect();
+                let start = std::time::Instant::now();
+                rt.block_on(async {
+                    let calls: Vec<_> = targets
+                        .iter()
+                        .cloned()
+                        .map(|(slot, path, export)| {
+                            let (c, sim) = (shared.clone(), sim.clone());
+                            tokio::spawn(async move {
+                                if reuse {
+                                    assert!(c.get_disk(&slot, deadline()).await.unwrap().is_none());
+                                    c.create_disk_in_empty_slot(
+                                        &path,
+                                        1 << 30,
+                                        &slot,
+                                        &export,
+                                        deadline(),
+                                    )
+                                    .await
+                                    .unwrap();
+                                } else {
+                                    // The same three commands, each over its own connection.
+                                    let look = Command::print_disk(&slot);
+                                    let add = Command::create_disk(&path, 1 << 30, &slot, &export)
+                                        .unwrap();
+                                    for cmd in [&look, &add, &look] {
+                                        let (_, err, status) = sim.ssh_exec(cmd.as_str()).await;
+                                        assert_eq!(status, Some(0), "{err}");
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    for call in calls {
+                        call.await.unwrap();
+                    }
+                });
+                total += start.elapsed();
+                rt.block_on(async {
+                    for (slot, _, _) in &targets {
+                        shared.delete_disk(slot, deadline()).await.unwrap();
+                    }
+                });
+            }
+            total
+        })
+    };
+    let mut g = c.benchmark_group("create_x32");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("one_reused_connection", |b| timed(b, true));
+    g.bench_function("new_connection_per_command", |b| timed(b, false));
+    g.finish();
+    assert_eq!(
+        shared.connections_opened(),
+        1,
+        "the shared client reused its connection"
+    );
+    if let Ok(sim) = std::sync::Arc::try_unwrap(sim) {
+        rt.block_on(sim.shutdown());
+    }
+}
+
+criterion_group!(
+    benches,
+    parse_listing,
+    concurrent_prints,
+    concurrent_creates
+);
 criterion_main!(benches);
