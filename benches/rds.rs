@@ -2,6 +2,8 @@
 //! - parsing a 10 000-disk `print detail` listing into disks: today's borrowing scanner
 //!   (`parse_disks`), beside the parser it replaced (kept in tests/routeros_reference/, the
 //!   oracle of tests/routeros_parse_oracle.rs) on the same text in the same run;
+//! - a whole 10,000-disk listing in 100-entry pages through the controller's listing
+//!   generations (one parse per listing, not one per page);
 //! - 32 concurrent `print` commands against the simulator over real SSH, over ONE reused
 //!   connection (what `RdsClient` does) vs a new SSH connection per command (what a naive
 //!   `ssh rds '<cmd>'` per call costs);
@@ -16,6 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[path = "../tests/routeros_reference/mod.rs"]
 mod routeros_reference;
+use rds_csi::controller::pagination::Listings;
 use rds_csi::observability::Metrics;
 use rds_csi::rds::command::{Command, MIKROTIK_NQN_PREFIX};
 use rds_csi::rds::{
@@ -68,6 +71,50 @@ fn parse_listing(c: &mut Criterion) {
             let disks = routeros_reference::disks_from_items(&items).unwrap();
             assert_eq!(disks.len(), 10_000);
             disks
+        })
+    });
+    g.finish();
+}
+
+/// A whole paginated listing of 10,000 disks in 100-entry pages through the controller's
+/// listing generations (controller/pagination.rs): the fetch parses the listing once; each
+/// page is a binary search and a copy. Before issue 19.2 every page fetched and parsed: 100
+/// parses per listing.
+fn paginated_listing(c: &mut Criterion) {
+    let text = listing(10_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("list_pages");
+    g.sample_size(10);
+    g.bench_function("10000_disks_in_100_entry_pages", |b| {
+        b.iter(|| {
+            let listings: Listings<Disk> = Listings::default();
+            let (mut token, mut seen) = (String::new(), 0);
+            rt.block_on(async {
+                loop {
+                    let (page, next) = listings
+                        .page(
+                            "volumes",
+                            100,
+                            &token,
+                            |d| d.slot.as_str(),
+                            || async {
+                                let mut disks = parse_disks(&text).unwrap();
+                                disks.sort_by(|a, b| a.slot.cmp(&b.slot));
+                                Ok(disks)
+                            },
+                        )
+                        .await
+                        .unwrap();
+                    seen += page.len();
+                    if next.is_empty() {
+                        break;
+                    }
+                    token = next;
+                }
+            });
+            assert_eq!((seen, listings.fetches()), (10_000, 1));
         })
     });
     g.finish();
@@ -237,9 +284,8 @@ fn concurrent_creates(c: &mut Criterion) {
     g.bench_function("one_reused_connection", |b| timed(b, true));
     g.bench_function("new_connection_per_command", |b| timed(b, false));
     g.finish();
-    assert_eq!(
-        shared.connections_opened(),
-        1,
+    assert!(
+        shared.connections_opened() <= 1,
         "the shared client reused its connection"
     );
     if let Ok(sim) = std::sync::Arc::try_unwrap(sim) {
@@ -250,6 +296,7 @@ fn concurrent_creates(c: &mut Criterion) {
 criterion_group!(
     benches,
     parse_listing,
+    paginated_listing,
     concurrent_prints,
     concurrent_creates
 );
