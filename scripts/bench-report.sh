@@ -4,8 +4,10 @@
 #   scripts/bench-report.sh            full mode: criterion's own sample sizes and times
 #   scripts/bench-report.sh --quick    CI mode: criterion --quick (each bench stops as soon as
 #                                      two doublings agree within 5%, at most its measurement
-#                                      time); figures are rough; ~30 s after the build. The
-#                                      1M-volume attachment config stays in: it costs ~5 s
+#                                      time); figures are rough. Measured 2026-11-30 at load
+#                                      15-17: 237 s after the (cached) build, 176 s of it the
+#                                      holder scan (lsof, interleaved and busy rounds); rds 16 s,
+#                                      attachment 18 s (1M volumes included), device_wait 12 s
 #
 # Benches: root crate  inflight, rds (10k-disk parse, old parser beside it; a 10k-disk listing
 #          in 100-entry pages; 32 prints and 32 creates over one reused SSH connection vs
