@@ -8,6 +8,7 @@ mod assembly;
 pub mod attachment_sync;
 pub mod error;
 mod files;
+pub mod health;
 mod inventory;
 pub mod leader;
 pub mod naming;
@@ -42,6 +43,7 @@ use crate::volume::VolumeId;
 
 pub use assembly::{Assembly, LeaderElection, RunningController};
 pub use error::ControllerError;
+pub use health::RdsReadiness;
 pub use inventory::{Capacity, Condition, VolumeStatus};
 pub use publish::PUBLISH_NQN;
 pub use run::run;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csi_proto::v1::identity_server::IdentityServer;
-use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
@@ -19,7 +18,7 @@ use super::LeaderElection;
 use super::{Assembly, ControllerConfig};
 use crate::attachment::persist::AttachmentStore;
 use crate::cli::{ControllerArgs, TopologySegment};
-use crate::identity::{Health, HealthCheck, IdentityService};
+use crate::identity::{HealthCheck, IdentityService};
 #[cfg(feature = "kubernetes")]
 use crate::k8s::cache::KubeAttachmentCache;
 #[cfg(feature = "kubernetes")]
@@ -33,43 +32,10 @@ use crate::k8s::{
     StaticNodes,
 };
 use crate::observability::{logging, Metrics};
-use crate::rds::{BasePath, HostKeyPolicy, RdsClient, RdsConfig};
+use crate::rds::monitor::{DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
+use crate::rds::{BasePath, HostKeyPolicy, RdsClient, RdsConfig, RdsMonitor};
 use crate::runtime::{run_role, serve_until_stopped, RoleError, ServeConfig};
 use crate::server::DEFAULT_DRAIN_TIMEOUT;
-
-/// Probe/readyz: ready when the RDS answered recently. Cached, so frequent probes do not
-/// each cost an SSH round trip.
-pub struct RdsHealth {
-    rds: RdsClient,
-    cache: Mutex<Option<(std::time::Instant, Health)>>,
-}
-
-impl RdsHealth {
-    pub fn new(rds: RdsClient) -> Self {
-        RdsHealth {
-            rds,
-            cache: Mutex::new(None),
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl HealthCheck for RdsHealth {
-    async fn check(&self) -> Health {
-        if let Some((at, h)) = self.cache.lock().clone() {
-            if at.elapsed() < Duration::from_secs(5) {
-                return h;
-            }
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        let h = match self.rds.health(deadline).await {
-            Ok(_) => Health::ready(),
-            Err(e) => Health::not_ready(format!("RDS unreachable: {e}")),
-        };
-        *self.cache.lock() = Some((std::time::Instant::now(), h.clone()));
-        h
-    }
-}
 
 /// Any node id exists (`--no-kubernetes` without `--static-nodes`).
 struct AnyNode;
@@ -320,14 +286,20 @@ async fn serve(args: ControllerArgs) -> Result<(), RoleError> {
              controller does not serve): {e}"
         )
     })?;
-    let health: Arc<dyn HealthCheck> = Arc::new(RdsHealth::new(rds));
+    let stop = CancellationToken::new();
+    let monitor = RdsMonitor::spawn(
+        rds,
+        DEFAULT_CHECK_INTERVAL,
+        DEFAULT_CHECK_TIMEOUT,
+        stop.child_token(),
+    );
+    let health: Arc<dyn HealthCheck> = Arc::new(super::RdsReadiness(monitor));
     let routes = Routes::new(IdentityServer::new(IdentityService::new(
         args.common.driver_name.clone(),
         true,
         Arc::clone(&health),
     )))
     .add_service(running.service());
-    let stop = CancellationToken::new();
     let result = serve_until_stopped(
         ServeConfig {
             endpoint: args.common.endpoint.clone(),

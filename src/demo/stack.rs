@@ -15,13 +15,14 @@ use tonic::service::Routes;
 use tonic::transport::Channel;
 
 use crate::attachment::TableConfig;
-use crate::controller::{Assembly, ControllerConfig, RunningController};
+use crate::controller::{Assembly, ControllerConfig, RdsReadiness, RunningController};
 use crate::endpoint::Endpoint;
-use crate::identity::{Health, HealthCheck, IdentityService, DEFAULT_DRIVER_NAME};
+use crate::identity::{HealthCheck, IdentityService, DEFAULT_DRIVER_NAME};
 use crate::k8s::{NoAttachments, RecordedEvents, StaticNodes};
 use crate::node::{NodeConfig, NodePlugin, TransportConfig};
 use crate::observability::Metrics;
-use crate::rds::RdsClient;
+use crate::rds::monitor::{DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
+use crate::rds::{RdsClient, RdsMonitor, Reachability};
 use crate::scenario::channel::unix_channel;
 use crate::scenario::{CsiClient, Layout};
 use crate::server::{self, ServeError};
@@ -31,20 +32,6 @@ pub const BASE_PATH: &str = "/storage-pool/csi";
 pub const NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik:";
 /// The node ids the controller knows (`--static-nodes`); node plugins run for the first two.
 pub const NODE_IDS: [&str; 3] = ["demo-node-a", "demo-node-b", "demo-node-c"];
-
-/// The controller's readiness: the RDS answers over SSH.
-struct RdsReady(RdsClient);
-
-#[tonic::async_trait]
-impl HealthCheck for RdsReady {
-    async fn check(&self) -> Health {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        match self.0.health(deadline).await {
-            Ok(_) => Health::ready(),
-            Err(e) => Health::not_ready(format!("RDS unreachable: {e}")),
-        }
-    }
-}
 
 pub struct NodeHandle {
     pub id: &'static str,
@@ -140,7 +127,15 @@ impl Stack {
         .await
         .map_err(|e| format!("attachment table: {e}"))?;
         let stop = CancellationToken::new();
-        let health: Arc<dyn HealthCheck> = Arc::new(RdsReady(rds));
+        let monitor = RdsMonitor::spawn(
+            rds,
+            DEFAULT_CHECK_INTERVAL,
+            DEFAULT_CHECK_TIMEOUT,
+            stop.child_token(),
+        );
+        // The first check decides the first Probe; it ends within its own deadline.
+        monitor.wait_for(|r| *r != Reachability::NotChecked).await;
+        let health: Arc<dyn HealthCheck> = Arc::new(RdsReadiness(monitor));
         let routes = Routes::new(IdentityServer::new(IdentityService::new(
             DEFAULT_DRIVER_NAME.into(),
             true,

@@ -1,8 +1,9 @@
 //! Circuit breaker over the RDS transport: after `threshold` consecutive transport failures
-//! (connect, handshake, lost connection) calls fail fast for `cooldown`, so a dead RDS costs
-//! each RPC microseconds instead of a connect timeout; then one probe is let through.
-//! RouterOS answers (even errors) and caller timeouts prove nothing about the transport
-//! and leave the count alone. Time is passed in, so tests drive it.
+//! (connect, handshake, lost connection, no answer before the deadline) calls fail fast for
+//! `cooldown`, so a dead RDS costs each RPC microseconds instead of a connect timeout; then
+//! one probe is let through. Timeouts count because an RDS that accepts TCP but never speaks
+//! SSH shows as nothing else. Any RouterOS answer (even an error) resets the count. Time is
+//! passed in, so tests drive it.
 
 use std::time::Duration;
 
@@ -115,9 +116,10 @@ impl Breaker {
         }
     }
 
-    /// An admitted call ended without telling anything about the transport (e.g. the
-    /// caller's deadline passed): a half-open probe slot is released for the next caller.
-    pub fn record_inconclusive(&self) {
+    /// An admitted call was abandoned before its outcome (the caller's future was dropped,
+    /// e.g. a cancelled RPC): a half-open probe slot is released for the next caller, so
+    /// the breaker never stays half-open with no probe running.
+    pub fn record_abandoned(&self) {
         let mut inner = self.inner.lock();
         if let Inner::HalfOpen { .. } = *inner {
             *inner = Inner::HalfOpen {
@@ -157,17 +159,25 @@ mod tests {
     }
 
     #[test]
-    fn success_resets_the_count_and_inconclusive_frees_the_probe() {
+    fn success_resets_the_count() {
         let b = Breaker::new(2, Duration::from_secs(1));
         let t0 = Instant::now();
         b.record_transport_failure(t0);
         b.record_success();
         assert!(!b.record_transport_failure(t0));
         assert!(b.record_transport_failure(t0));
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn an_abandoned_probe_frees_the_slot() {
+        let b = Breaker::new(1, Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert!(b.record_transport_failure(t0));
         let later = t0 + Duration::from_secs(2);
         assert_eq!(b.admit(later), Ok(()));
         assert!(b.admit(later).is_err());
-        b.record_inconclusive();
+        b.record_abandoned();
         assert_eq!(b.admit(later), Ok(()));
     }
 }

@@ -30,6 +30,7 @@ use super::transport::{ExecError, SshTransport, TransportConfig};
 use crate::observability::Metrics;
 
 pub const BREAKER_STATE: &str = "rds_csi_rds_breaker_state";
+pub const RDS_UP: &str = "rds_csi_rds_up";
 pub const COMMANDS_TOTAL: &str = "rds_csi_rds_commands_total";
 pub const COMMAND_DURATION: &str = "rds_csi_rds_command_duration_seconds";
 
@@ -127,6 +128,8 @@ struct RdsMetrics {
     commands: IntCounterVec,
     duration: HistogramVec,
     breaker: IntGauge,
+    /// Set by [`super::RdsMonitor`]'s background checks.
+    up: IntGauge,
 }
 
 impl RdsMetrics {
@@ -155,6 +158,12 @@ impl RdsMetrics {
             "RDS circuit breaker: 0 closed, 1 open (failing fast), 2 half-open (probing)",
         )
         .expect("static metric definition");
+        let up = IntGauge::new(
+            RDS_UP,
+            "1 when the last background check of the RDS (SSH, /system identity print) \
+             succeeded, 0 when it failed or none has finished yet",
+        )
+        .expect("static metric definition");
         // Every series exists from the start, so dashboards and alerts see zeros, not gaps.
         for kind in ["read", "mutation"] {
             duration.with_label_values(&[kind]);
@@ -165,10 +174,12 @@ impl RdsMetrics {
         metrics.register(Box::new(commands.clone()));
         metrics.register(Box::new(duration.clone()));
         metrics.register(Box::new(breaker.clone()));
+        metrics.register(Box::new(up.clone()));
         RdsMetrics {
             commands,
             duration,
             breaker,
+            up,
         }
     }
 }
@@ -273,6 +284,11 @@ impl RdsClient {
         })
     }
 
+    /// The RDS's `host:port`, as connected to.
+    pub fn address(&self) -> &str {
+        self.inner.transport.address()
+    }
+
     pub fn base_path(&self) -> &BasePath {
         &self.inner.cfg.base_path
     }
@@ -280,6 +296,11 @@ impl RdsClient {
     /// SSH sessions opened so far; stays at 1 while the connection is healthy.
     pub fn connections_opened(&self) -> u64 {
         self.inner.transport.connects()
+    }
+
+    /// Sets `rds_csi_rds_up` (the background monitor's verdict).
+    pub(crate) fn set_up(&self, up: bool) {
+        self.inner.metrics.up.set(up as i64);
     }
 
     /// The breaker's state now.
@@ -725,7 +746,7 @@ impl RdsClient {
         loop {
             attempt += 1;
             if let Err(rejected) = inner.breaker.admit(Instant::now()) {
-                self.export_breaker();
+                self.export_breaker(None);
                 return Err(fail(
                     RdsError::new(
                         RdsErrorKind::Transport,
@@ -742,36 +763,41 @@ impl RdsClient {
                     false,
                 ));
             }
-            self.export_breaker();
-            let (err, may_retry, outcome_unknown) =
-                match inner.transport.exec(cmd.as_str(), deadline).await {
-                    Ok(out) => {
-                        inner.breaker.record_success();
-                        self.export_breaker();
-                        return classify_output(&out.stdout, &out.stderr, out.exit_status)
-                            .map(|()| out.stdout)
-                            .map_err(|e| fail(e.with_command(cmd.as_str()), false));
-                    }
-                    Err(ExecError::NotSent { err, retryable }) => {
-                        inner.breaker.record_transport_failure(Instant::now());
-                        (err, retryable, false)
-                    }
-                    Err(ExecError::OutcomeUnknown(err)) => {
-                        inner.breaker.record_transport_failure(Instant::now());
-                        (err, kind == Kind::Read, kind == Kind::Mutation)
-                    }
-                    Err(ExecError::Timeout(err)) => {
-                        inner.breaker.record_inconclusive();
-                        self.export_breaker();
-                        return Err(fail(err, kind == Kind::Mutation));
-                    }
-                    Err(ExecError::TooLarge(err)) => {
-                        inner.breaker.record_success();
-                        self.export_breaker();
-                        return Err(fail(err, kind == Kind::Mutation));
-                    }
-                };
-            self.export_breaker();
+            self.export_breaker(None);
+            let mut pending = Abandoned(Some(&inner.breaker));
+            let exec = inner.transport.exec(cmd.as_str(), deadline).await;
+            pending.0 = None;
+            let (err, may_retry, outcome_unknown) = match exec {
+                Ok(out) => {
+                    inner.breaker.record_success();
+                    self.export_breaker(None);
+                    return classify_output(&out.stdout, &out.stderr, out.exit_status)
+                        .map(|()| out.stdout)
+                        .map_err(|e| fail(e.with_command(cmd.as_str()), false));
+                }
+                Err(ExecError::NotSent { err, retryable }) => {
+                    inner.breaker.record_transport_failure(Instant::now());
+                    self.export_breaker(Some(&err));
+                    (err, retryable, false)
+                }
+                Err(ExecError::OutcomeUnknown(err)) => {
+                    inner.breaker.record_transport_failure(Instant::now());
+                    self.export_breaker(Some(&err));
+                    (err, kind == Kind::Read, kind == Kind::Mutation)
+                }
+                Err(ExecError::Timeout(err)) => {
+                    // An RDS that accepts TCP but never completes SSH (or never answers)
+                    // shows only as timeouts: they count, or a hung RDS never opens it.
+                    inner.breaker.record_transport_failure(Instant::now());
+                    self.export_breaker(Some(&err));
+                    return Err(fail(err, kind == Kind::Mutation));
+                }
+                Err(ExecError::TooLarge(err)) => {
+                    inner.breaker.record_success();
+                    self.export_breaker(None);
+                    return Err(fail(err, kind == Kind::Mutation));
+                }
+            };
             let backoff = RETRY_BACKOFF * attempt;
             if !may_retry || attempt >= MAX_ATTEMPTS || Instant::now() + backoff >= deadline {
                 return Err(fail(err, outcome_unknown));
@@ -781,11 +807,46 @@ impl RdsClient {
         }
     }
 
-    fn export_breaker(&self) {
-        self.inner
-            .metrics
-            .breaker
-            .set(self.inner.breaker.state() as i64);
+    /// Sets the breaker gauge and logs a change of state: opening (or reopening after a
+    /// failed probe) at warn with `cause`, the failure that did it; closing at info.
+    fn export_breaker(&self, cause: Option<&RdsError>) {
+        let inner = &*self.inner;
+        let now = inner.breaker.state();
+        let before = inner.metrics.breaker.get();
+        inner.metrics.breaker.set(now as i64);
+        if before == now as i64 {
+            return;
+        }
+        let rds = inner.transport.address();
+        let cause = cause.map(|e| e.message()).unwrap_or("");
+        match now {
+            BreakerState::Open => tracing::warn!(
+                rds = %rds,
+                cause = %cause,
+                threshold = inner.breaker.threshold(),
+                cooldown_seconds = inner.cfg.breaker_cooldown.as_secs_f64(),
+                "RDS circuit breaker open: calls fail fast until one probe after the cooldown \
+                 succeeds; check the RDS and the network"
+            ),
+            BreakerState::HalfOpen => {
+                tracing::info!(rds = %rds, "RDS circuit breaker half-open: one probe call let through")
+            }
+            BreakerState::Closed => {
+                tracing::info!(rds = %rds, "RDS circuit breaker closed: the RDS answers again")
+            }
+        }
+    }
+}
+
+/// Armed while an admitted call runs: if the caller drops the future (a cancelled RPC),
+/// the breaker learns the call was abandoned, so a half-open probe slot is not lost.
+struct Abandoned<'a>(Option<&'a Breaker>);
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.0 {
+            b.record_abandoned();
+        }
     }
 }
 

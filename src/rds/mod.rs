@@ -8,6 +8,7 @@ pub mod error;
 pub mod files;
 pub mod hostkey;
 pub mod model;
+pub mod monitor;
 pub mod parse;
 pub mod size;
 pub(crate) mod transport;
@@ -25,5 +26,6 @@ pub use model::{
     parse_disks, render_disk_detail, render_disk_list, render_pool_capacity, Disk, ListingError,
     ModelError, PoolCapacity,
 };
+pub use monitor::{RdsMonitor, Reachability};
 pub use parse::{parse_items, visit_items, FieldError, Item, ItemRef, ParseError};
 pub use size::{parse_user_size, plan_volume_size, round_up_to, routeros_size_arg, SizeError};

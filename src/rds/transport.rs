@@ -135,8 +135,21 @@ impl SshTransport {
 
     /// Runs one command under the caller's deadline.
     pub async fn exec(&self, command: &str, deadline: Instant) -> Result<Output, ExecError> {
-        match timeout_at(deadline, self.exec_inner(command)).await {
+        let session = AtomicBool::new(false);
+        match timeout_at(deadline, self.exec_inner(command, &session)).await {
             Ok(result) => result,
+            // Without a session nothing was sent; the message says which stage hung, the
+            // first thing an operator needs to tell a hung RDS from a slow command.
+            Err(_) if !session.load(Ordering::Acquire) => Err(ExecError::Timeout(RdsError::new(
+                RdsErrorKind::Timeout,
+                command,
+                format!(
+                    "no SSH session with the RDS at {} before the deadline (it accepts no \
+                     connection, or accepts TCP but does not complete the SSH handshake); \
+                     the command was not sent",
+                    self.cfg.address
+                ),
+            ))),
             Err(_) => Err(ExecError::Timeout(RdsError::new(
                 RdsErrorKind::Timeout,
                 command,
@@ -149,7 +162,7 @@ impl SshTransport {
         }
     }
 
-    async fn exec_inner(&self, command: &str) -> Result<Output, ExecError> {
+    async fn exec_inner(&self, command: &str, session: &AtomicBool) -> Result<Output, ExecError> {
         // The semaphore is never closed, so acquire cannot fail.
         let _permit = self
             .permits
@@ -160,6 +173,7 @@ impl SshTransport {
                 retryable: false,
             })?;
         let conn = self.connection(command).await?;
+        session.store(true, Ordering::Release);
         let not_sent = |what: &str, e: russh::Error| {
             conn.broken.store(true, Ordering::Release);
             ExecError::NotSent {
