@@ -46,8 +46,29 @@ pub enum Command {
     /// restore, clone, cleanup) over the real CSI sockets, and print a table of steps with
     /// timings. Node steps need root (loop devices, mkfs, mount) and are skipped without it.
     Demo(DemoArgs),
+    /// Preflight a node or the controller's RDS: one line per check (PASS, WARN or FAIL, with
+    /// the remedy); exit status 1 when a check failed. Takes the role's own flags and
+    /// environment, so inside the pod it checks what the plugin uses.
+    Doctor(DoctorArgs),
     /// Print the driver version and the CSI spec version it implements.
     Version,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(subcommand)]
+    pub role: DoctorRole,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DoctorRole {
+    /// On a node (e.g. `kubectl exec` in the node plugin's container): the nvme-tcp module and
+    /// /dev/nvme-fabrics, io_uring, a complete holder scan (hostPID, CAP_SYS_PTRACE), the host
+    /// NQN, the filesystem tools.
+    Node(NodeArgs),
+    /// With the controller's flags: the RDS answers over SSH with the pinned host key, and
+    /// the pool's free space.
+    Controller(ControllerArgs),
 }
 
 /// Flags shared by the controller and node.

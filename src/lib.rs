@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controller;
 pub mod deadline;
 pub mod demo;
+pub mod doctor;
 pub mod endpoint;
 pub mod error;
 pub mod identity;

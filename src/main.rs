@@ -17,5 +17,6 @@ fn main() -> ExitCode {
         Command::Node(args) => rds_csi::node::run(args),
         Command::Simulator(args) => rds_csi::simulator::run(args),
         Command::Demo(args) => rds_csi::demo::run(args),
+        Command::Doctor(args) => rds_csi::doctor::run(args),
     }
 }

@@ -16,14 +16,28 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["controller", "node", "simulator", "demo", "version"] {
+    for sub in [
+        "controller",
+        "node",
+        "simulator",
+        "demo",
+        "doctor",
+        "version",
+    ] {
         let o = run(&[sub, "--help"]);
         assert!(o.status.success(), "{sub} --help failed: {}", stderr(&o));
         assert!(!o.stdout.is_empty());
     }
     let o = run(&["--help"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    for sub in ["controller", "node", "simulator", "demo", "version"] {
+    for sub in [
+        "controller",
+        "node",
+        "simulator",
+        "demo",
+        "doctor",
+        "version",
+    ] {
         assert!(out.contains(sub), "{sub} missing from --help");
     }
 }

@@ -46,7 +46,7 @@ pub use error::ControllerError;
 pub use health::RdsReadiness;
 pub use inventory::{Capacity, Condition, VolumeStatus};
 pub use publish::PUBLISH_NQN;
-pub use run::run;
+pub use run::{rds_config, run};
 pub use snapshots::SnapshotInfo;
 pub use sweeper::run_sweeper;
 pub use volumes::CreatedVolume;

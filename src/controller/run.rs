@@ -52,7 +52,8 @@ fn required<T: Clone>(v: &Option<T>, flag: &str, what: &str) -> Result<T, String
         .ok_or_else(|| format!("{flag} is required: {what}"))
 }
 
-fn rds_config(a: &ControllerArgs) -> Result<RdsConfig, String> {
+/// The RDS client configuration the controller flags describe; the error names the flag.
+pub fn rds_config(a: &ControllerArgs) -> Result<RdsConfig, String> {
     let address = required(
         &a.rds_address,
         "--rds-address",

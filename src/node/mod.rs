@@ -245,6 +245,13 @@ async fn serve(args: NodeArgs) -> Result<(), RoleError> {
     let config = NodeConfig::from_args(&args)?;
     let metrics = Metrics::new("node");
     let plugin = NodePlugin::new(config, &metrics).map_err(|e| RoleError::Start(e.to_string()))?;
+    // The preflight an operator runs as `rds-csi doctor node`, logged (a failed check does
+    // not stop the plugin: readiness and each RPC refuse what cannot work, naming why).
+    let env = crate::doctor::node::NodeEnv::of(&plugin.config, DeviceReader::new().mode().clone());
+    match tokio::task::spawn_blocking(move || crate::doctor::node::checks(&env)).await {
+        Ok(report) => report.log("node"),
+        Err(e) => tracing::warn!(error = %e, "doctor: the node checks did not finish"),
+    }
     let stop = CancellationToken::new();
     let reconciler = plugin.spawn_reconciler(stop.clone());
     let cfg = ServeConfig {
