@@ -1,16 +1,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rds_csi::cli::{Cli, Command, CSI_SPEC_VERSION};
+use rds_csi::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {
-            println!(
-                "rds-csi {} (CSI spec {CSI_SPEC_VERSION})",
-                env!("CARGO_PKG_VERSION")
-            );
+            println!("{}", rds_csi::observability::build_info::version_line());
             ExitCode::SUCCESS
         }
         Command::Controller(args) => rds_csi::controller::run(args),

@@ -24,9 +24,10 @@ impl Metrics {
         let build = IntGauge::with_opts(
             Opts::new(
                 BUILD_INFO,
-                "Always 1; labels carry the version and the role",
+                "Always 1; labels carry the version, the git commit and the role",
             )
-            .const_label("version", env!("CARGO_PKG_VERSION"))
+            .const_label("version", super::build_info::VERSION)
+            .const_label("commit", super::build_info::GIT_COMMIT)
             .const_label("role", role),
         )
         .expect("static metric definition");
@@ -87,10 +88,16 @@ mod tests {
         let b = Metrics::new("node");
         a.inflight_rejections.inc();
         let text = a.render();
+        let build = text
+            .lines()
+            .find(|l| l.starts_with("rds_csi_build_info{"))
+            .unwrap_or_else(|| panic!("no build_info in {text}"));
         assert!(
-            text.contains("rds_csi_build_info{role=\"controller\""),
-            "{text}"
+            build.contains("role=\"controller\"") && build.ends_with("} 1"),
+            "{build}"
         );
+        let commit = format!("commit=\"{}\"", super::super::build_info::GIT_COMMIT);
+        assert!(text.contains(&commit), "{text}");
         assert!(
             text.contains("rds_csi_inflight_rejections_total 1"),
             "{text}"

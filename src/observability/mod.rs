@@ -1,5 +1,6 @@
 //! Metrics registry, the `/metrics` `/healthz` `/readyz` endpoint, and tracing setup.
 
+pub mod build_info;
 pub mod http;
 pub mod logging;
 pub mod metrics;
