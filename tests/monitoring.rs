@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rds_csi::observability::Metrics;
+use serde::Deserialize;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -118,8 +119,19 @@ fn check_expr(expr: &str, code: &BTreeMap<String, Type>) -> Vec<String> {
         problems.push(format!("unbalanced brackets in {expr}"));
     }
     let refs = references(expr);
-    if refs.is_empty() {
-        problems.push(format!("no rds_csi_ metric in {expr}"));
+    let ups = up_jobs(expr);
+    if refs.is_empty() && ups.is_empty() {
+        problems.push(format!("no rds_csi_ metric and no up{{job=...}} in {expr}"));
+    }
+    let services = metrics_services();
+    for job in ups {
+        match job {
+            Some(j) if services.contains(&j) => {}
+            Some(j) => problems.push(format!(
+                "up{{job=\"{j}\"}}: no Service {j} in the monitoring component ({expr})"
+            )),
+            None => problems.push(format!("up without a job=\"...\" matcher in {expr}")),
+        }
     }
     for (series, func) in refs {
         let (family, suffix) = ["_bucket", "_sum", "_count"]
@@ -155,6 +167,43 @@ fn check_expr(expr: &str, code: &BTreeMap<String, Type>) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The `job` of every `up{...}` selector in an expression (`None`: no `job="..."` matcher).
+fn up_jobs(expr: &str) -> Vec<Option<String>> {
+    let b = expr.as_bytes();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = expr[from..].find("up{") {
+        let start = from + i;
+        from = start + 3;
+        if start > 0 && (b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_') {
+            continue;
+        }
+        let body = &expr[start + 3..];
+        let body = &body[..body.find('}').unwrap_or(body.len())];
+        out.push(body.split(',').find_map(|m| {
+            m.trim()
+                .strip_prefix("job=\"")
+                .and_then(|v| v.strip_suffix('"'))
+                .map(str::to_owned)
+        }));
+    }
+    out
+}
+
+/// Names of the Services the monitoring component's ServiceMonitors scrape: the Prometheus
+/// Operator's `job` label of their targets.
+fn metrics_services() -> BTreeSet<String> {
+    let text = read("deploy/kubernetes/components/monitoring/services.yaml");
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|d| {
+            let v = serde_yaml_ng::Value::deserialize(d).ok()?;
+            (v["kind"].as_str() == Some("Service"))
+                .then(|| v["metadata"]["name"].as_str().map(str::to_owned))
+                .flatten()
+        })
+        .collect()
 }
 
 /// GitHub-style anchors of every heading in a markdown text.
@@ -301,9 +350,13 @@ async fn prometheus_rule_alerts_are_complete_and_point_at_existing_runbooks() {
         alerts.keys().map(String::as_str).collect::<Vec<_>>(),
         [
             "RdsCsiAttachmentConflicts",
+            "RdsCsiControllerDown",
             "RdsCsiMigrationStuck",
             "RdsCsiMigrationTimeout",
-            "RdsCsiRdsUnreachable"
+            "RdsCsiNodePluginDown",
+            "RdsCsiPoolNearlyFull",
+            "RdsCsiRdsUnreachable",
+            "RdsCsiUnstageRefused",
         ]
     );
     assert_eq!(alerts["RdsCsiMigrationStuck"], "15m");
@@ -325,6 +378,11 @@ fn the_expression_checker_rejects_what_it_should() {
     )
     .is_empty());
     assert!(check_expr("max(rds_csi_g) == 1", &code).is_empty());
+    assert!(check_expr(
+        "absent(up{job=\"rds-csi-controller-metrics\",endpoint=\"metrics\"} == 1)",
+        &code
+    )
+    .is_empty());
     for bad in [
         "sum(rds_csi_a_total)",
         "rate(rds_csi_g[5m])",
@@ -332,9 +390,74 @@ fn the_expression_checker_rejects_what_it_should() {
         "sum(rate(rds_csi_h_seconds_bucket[5m]))",
         "rate(rds_csi_nope_total[5m])",
         "sum(rate(rds_csi_a_total[5m])",
+        "up{job=\"prometheus\"} == 0",
+        "up == 0",
     ] {
         assert!(!check_expr(bad, &code).is_empty(), "{bad} was accepted");
     }
     assert!(anchors("### RDS unreachable (circuit breaker open)")
         .contains("rds-unreachable-circuit-breaker-open"));
+}
+
+/// The Grafana dashboard as a ConfigMap for the Grafana sidecar (kube-prometheus-stack's
+/// `grafana.sidecar.dashboards`, which loads ConfigMaps labelled `grafana_dashboard: "1"`),
+/// generated from deploy/monitoring/grafana-dashboard.json.
+fn dashboard_configmap(json: &str) -> String {
+    let mut out = String::from(
+        "# Generated from deploy/monitoring/grafana-dashboard.json; do not edit. Regenerate with\n\
+         #   RDS_CSI_REGENERATE=1 cargo test --test monitoring grafana\n\
+         # The Grafana sidecar (kube-prometheus-stack: grafana.sidecar.dashboards.enabled) loads\n\
+         # ConfigMaps labelled grafana_dashboard: \"1\"; by default only from Grafana's own\n\
+         # namespace: set grafana.sidecar.dashboards.searchNamespace to ALL (or rds-csi).\n\
+         apiVersion: v1\n\
+         kind: ConfigMap\n\
+         metadata:\n  \
+           name: rds-csi-grafana-dashboard\n  \
+           namespace: rds-csi\n  \
+           labels:\n    \
+             app.kubernetes.io/name: rds-csi\n    \
+             app.kubernetes.io/component: monitoring\n    \
+             grafana_dashboard: \"1\"\n\
+         data:\n  \
+           rds-csi.json: |\n",
+    );
+    for line in json.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            out.push_str("    ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn grafana_dashboard_configmap_is_the_dashboard_json() {
+    let json = read("deploy/monitoring/grafana-dashboard.json");
+    let rel = "deploy/kubernetes/components/monitoring/grafana-dashboard.yaml";
+    let want = dashboard_configmap(&json);
+    if std::env::var_os("RDS_CSI_REGENERATE").is_some() {
+        std::fs::write(root().join(rel), &want).unwrap();
+    }
+    let have = read(rel);
+    assert!(
+        have == want,
+        "{rel} is not generated from grafana-dashboard.json; run \
+         RDS_CSI_REGENERATE=1 cargo test --test monitoring grafana"
+    );
+    // And it parses back to the same dashboard, with the sidecar's label.
+    let cm: serde_yaml_ng::Value = serde_yaml_ng::from_str(&have).unwrap();
+    assert_eq!(
+        cm["metadata"]["labels"]["grafana_dashboard"].as_str(),
+        Some("1")
+    );
+    let embedded: serde_json::Value =
+        serde_json::from_str(cm["data"]["rds-csi.json"].as_str().unwrap()).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(embedded, file);
+    // The component ships it.
+    let k = read("deploy/kubernetes/components/monitoring/kustomization.yaml");
+    assert!(k.contains("- grafana-dashboard.yaml"), "{k}");
 }

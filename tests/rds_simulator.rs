@@ -139,6 +139,14 @@ async fn full_volume_lifecycle_create_get_list_resize_copy_delete() {
     assert_eq!(names, ["pvc-1", "pvc-2"]);
     let pool = c.pool_capacity(soon()).await.unwrap();
     assert_eq!(pool.free, 100 * GIB - 13 * GIB);
+    // The pool gauges (the pool-nearly-full alert) show the last read.
+    let text = metrics.render();
+    for want in [
+        format!("rds_csi_rds_pool_size_bytes {}", 100 * GIB),
+        format!("rds_csi_rds_pool_free_bytes {}", 100 * GIB - 13 * GIB),
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} not in:\n{text}");
+    }
 
     for s in [&s, &snap, &clone] {
         c.delete_disk(s, soon()).await.unwrap();

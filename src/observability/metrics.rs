@@ -44,6 +44,14 @@ impl Metrics {
         };
         m.register(Box::new(build));
         m.register(Box::new(m.inflight_rejections.clone()));
+        // The standard process_* families (Prometheus client conventions), outside the
+        // rds_csi_* names listed by `registered_names`.
+        #[cfg(target_os = "linux")]
+        m.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics registered once per registry");
         m
     }
 
@@ -57,7 +65,8 @@ impl Metrics {
             .expect("metric registered twice: a programming error");
     }
 
-    /// Every metric name registered so far, sorted.
+    /// Every `rds_csi_*` metric name registered so far, sorted (the process_* families are
+    /// not listed).
     pub fn registered_names(&self) -> Vec<String> {
         let mut v = self.names.lock().clone();
         v.sort();
@@ -103,5 +112,18 @@ mod tests {
             "{text}"
         );
         assert!(b.render().contains("rds_csi_inflight_rejections_total 0"));
+        // Process metrics, read from /proc for this process.
+        for family in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+            "process_threads",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{family} "))),
+                "{family} missing:\n{text}"
+            );
+        }
     }
 }

@@ -33,6 +33,10 @@ pub const BREAKER_STATE: &str = "rds_csi_rds_breaker_state";
 pub const RDS_UP: &str = "rds_csi_rds_up";
 pub const COMMANDS_TOTAL: &str = "rds_csi_rds_commands_total";
 pub const COMMAND_DURATION: &str = "rds_csi_rds_command_duration_seconds";
+/// Size and free space of the pool as last read (GetCapacity, which the external-provisioner
+/// polls with --enable-capacity); 0 until the first read.
+pub const POOL_SIZE: &str = "rds_csi_rds_pool_size_bytes";
+pub const POOL_FREE: &str = "rds_csi_rds_pool_free_bytes";
 
 pub const DEFAULT_MAX_CONCURRENT_COMMANDS: usize = 8;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,6 +134,8 @@ struct RdsMetrics {
     breaker: IntGauge,
     /// Set by [`super::RdsMonitor`]'s background checks.
     up: IntGauge,
+    pool_size: IntGauge,
+    pool_free: IntGauge,
 }
 
 impl RdsMetrics {
@@ -164,6 +170,16 @@ impl RdsMetrics {
              succeeded, 0 when it failed or none has finished yet",
         )
         .expect("static metric definition");
+        let pool_size = IntGauge::new(
+            POOL_SIZE,
+            "Size of the RDS pool in bytes, as last read by GetCapacity (0: not read yet)",
+        )
+        .expect("static metric definition");
+        let pool_free = IntGauge::new(
+            POOL_FREE,
+            "Free space of the RDS pool in bytes, as last read by GetCapacity (0: not read yet)",
+        )
+        .expect("static metric definition");
         // Every series exists from the start, so dashboards and alerts see zeros, not gaps.
         for kind in ["read", "mutation"] {
             duration.with_label_values(&[kind]);
@@ -175,11 +191,15 @@ impl RdsMetrics {
         metrics.register(Box::new(duration.clone()));
         metrics.register(Box::new(breaker.clone()));
         metrics.register(Box::new(up.clone()));
+        metrics.register(Box::new(pool_size.clone()));
+        metrics.register(Box::new(pool_free.clone()));
         RdsMetrics {
             commands,
             duration,
             breaker,
             up,
+            pool_size,
+            pool_free,
         }
     }
 }
@@ -685,7 +705,12 @@ impl RdsClient {
         let cmd = Command::pool_capacity(&self.inner.cfg.pool);
         let out = self.read(&cmd, deadline).await?;
         let items = parse_items(&out).map_err(|e| unparsable(&cmd, e))?;
-        PoolCapacity::from_items(&items).map_err(|e| unparsable(&cmd, e))
+        let pool = PoolCapacity::from_items(&items).map_err(|e| unparsable(&cmd, e))?;
+        // Saturating: a pool over 8 EiB shows as i64::MAX rather than wrapping negative.
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.inner.metrics.pool_size.set(gauge(pool.size));
+        self.inner.metrics.pool_free.set(gauge(pool.free));
+        Ok(pool)
     }
 
     async fn read_disks(&self, cmd: &Command, deadline: Instant) -> Result<Vec<Disk>, RdsError> {
