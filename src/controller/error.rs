@@ -30,7 +30,8 @@ pub enum ControllerError {
         name: String,
         reason: String,
     },
-    /// A capacity range that cannot be satisfied by any size (negative, required > limit).
+    /// A malformed capacity range (a negative byte count). A well-formed range no size
+    /// satisfies (required > limit) is [`ControllerError::SizeOutOfRange`].
     #[error("{subject}: {reason}")]
     CapacityRange { subject: String, reason: String },
     #[error("{subject}: {source}")]
@@ -289,10 +290,10 @@ mod tests {
             (
                 ControllerError::CapacityRange {
                     subject: s(),
-                    reason: "required_bytes 2 exceeds limit_bytes 1".into(),
+                    reason: "capacity_range must not be negative (required -1, limit 0)".into(),
                 },
                 Code::InvalidArgument,
-                "limit_bytes",
+                "negative",
             ),
             (
                 ControllerError::Capability {

@@ -71,10 +71,13 @@ impl CapacityRange {
                 "capacity_range must not be negative (required {req}, limit {lim})"
             )));
         }
+        // A well-formed range no size satisfies: CSI's "unsupported capacity" (OUT_OF_RANGE,
+        // CreateVolume and ControllerExpandVolume Errors), not a malformed field.
         if lim > 0 && req > lim {
-            return Err(invalid(format!(
-                "required_bytes {req} exceeds limit_bytes {lim}"
-            )));
+            return Err(ControllerError::SizeOutOfRange {
+                subject: subject.to_owned(),
+                reason: format!("required_bytes {req} exceeds limit_bytes {lim}"),
+            });
         }
         Ok(CapacityRange {
             required: req as u64,

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use csi_proto::v1 as csi;
 use csi_proto::v1::controller_client::ControllerClient;
+use csi_proto::v1::identity_client::IdentityClient;
+use csi_proto::v1::identity_server::IdentityServer;
 use rds_csi::attachment::RestoreRecord;
 use rds_csi::controller::{Assembly, Controller, ControllerConfig, RunningController};
 use rds_csi::endpoint::Endpoint;
+use rds_csi::identity::{Health, IdentityService, ReadinessFlag, DEFAULT_DRIVER_NAME};
 use rds_csi::k8s::{FixedAttachments, RecordedEvents, StaticNodes};
 use rds_csi::observability::Metrics;
 use rds_csi::rds::RdsClient;
@@ -24,6 +27,8 @@ pub const NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik:";
 pub struct Ctl {
     pub sim: SimHandle,
     pub client: ControllerClient<Channel>,
+    /// The Identity service on the same socket, as the controller binary serves it.
+    pub identity: IdentityClient<Channel>,
     pub controller: Arc<Controller>,
     pub metrics: Metrics,
     pub events: RecordedEvents,
@@ -79,13 +84,14 @@ pub async fn start_with(opts: CtlOptions) -> Ctl {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_simulator(&dir.path().join("sim"), opts.sim).await;
     let state = opts.state_file.then(|| dir.path().join("state"));
-    let (client, controller, metrics, events, stop, running) =
+    let (client, identity, controller, metrics, events, stop, running) =
         serve_controller(&sim, dir.path(), opts.restore, opts.grace, state.as_deref())
             .await
             .unwrap();
     Ctl {
         sim,
         client,
+        identity,
         controller,
         metrics,
         events,
@@ -105,7 +111,7 @@ impl Ctl {
         // The old server removes its socket on the way out.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let dir = self._dir.path().to_owned();
-        let (client, controller, metrics, events, stop, running) = serve_controller(
+        let (client, identity, controller, metrics, events, stop, running) = serve_controller(
             &self.sim,
             &dir,
             Vec::new(),
@@ -114,6 +120,7 @@ impl Ctl {
         )
         .await?;
         self.client = client;
+        self.identity = identity;
         self.controller = controller;
         self.metrics = metrics;
         self.events = events;
@@ -122,7 +129,7 @@ impl Ctl {
         Ok(())
     }
 
-    /// The controller's CSI socket.
+    /// The unix socket the controller (and Identity) serve on.
     pub fn socket(&self) -> std::path::PathBuf {
         self._dir.path().join("csi.sock")
     }
@@ -137,6 +144,7 @@ impl Ctl {
 
 type Served = (
     ControllerClient<Channel>,
+    IdentityClient<Channel>,
     Arc<Controller>,
     Metrics,
     RecordedEvents,
@@ -189,15 +197,22 @@ async fn serve_controller(
     let stop = CancellationToken::new();
     let sock = dir.join("csi.sock");
     let listener = server::bind(&Endpoint::Unix(sock.clone())).await.unwrap();
-    let routes = Routes::new(running.service());
+    let routes =
+        Routes::new(running.service()).add_service(IdentityServer::new(IdentityService::new(
+            DEFAULT_DRIVER_NAME.into(),
+            true,
+            Arc::new(ReadinessFlag::new(Health::ready())),
+        )));
     tokio::spawn(server::serve(
         listener,
         routes,
         stop.clone(),
         Duration::from_secs(5),
     ));
-    let client = ControllerClient::new(super::unix_channel(&sock).await);
-    Ok((client, controller, metrics, events, stop, running))
+    let channel = super::unix_channel(&sock).await;
+    let client = ControllerClient::new(channel.clone());
+    let identity = IdentityClient::new(channel);
+    Ok((client, identity, controller, metrics, events, stop, running))
 }
 
 pub fn mount_cap(mode: csi::volume_capability::access_mode::Mode) -> csi::VolumeCapability {

@@ -164,11 +164,20 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start() -> Harness {
+        Harness::start_on(None).await
+    }
+
+    /// With `data`: the loop transport serves the files under it (e.g. the RDS simulator's
+    /// data directory, so the controller's volumes are the node's), else a private directory.
+    pub async fn start_on(data: Option<PathBuf>) -> Harness {
         let serial = SERIAL.lock().await;
         // /tmp may be a symlink on some systems; mountinfo shows canonical paths.
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
-        let (data, state) = (root.join("data"), root.join("state"));
+        let (data, state) = (
+            data.unwrap_or_else(|| root.join("data")),
+            root.join("state"),
+        );
         std::fs::create_dir_all(&data).unwrap();
         let cfg = NodeConfig {
             node_id: "node-a".into(),
