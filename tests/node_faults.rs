@@ -283,16 +283,64 @@ fn running(comm: &str) -> Option<u32> {
     })
 }
 
-/// Whether `file` holds data without a signature blkid knows (what an mkfs cut short early
-/// leaves: the old rule refused such a device forever).
-fn unknown_data(file: &std::path::Path) -> bool {
+/// The signature blkid finds on `file` (`ext4`, `xfs`), or "" for none.
+fn signature(file: &std::path::Path) -> String {
     let sig = Command::new("blkid")
         .args(["-p", "-o", "value", "-s", "TYPE"])
         .arg(file)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&sig.stdout).trim().is_empty()
-        && first_bytes(file, 64 << 20).iter().any(|b| *b != 0)
+    String::from_utf8_lossy(&sig.stdout).trim().to_owned()
+}
+
+/// Whether `file` holds data without a signature blkid knows (what an mkfs cut short early
+/// leaves: the old rule refused such a device forever).
+fn unknown_data(file: &std::path::Path) -> bool {
+    signature(file).is_empty() && first_bytes(file, 64 << 20).iter().any(|b| *b != 0)
+}
+
+/// Stops `pid` (SIGSTOP) and waits until the kernel shows it stopped: between two of its
+/// system calls, so what it wrote so far is all it wrote. False if it exited first.
+fn freeze(pid: u32) -> bool {
+    use rustix::process::{kill_process, Pid, Signal};
+    let pid_ = Pid::from_raw(pid as i32).unwrap();
+    if kill_process(pid_, Signal::STOP).is_err() {
+        return false;
+    }
+    loop {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        match stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next()) {
+            Some('T') => return true,
+            Some('Z' | 'X') | None => return false,
+            _ => std::thread::sleep(std::time::Duration::from_micros(100)),
+        }
+    }
+}
+
+fn thaw(pid: u32) {
+    use rustix::process::{kill_process, Pid, Signal};
+    let _ = kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::CONT);
+}
+
+/// Lets mkfs (`pid`) run in slices of `slice`, freezing it after each, until what it wrote
+/// to `device` is data without a signature (true: it is left frozen, to be killed there) or
+/// a signature, or it exits (false). Reads go through the device's page cache, which mkfs
+/// writes into, so what is seen frozen is what the device holds after the kill.
+fn freeze_when_unknown(pid: u32, device: &std::path::Path, slice: std::time::Duration) -> bool {
+    while freeze(pid) {
+        if unknown_data(device) {
+            return true;
+        }
+        if !signature(device).is_empty() {
+            thaw(pid);
+            return false;
+        }
+        thaw(pid);
+        std::thread::sleep(slice);
+    }
+    false
 }
 
 /// Issue 15.8, replayed: a fresh volume whose node was killed some tens of milliseconds into
@@ -300,6 +348,9 @@ fn unknown_data(file: &std::path::Path) -> bool {
 /// does not mount). Now the record says this node started formatting it, so the retry
 /// formats again and stages — for ext4 and xfs, killed at several points. Without that
 /// record the same bytes are still refused: non-zero data is never formatted on a guess.
+/// ext4 writes its superblock last, so the moment it has written data but no signature yet
+/// is short: mkfs runs in slices and is killed frozen once the device shows that state
+/// (a timed kill missed it under load).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_volume_whose_mkfs_was_cut_short_by_a_killed_node_stages_on_retry() {
     use csi_proto::v1 as csi;
@@ -309,19 +360,17 @@ async fn a_fresh_volume_whose_mkfs_was_cut_short_by_a_killed_node_stages_on_retr
     }
     let mut h = Harness::start().await;
     let mut saw_unknown = false;
-    // Where a kill lands depends on the machine's speed and load: ext4 is killed earlier and
-    // earlier until one kill leaves data without a signature (the state the old rule refused
-    // forever); xfs, which writes its superblock early, at three points.
-    let attempts: [(&str, &[u64]); 2] = [
-        ("ext4", &[40, 20, 10, 5, 3, 2, 1, 0]),
-        ("xfs", &[40, 10, 3]),
-    ];
+    // ext4: killed once the device holds data without a signature (the state the old rule
+    // refused forever), mkfs let run in slices of 1, 0.3 and 0.1 ms (the sleep's own
+    // granularity rules under load); xfs, which writes its superblock early, killed 40, 10
+    // and 3 ms in.
+    let attempts: [(&str, &[u64]); 2] = [("ext4", &[1000, 300, 100, 100]), ("xfs", &[40, 10, 3])];
     for (fs, delays) in attempts {
-        for &ms in delays {
+        for (n, &t) in delays.iter().enumerate() {
             if fs == "ext4" && saw_unknown {
                 break;
             }
-            let id = format!("pvc-cut-{fs}-{ms}");
+            let id = format!("pvc-cut-{fs}-{n}");
             let v = h.volume(&id, true, &[]);
             std::fs::OpenOptions::new()
                 .write(true)
@@ -344,8 +393,20 @@ async fn a_fresh_volume_whose_mkfs_was_cut_short_by_a_killed_node_stages_on_retr
             while running(&mkfs).is_none() && std::time::Instant::now() < until {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
-            assert!(running(&mkfs).is_some(), "{id}: mkfs never started");
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            let pid = running(&mkfs);
+            assert!(pid.is_some(), "{id}: mkfs never started");
+            let when = if fs == "ext4" {
+                let (pid, device) = (pid.unwrap(), v.device());
+                let slice = std::time::Duration::from_micros(t);
+                let caught =
+                    tokio::task::spawn_blocking(move || freeze_when_unknown(pid, &device, slice))
+                        .await
+                        .unwrap();
+                format!("in slices of {t} us, frozen on data without a signature: {caught}")
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(t)).await;
+                format!("{t} ms in")
+            };
             node.kill();
             let _ = call.await;
             // A killed process in the middle of a write exits when the write returns.
@@ -354,6 +415,8 @@ async fn a_fresh_volume_whose_mkfs_was_cut_short_by_a_killed_node_stages_on_retr
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             assert!(running(&mkfs).is_none(), "{id}: mkfs survived the kill");
+            // What the loop device holds reaches the backing file (read below).
+            assert!(Command::new("sync").status().unwrap().success());
             // Killed mid-mkfs the record carries the mark; killed after it (a fast mkfs), the
             // stage had moved on and the retry just mounts.
             let record = std::fs::read_to_string(h.record(&id)).unwrap();
@@ -364,9 +427,7 @@ async fn a_fresh_volume_whose_mkfs_was_cut_short_by_a_killed_node_stages_on_retr
                 "{id}: data without a signature, no mark: {record}"
             );
             saw_unknown |= unknown;
-            eprintln!(
-                "{id}: killed {ms} ms into mkfs: mark {marked}, data without signature {unknown}"
-            );
+            eprintln!("{id}: mkfs killed {when}: mark {marked}, data without signature {unknown}");
             // A copy of these bytes with no record of this node formatting it is refused.
             if unknown {
                 let copy = h.volume(&format!("{id}-copy"), true, &[]);
