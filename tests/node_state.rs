@@ -360,3 +360,223 @@ async fn a_read_only_block_publish_is_refused_and_a_read_only_filesystem_refuses
     assert!(Path::new(&f.file).exists());
     h.stop().await;
 }
+
+/// The first record format (`key=value` lines, what the previous version wrote) on real
+/// devices: a record of this boot is checked against the kernel and serves stats, publish,
+/// unpublish and unstage as before; one written before the running boot began is trusted by
+/// nothing until the next NodeStage confirms it (rewritten in today's format).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_the_first_format_is_checked_against_the_kernel_and_still_serves() {
+    need_loop!("a_record_of_the_first_format_is_checked_against_the_kernel_and_still_serves");
+    let mut h = Harness::start().await;
+    let f = h.volume("pvc-v1-f", true, &[]);
+    let b = h.volume("pvc-v1-b", false, &[]);
+    h.stage(&f, mount_cap("ext4")).await.unwrap();
+    h.publish(&f, mount_cap("ext4"), false).await.unwrap();
+    h.stage(&b, block_cap()).await.unwrap();
+    h.publish(&b, block_cap(), false).await.unwrap();
+    std::fs::write(f.target.join("kept"), b"v1").unwrap();
+    let first_format = |v: &Vol, access: &str, fs: &str| {
+        let dev = v.device();
+        format!(
+            "volume_id={}\ntarget={}\naccess={access}\nstaging_path={}\ndevice={}\ndev={}\n\
+             fs_type={fs}\naddress=127.0.0.1\nport=4420\nctrl_loss_tmo=600\n\
+             reconnect_delay=2\nkeep_alive_tmo=5\n",
+            v.id,
+            v.file.display(),
+            v.staging.display(),
+            dev.file_name().unwrap().to_string_lossy(),
+            dev_of(&dev),
+        )
+    };
+    let (f_v1, b_v1) = (
+        first_format(&f, "filesystem", "ext4"),
+        first_format(&b, "block", ""),
+    );
+    std::fs::write(h.record(&f.id), &f_v1).unwrap();
+    std::fs::write(h.record(&b.id), &b_v1).unwrap();
+    for (v, cap) in [(&f, mount_cap("ext4")), (&b, block_cap())] {
+        let c = h
+            .stats(v, &v.target)
+            .await
+            .unwrap()
+            .volume_condition
+            .unwrap();
+        assert!(!c.abnormal, "{}: {}", v.id, c.message);
+        // Publishing again is the same publish (idempotent), from the record's facts.
+        h.publish(v, cap, false).await.unwrap();
+    }
+    assert_eq!(std::fs::read(f.target.join("kept")).unwrap(), b"v1");
+
+    // Written before this boot began: not this boot's; the next stage confirms it.
+    let before_boot = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+    std::fs::File::options()
+        .write(true)
+        .open(h.record(&f.id))
+        .unwrap()
+        .set_modified(before_boot)
+        .unwrap();
+    let other = Vol {
+        target: h.path("kubelet/pods/p2/volumes/pvc-v1-f/mount"),
+        ..f.clone()
+    };
+    expect_code(
+        h.publish(&other, mount_cap("ext4"), false).await,
+        Code::FailedPrecondition,
+        &["pvc-v1-f", "not staged"],
+    );
+    assert!(mount_at(&other.target).is_none());
+    h.stage(&f, mount_cap("ext4")).await.unwrap();
+    let text = std::fs::read_to_string(h.record(&f.id)).unwrap();
+    assert!(
+        text.contains("\"version\""),
+        "rewritten in today's format: {text}"
+    );
+
+    for v in [&f, &b] {
+        h.unpublish(v).await.unwrap();
+        h.unstage(v).await.unwrap();
+        assert!(v.loops().is_empty(), "{}", v.id);
+        assert!(!h.record(&v.id).exists());
+    }
+    h.stop().await;
+}
+
+/// Records tampered with, of the valid shape: B's record names A's device (and then A's
+/// staging path). A recorded device counts as the volume's only if the kernel does not
+/// show it as something else's now, so neither NodeUnpublish nor NodeUnstage of B unmounts
+/// anything of A — they refuse, naming what is mounted. With B's true record back, B
+/// unstages and A never noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_naming_another_volumes_device_never_unmounts_that_volume() {
+    need_loop!("a_record_naming_another_volumes_device_never_unmounts_that_volume");
+    let mut h = Harness::start().await;
+    let a = h.volume("pvc-a", true, &[]);
+    let b = h.volume("pvc-b", true, &[]);
+    for v in [&a, &b] {
+        h.stage(v, mount_cap("ext4")).await.unwrap();
+        h.publish(v, mount_cap("ext4"), false).await.unwrap();
+    }
+    std::fs::write(a.target.join("a"), b"a's data").unwrap();
+    let (a_loops, a_dev) = (a.loops(), dev_of(&a.device()));
+    let good = std::fs::read_to_string(h.record(&b.id)).unwrap();
+    let mut j: serde_json::Value = serde_json::from_str(&good).unwrap();
+    j["device"] = serde_json::json!({ "name": a_loops[0], "dev": a_dev });
+    let names_a = serde_json::to_string_pretty(&j).unwrap();
+    j["staging_path"] = a.staging.to_string_lossy().into();
+    let names_a_and_its_path = serde_json::to_string_pretty(&j).unwrap();
+
+    // A's filesystem bound at B's target (a mount replaced under the driver) while B's
+    // record names A's device: left mounted.
+    h.unpublish(&b).await.unwrap();
+    std::fs::create_dir_all(&b.target).unwrap();
+    let st = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&a.staging)
+        .arg(&b.target)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(h.record(&b.id), &names_a).unwrap();
+    expect_code(
+        h.unpublish(&b).await,
+        Code::FailedPrecondition,
+        &["not a device of this volume", &a_dev],
+    );
+    assert_eq!(mount_at(&b.target).unwrap().0, a_dev, "left mounted");
+    umount_lazy(&b.target);
+
+    // B's record names A's staging path too: B's unstage leaves A's staging mount alone.
+    std::fs::write(h.record(&b.id), &names_a_and_its_path).unwrap();
+    expect_code(
+        h.unstage(&b).await,
+        Code::FailedPrecondition,
+        &["not a device of this volume", &a_dev],
+    );
+    assert_eq!(
+        mount_at(&a.staging).unwrap().0,
+        a_dev,
+        "A's staging mount kept"
+    );
+    assert_eq!(std::fs::read(a.target.join("a")).unwrap(), b"a's data");
+    assert_eq!(b.loops().len(), 1, "nothing detached on that record's word");
+
+    std::fs::write(h.record(&b.id), &good).unwrap();
+    h.unstage(&b).await.unwrap();
+    assert!(b.loops().is_empty());
+    assert_eq!(a.loops(), a_loops);
+    assert_eq!(std::fs::read(a.target.join("a")).unwrap(), b"a's data");
+    h.unpublish(&a).await.unwrap();
+    h.unstage(&a).await.unwrap();
+    assert!(a.loops().is_empty());
+    h.stop().await;
+}
+
+/// A mount replaced under the driver, seen by NodeExpandVolume: the filesystem at the
+/// volume path is grown only if it is on the volume's own device. Asked to expand A at the
+/// path where B's xfs is mounted (B's device already larger), the call is refused and B is
+/// not grown; B's own expansion then grows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expand_grows_only_a_filesystem_on_the_volumes_own_device() {
+    use csi_proto::v1 as csi;
+    need_loop!("expand_grows_only_a_filesystem_on_the_volumes_own_device");
+    let mut h = Harness::start().await;
+    let a = h.volume("pvc-grow-a", true, &[]);
+    let b = h.volume("pvc-grow-b", true, &[]);
+    for v in [&a, &b] {
+        h.stage(v, mount_cap("xfs")).await.unwrap();
+        h.publish(v, mount_cap("xfs"), false).await.unwrap();
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&b.file)
+        .unwrap()
+        .set_len(2 * SIZE)
+        .unwrap();
+    let st = std::process::Command::new("losetup")
+        .arg("-c")
+        .arg(b.device())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let blocks = |v: &Vol| {
+        let s = rustix::fs::statvfs(&v.target).unwrap();
+        s.f_blocks * s.f_frsize
+    };
+    let b_before = blocks(&b);
+    let expand = |id: &str, path: &Path, bytes: u64| csi::NodeExpandVolumeRequest {
+        volume_id: id.into(),
+        volume_path: path.to_string_lossy().into(),
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: bytes as i64,
+            limit_bytes: 0,
+        }),
+        volume_capability: Some(mount_cap("xfs")),
+        ..Default::default()
+    };
+    let r =
+        h.c.node_expand_volume(expand(&a.id, &b.target, SIZE))
+            .await
+            .map(|_| ());
+    expect_code(
+        r,
+        Code::FailedPrecondition,
+        &["not a device of this volume", &dev_of(&b.device())],
+    );
+    assert_eq!(blocks(&b), b_before, "B was grown on A's request");
+    let r =
+        h.c.node_expand_volume(expand(&b.id, &b.target, 2 * SIZE))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(r.capacity_bytes, (2 * SIZE) as i64);
+    assert!(
+        blocks(&b) > b_before + SIZE / 2,
+        "B grows on its own request"
+    );
+    for v in [&a, &b] {
+        h.unpublish(v).await.unwrap();
+        h.unstage(v).await.unwrap();
+    }
+    h.stop().await;
+}

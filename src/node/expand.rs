@@ -27,10 +27,18 @@ impl Node {
         if rec.access == AccessType::Block || md.file_type().is_block_device() {
             return Ok(d.size_bytes);
         }
-        let fs = self
-            .mounts_at(path)?
-            .last()
-            .map(|m| m.fs_type.clone())
+        // Only a filesystem on the volume's own device is grown: whatever else is mounted at
+        // the path (another volume's, a stale mount) is left as it is.
+        let mounted = self.mounts_at(path)?.pop();
+        if let Some(m) = mounted.as_ref().filter(|m| m.dev != d.dev) {
+            return Err(NodeError::NotOurMount {
+                path: path.to_owned(),
+                mounted: m.dev,
+                source_name: m.source.to_string_lossy().into_owned(),
+            });
+        }
+        let fs = mounted
+            .map(|m| m.fs_type)
             .or(rec.fs_type.map(|f| f.as_str().to_owned()))
             .unwrap_or_default();
         match crate::volume::FsType::parse(&fs) {

@@ -67,6 +67,25 @@ impl Node {
         }))
     }
 
+    /// The device numbers that are volume `rec`'s now: every device the kernel attributes to
+    /// its target, and the one recorded at stage unless a live device of something else has
+    /// that number now. A device lost under a mount keeps its number until the unmount (so
+    /// a dead path is still the volume's); a number another volume's device carries now is
+    /// never taken on the record's word.
+    pub(super) fn devices_of_record(&self, rec: &StageRecord) -> Result<Vec<DevNum>, NodeError> {
+        let mut ours = self.transport.kernel_devices(&rec.target)?;
+        if let Some(d) = rec.device.as_ref().filter(|d| !ours.contains(&d.dev)) {
+            let live = node_io::block::size_bytes(&self.sys_root, d.dev).is_ok_and(|b| b > 0);
+            if live {
+                tracing::warn!(volume = %rec.volume_id, recorded = %d.dev, name = %d.name,
+                    "the recorded device number belongs to another live device now; not taken as the volume's");
+            } else {
+                ours.push(d.dev);
+            }
+        }
+        Ok(ours)
+    }
+
     /// The stage record of `volume_id` in the running boot; NotStaged without one.
     pub(super) fn staged(&self, volume_id: &str) -> Result<StageRecord, NodeError> {
         self.record(volume_id)?.ok_or(NodeError::NotStaged)

@@ -2,8 +2,8 @@
 //!
 //! Mounts are found in mountinfo (never by stat: the filesystem of a volume whose device was
 //! lost answers stat with EIO, and the pod must still be able to terminate), and one is
-//! unmounted only if its device is the volume's — the device recorded at stage, the one the
-//! volume's target resolves to now, or the one mounted at its staging path.
+//! unmounted only if its device is the volume's — one the kernel attributes to the volume's
+//! target now, or the one recorded at stage if no other live device has its number.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
@@ -15,19 +15,13 @@ use crate::node::error::NodeError;
 use crate::node::ops::Node;
 
 impl Node {
-    /// The device numbers that are this volume's, from its stage record of this boot.
-    async fn devices_of(&self, volume_id: &str) -> Result<Vec<DevNum>, NodeError> {
-        let Some(rec) = self.record(volume_id)? else {
-            return Ok(Vec::new());
-        };
-        let mut ours: Vec<DevNum> = rec.device.iter().map(|d| d.dev).collect();
-        if let Some(d) = self.transport.resolve(&rec.target).await? {
-            ours.push(d.dev);
+    /// The device numbers that are this volume's now, from its stage record of this boot
+    /// checked against the kernel.
+    fn devices_of(&self, volume_id: &str) -> Result<Vec<DevNum>, NodeError> {
+        match self.record(volume_id)? {
+            Some(rec) => self.devices_of_record(&rec),
+            None => Ok(Vec::new()),
         }
-        if let Some(m) = self.mounts_at(&rec.staging_path)?.pop() {
-            ours.push(m.dev);
-        }
-        Ok(ours)
     }
 
     pub async fn unpublish(
@@ -42,7 +36,7 @@ impl Node {
             source,
         };
         if !self.mounts_at(target)?.is_empty() {
-            let ours = self.devices_of(volume_id).await?;
+            let ours = self.devices_of(volume_id)?;
             self.unmount_ours(target, &ours, deadline).await?;
         }
         let md = match std::fs::symlink_metadata(target) {

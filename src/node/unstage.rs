@@ -2,10 +2,11 @@
 //! the host still holds it.
 //!
 //! Nothing is unmounted or disconnected on the word of a record alone: a mount is unmounted
-//! only if its device is one of the volume's (the device recorded at stage, or the one its
-//! target resolves to now), and a record from an earlier boot describes nothing the kernel
-//! still has. Mounts are found in mountinfo, never by stat — a path whose filesystem was shut
-//! down after its device was lost answers stat with EIO, yet must still be unmounted.
+//! only if its device is one of the volume's (one the kernel attributes to its target now, or
+//! the one recorded at stage if no other live device has its number), and a record from an
+//! earlier boot describes nothing the kernel still has. Mounts are found in mountinfo, never
+//! by stat — a path whose filesystem was shut down after its device was lost answers stat
+//! with EIO, yet must still be unmounted.
 
 use std::path::Path;
 
@@ -64,27 +65,31 @@ impl Node {
             }
             return Ok(());
         };
-        let device = self.transport.resolve(&rec.target).await?;
-        let ours: Vec<DevNum> = rec
-            .device
-            .iter()
-            .map(|d| d.dev)
-            .chain(device.iter().map(|d| d.dev))
-            .collect();
+        let ours = self.devices_of_record(&rec)?;
         self.unmount_ours(staging_path, &ours, deadline).await?;
         if rec.staging_path != staging_path {
             self.unmount_ours(&rec.staging_path, &ours, deadline)
                 .await?;
         }
-        if let Some(d) = &device {
-            let report = self.holders(d, deadline).await?;
-            if !report.is_empty() || !report.is_complete() {
-                return Err(NodeError::InUse(describe_holders(
-                    d,
-                    &report,
-                    rec.access,
-                    staging_path,
-                )));
+        // Resolved after the unmounts: over a lost target an unmount waits until the kernel
+        // fails its writes (at ctrl_loss_tmo), and the device may be gone by then.
+        if let Some(d) = self.transport.resolve(&rec.target).await? {
+            match self.holders(&d, deadline).await {
+                Ok(report) if !report.is_empty() || !report.is_complete() => {
+                    return Err(NodeError::InUse(describe_holders(
+                        &d,
+                        &report,
+                        rec.access,
+                        staging_path,
+                    )));
+                }
+                Ok(_) => {}
+                // A device that went away during the scan has nothing left to protect.
+                Err(e) => match self.transport.resolve(&rec.target).await? {
+                    Some(now) if now.dev == d.dev => return Err(e),
+                    _ => tracing::info!(volume = %v, device = %d.name,
+                        "unstage: the device went away during the holder scan; nothing can hold it now"),
+                },
             }
         }
         self.transport.detach(&rec.target, deadline).await?;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use node_io::block;
+use node_io::dev_num::DevNum;
 use node_io::wait::{self, Waker};
 use tokio::time::Instant;
 
@@ -49,6 +50,18 @@ impl LoopDevices {
                 file: file.to_owned(),
             }),
         }
+    }
+
+    /// The device numbers of every loop device over `file` now, those being detached (waiting
+    /// for their last close) and those whose file was unlinked since included.
+    pub fn kernel_devices(&self, file: &Path) -> Result<Vec<DevNum>, NodeError> {
+        let want = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+        let all = block::list_loop_devices(&self.sys_root).map_err(NodeError::Sysfs)?;
+        Ok(all
+            .into_iter()
+            .filter(|d| d.backing_file == want)
+            .map(|d| d.dev)
+            .collect())
     }
 
     pub async fn attach(&self, file: &Path, deadline: Instant) -> Result<Device, NodeError> {

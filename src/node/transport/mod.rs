@@ -143,6 +143,17 @@ impl Transport {
         })?
     }
 
+    /// Every device number the kernel attributes to `t` now, one being detached included (a
+    /// loop device waiting for its last close over the target's file; every namespace device
+    /// of the NVMe subsystem). Read from sysfs, never from a record.
+    pub fn kernel_devices(&self, t: &Target) -> Result<Vec<DevNum>, NodeError> {
+        match (self, t) {
+            (Transport::NvmeTcp(n), Target::NvmeTcp(t)) => n.kernel_devices(t.nqn.as_str()),
+            (Transport::Loop(l), Target::LoopFile(f)) => l.kernel_devices(f),
+            _ => Err(self.mismatch(t)),
+        }
+    }
+
     /// Removes the device and waits until it is gone.
     pub async fn detach(&self, t: &Target, deadline: Instant) -> Result<(), NodeError> {
         match (self, t) {

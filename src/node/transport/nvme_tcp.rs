@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use node_io::dev_num::DevNum;
 use node_io::fabrics::{self, ConnectOptions, FabricsError, Nqn, OptionValue};
 use node_io::sysfs::{self, Controller, ControllerState};
 use node_io::wait::{self, SizeError, WaitError, Waker};
@@ -70,6 +71,12 @@ impl NvmeTcp {
             }
             Err(e) => Err(NodeError::Sysfs(e)),
         }
+    }
+
+    /// The device numbers of every namespace block device of `nqn` now.
+    pub fn kernel_devices(&self, nqn: &str) -> Result<Vec<DevNum>, NodeError> {
+        let found = sysfs::list_block_devices(&self.sys_root, nqn).map_err(NodeError::Sysfs)?;
+        Ok(found.into_iter().map(|b| b.dev).collect())
     }
 
     /// Controllers of `nqn` that are connected or reconnecting (not being deleted).
