@@ -12,7 +12,9 @@
 # migration; d device held open -> NodeUnstage refused naming the pid, then disconnects;
 # e target port removed: a short outage keeps the device, past ctrl_loss_tmo the node's
 # reconciler restores it (NodeGetVolumeStats abnormal meanwhile); f online ext4 expansion;
-# g restage never reformats; h NodeStage latency (median/max).
+# g restage never reformats; h NodeStage latency (median/max); i target export removed for good
+# while an ext4 volume is published with unwritten data: stats abnormal, NodeUnpublish and
+# NodeUnstage OK within the kubelet's deadlines, no mount or controller left.
 #
 # The machine needs: root, apt-get/apt-cache/dpkg-deb (Debian's registry reachable), gzip,
 # timeout, ldd, cargo (xz/zstd only if the kernel's modules are compressed; ss optional).
@@ -29,7 +31,7 @@
 # Env knobs:
 #   RDS_CSI_E2E_CACHE       cache dir (default ${XDG_CACHE_HOME:-$HOME/.cache}/rds-csi-e2e)
 #   RDS_CSI_E2E_TARGET_DIR  cargo target dir (default: $CARGO_TARGET_DIR, else <repo>/target)
-#   RDS_CSI_E2E_SCENARIOS   comma list of a,b,c,d,e,f,g,h (default all)
+#   RDS_CSI_E2E_SCENARIOS   comma list of a,b,c,d,e,f,g,h,i (default all)
 #   RDS_CSI_E2E_STAGE_COUNT volumes for the latency scenario h (default 20)
 #   RDS_CSI_E2E_KERNEL      6.1 (default, bookworm's linux-image-cloud-amd64) | 6.12
 #   RDS_CSI_E2E_ACCEL       auto (default: kvm if usable and not a PVM host, else tcg) | tcg | kvm
@@ -42,7 +44,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${RDS_CSI_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rds-csi-e2e}
 TARGET_DIR=${RDS_CSI_E2E_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}}
-SCENARIOS=${RDS_CSI_E2E_SCENARIOS:-a,b,c,d,e,f,g,h}
+SCENARIOS=${RDS_CSI_E2E_SCENARIOS:-a,b,c,d,e,f,g,h,i}
 STAGE_COUNT=${RDS_CSI_E2E_STAGE_COUNT:-20}
 KERNEL=${RDS_CSI_E2E_KERNEL:-6.1}
 ACCEL=${RDS_CSI_E2E_ACCEL:-auto}

@@ -1020,6 +1020,130 @@ async fn scenario_reconnect(e: &mut E2e) -> R<()> {
     r
 }
 
+/// `m` with a gRPC deadline of `d` (what the kubelet gives the call).
+fn req_within<T>(m: T, d: Duration) -> Request<T> {
+    let mut r = Request::new(m);
+    r.set_timeout(d);
+    r
+}
+
+/// i. target lost for good while a filesystem volume is staged and published, with writes the
+/// kernel can never complete: NodeGetVolumeStats is abnormal, NodeUnpublish and NodeUnstage
+/// answer OK within the kubelet's deadlines (the staging unmount waits for the kernel to fail
+/// the pending writes at ctrl_loss_tmo), the node answers other calls meanwhile, and no mount
+/// or controller is left.
+async fn scenario_target_lost(e: &mut E2e) -> R<()> {
+    const TMO: u64 = 8;
+    // The kubelet's timeout for node calls (pkg/volume/csi: csiTimeout).
+    const KUBELET: Duration = Duration::from_secs(120);
+    let v = e
+        .create(
+            "pvc-e2e-lost",
+            mount_cap("ext4", Mode::SingleNodeWriter),
+            GIB,
+            &[
+                ("ctrlLossTmo", "8"),
+                ("reconnectDelay", "1"),
+                ("keepAliveTmo", "2"),
+            ],
+        )
+        .await?;
+    let link = format!("/sys/kernel/config/nvmet/ports/1/subsystems/{}", v.nqn);
+    let live = |c: &[(String, String)]| c.iter().any(|(_, s)| s == "live");
+    let (target, staging) = (v.target("node-a"), v.staging());
+    let r = async {
+        e.attach(&v, "node-a").await?;
+        e.fs_write(&v, "node-a", "synced.bin").await?;
+        // Dirty pages, left for writeback: they can never reach the target.
+        e.sh_ok(
+            "node-a",
+            &format!("dd if=/dev/urandom of='{target}/dirty.bin' bs=1M count=8 2>/dev/null"),
+        )
+        .await?;
+        // The export is removed for good (an operator, a failed RDS): never restored.
+        e.sh_ok("node-a", &format!("[ -L '{link}' ] && rm '{link}'"))
+            .await?;
+        let (c, t) = wait_ctrls(e, "node-a", &v.nqn, 15, "controller leaves live after the export is removed", |c| !c.is_empty() && !live(c)).await?;
+        let (abn, msg) = stats(e, &v, "node-a").await?;
+        ensure!(abn, "target lost ({c:?}): NodeGetVolumeStats must be abnormal; got normal: {msg}");
+        say(format!("lost: export removed; after {t:.1}s the controller is {c:?}; stats abnormal: {msg}"));
+        let t0 = Instant::now();
+        e.node("node-a")?
+            .node_unpublish_volume(req_within(
+                csi::NodeUnpublishVolumeRequest {
+                    volume_id: v.id.clone(),
+                    target_path: target.clone(),
+                },
+                KUBELET,
+            ))
+            .await
+            .map_err(|s| st("NodeUnpublish with the target lost", s))?;
+        let t_unpub = t0.elapsed().as_secs_f64();
+        ensure!(
+            e.mount_at("node-a", &target).await?.is_none(),
+            "after NodeUnpublish something is still mounted at {target}"
+        );
+        // NodeUnstage while the kernel still retries; another call for the volume answers
+        // meanwhile (ABORTED while the unstage runs, NOT_FOUND once it is done).
+        let t0 = Instant::now();
+        let mut n = e.node("node-a")?;
+        let unstage = n.node_unstage_volume(req_within(
+            csi::NodeUnstageVolumeRequest {
+                volume_id: v.id.clone(),
+                staging_target_path: staging.clone(),
+            },
+            KUBELET,
+        ));
+        let probe = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let t = Instant::now();
+            let r = e
+                .node("node-a")?
+                .node_get_volume_stats(req_within(
+                    csi::NodeGetVolumeStatsRequest {
+                        volume_id: v.id.clone(),
+                        volume_path: staging.clone(),
+                        staging_target_path: staging.clone(),
+                    },
+                    Duration::from_secs(10),
+                ))
+                .await;
+            let secs = t.elapsed().as_secs_f64();
+            match r {
+                Err(s) if matches!(s.code(), Code::Aborted | Code::NotFound) => {
+                    Ok(format!("{:?} in {secs:.1}s", s.code()))
+                }
+                Ok(r) if r.get_ref().volume_condition.as_ref().is_some_and(|c| c.abnormal) => {
+                    Ok(format!("OK abnormal in {secs:.1}s"))
+                }
+                Ok(r) => Err(format!("NodeGetVolumeStats during the unstage: normal: {:?}", r.into_inner().volume_condition)),
+                Err(s) => Err(st("NodeGetVolumeStats during the unstage (expected ABORTED or NOT_FOUND)", s)),
+            }
+        };
+        let (u, p) = tokio::join!(unstage, probe);
+        u.map_err(|s| st("NodeUnstage with the target lost", s))?;
+        let t_unstage = t0.elapsed().as_secs_f64();
+        let p = p?;
+        ensure!(
+            e.mount_at("node-a", &staging).await?.is_none(),
+            "after NodeUnstage something is still mounted at {staging}"
+        );
+        let c = e.ctrls("node-a", &v.nqn).await?;
+        ensure!(c.is_empty(), "after NodeUnstage, controllers of {} are left: {c:?}", v.nqn);
+        say(format!(
+            "lost: NodeUnpublish OK in {t_unpub:.1}s, NodeUnstage OK in {t_unstage:.1}s (ctrl_loss_tmo {TMO}s, deadlines {}s); stats during the unstage: {p}; nothing mounted, no controller left",
+            KUBELET.as_secs()
+        ));
+        e.cunpub(&v, "node-a").await?;
+        e.delete(&v).await
+    }
+    .await;
+    if r.is_err() {
+        e.cleanup(&v, &["node-a"]).await;
+    }
+    r
+}
+
 /// h. NodeStage latency (connect -> device ready) over `n` block volumes.
 async fn scenario_latency(e: &mut E2e, n: usize) -> R<String> {
     let mut vols = Vec::new();
@@ -1091,7 +1215,7 @@ fn parse_opts(args: &[String]) -> R<Opts> {
         agents: Vec::new(),
         logs: Vec::new(),
         metrics: "http://127.0.0.1:9809/metrics".into(),
-        scenarios: "a,b,c,d,e,f,g,h".into(),
+        scenarios: "a,b,c,d,e,f,g,h,i".into(),
         stage_count: 20,
     };
     let mut it = args.iter();
@@ -1118,8 +1242,8 @@ fn parse_opts(args: &[String]) -> R<Opts> {
     ensure!(!o.controller.is_empty(), "--controller is required");
     for id in o.scenarios.split(',').map(str::trim) {
         ensure!(
-            ["a", "b", "c", "d", "e", "f", "g", "h"].contains(&id),
-            "--scenarios: unknown scenario {id:?} (known: a,b,c,d,e,f,g,h)"
+            ["a", "b", "c", "d", "e", "f", "g", "h", "i"].contains(&id),
+            "--scenarios: unknown scenario {id:?} (known: a,b,c,d,e,f,g,h,i)"
         );
     }
     Ok(o)
@@ -1253,6 +1377,11 @@ async fn run(o: Opts) -> R<bool> {
         let r = scenario_reconnect(&mut e).await;
         record("e", "target port removed: short outage keeps the device; past ctrl_loss_tmo the reconciler restores it, stats abnormal meanwhile", &r, t.elapsed().as_secs_f64());
     }
+    if on("i") {
+        let t = Instant::now();
+        let r = scenario_target_lost(&mut e).await;
+        record("i", "target lost for good while published: stats abnormal, NodeUnpublish and NodeUnstage OK within their deadlines, nothing left", &r, t.elapsed().as_secs_f64());
+    }
     if on("h") {
         let t = Instant::now();
         let r = scenario_latency(&mut e, o.stage_count).await;
@@ -1308,7 +1437,7 @@ fn main() -> ExitCode {
             _ => Err("usage: rds-csi-e2e agent --listen ADDR".into()),
         },
         Some("run") => parse_opts(&args[1..]).and_then(|o| rt.block_on(run(o))),
-        _ => Err("usage: rds-csi-e2e run --controller EP --node ID=EP... [--agent ID=ADDR] [--node-log ID=FILE] [--metrics URL] [--scenarios a,b,c,d,e,f,g,h] [--stage-count N]\n       rds-csi-e2e agent --listen ADDR".into()),
+        _ => Err("usage: rds-csi-e2e run --controller EP --node ID=EP... [--agent ID=ADDR] [--node-log ID=FILE] [--metrics URL] [--scenarios a,b,c,d,e,f,g,h,i] [--stage-count N]\n       rds-csi-e2e agent --listen ADDR".into()),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
