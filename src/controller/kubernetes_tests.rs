@@ -275,6 +275,60 @@ async fn a_failed_lookup_fails_the_publish_instead_of_guessing() {
     publish(&r, &v, "node-a", &rwo).await.unwrap();
 }
 
+async fn delete(r: &Rig, v: &csi::Volume) -> Result<(), Error> {
+    use csi_proto::v1::controller_server::Controller as _;
+    r.ctl
+        .delete_volume(request(csi::DeleteVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .map(|_| ())
+        .map_err(|s| Error::from_code(s.code(), s.message().to_owned()))
+}
+
+/// A replica that does not lead serves DeleteVolume (the external-provisioner elects its own
+/// leader) while its table, a background mirror of the VolumeAttachment cache, has not yet
+/// seen a new attachment: the delete is judged against Kubernetes, never the lagging table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_is_refused_while_kubernetes_shows_the_volume_attached_though_the_table_lags() {
+    let k8s = Arc::new(FakeKubernetes::default());
+    let r = rig(Some(k8s.clone())).await;
+    let rwo = cap(false, Mode::SingleNodeWriter);
+    let v = create(&r, "pvc-lagging", &rwo).await;
+    k8s.records.lock().push(record(
+        "pvc-lagging",
+        "node-a",
+        AccessMode::Rwo,
+        Duration::from_secs(5),
+    ));
+    assert!(
+        r.ctl.attachments().is_empty(),
+        "the table has not caught up"
+    );
+
+    let e = delete(&r, &v).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(
+        e.to_string().contains("pvc-lagging") && e.to_string().contains("node-a"),
+        "{e}"
+    );
+
+    // Kubernetes cannot be asked: UNAVAILABLE (retried), never a delete on a guess.
+    let r2 = rig(Some(k8s.clone())).await;
+    let v2 = create(&r2, "pvc-lagging", &rwo).await;
+    *k8s.fail.lock() = true;
+    let e = delete(&r2, &v2).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+
+    // Detached in Kubernetes and unpublished here: the delete goes ahead.
+    *k8s.fail.lock() = false;
+    k8s.records.lock().clear();
+    unpublish(&r, &v, "node-a").await;
+    delete(&r, &v).await.unwrap();
+    delete(&r2, &v2).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_source_publish_uses_the_table_alone() {
     let r = rig(None).await;

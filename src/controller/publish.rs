@@ -91,9 +91,10 @@ impl Controller {
 
     /// For a volume the table has no record of (no node, no grace window), restores what
     /// Kubernetes records for it first, so a publish after a leader change is judged against
-    /// the attachments the previous leader made. A lookup failure fails the publish
-    /// (UNAVAILABLE, retried by the attacher): fencing never guesses.
-    async fn consult_kubernetes(&self, volume: &str) -> Result<(), ControllerError> {
+    /// the attachments the previous leader made, and a DeleteVolume served by a replica whose
+    /// mirror of the VolumeAttachment cache has not caught up yet still sees them. A lookup
+    /// failure fails the call (UNAVAILABLE, retried by the sidecar): fencing never guesses.
+    pub(super) async fn consult_kubernetes(&self, volume: &str) -> Result<(), ControllerError> {
         let Some(source) = &self.attachment_source else {
             return Ok(());
         };
@@ -106,8 +107,8 @@ impl Controller {
             Err(source) => {
                 return Err(ControllerError::Kubernetes {
                     context: format!(
-                        "volume {volume}: cannot check its VolumeAttachments before publishing it \
-                         (this controller has no record of it, e.g. after a leader change): "
+                        "volume {volume}: cannot check its VolumeAttachments (this controller \
+                         has no record of it, e.g. after a leader change): "
                     ),
                     source: crate::error::Error::Unavailable(source.to_string()),
                 })

@@ -289,6 +289,10 @@ impl Controller {
                 return Ok(());
             }
         };
+        // The table may lag Kubernetes on a replica that does not lead (it mirrors the
+        // VolumeAttachment cache in the background): a volume it has no record of is looked
+        // up first, so a delete never goes ahead on a table that has not caught up.
+        self.consult_kubernetes(id.as_str()).await?;
         if let Some(nodes) = self.published_nodes(id) {
             return Err(ControllerError::StillPublished {
                 volume: id.to_string(),
