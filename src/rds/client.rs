@@ -386,14 +386,7 @@ impl RdsClient {
         export: &NvmeExport,
         deadline: Instant,
     ) -> Result<Disk, RdsError> {
-        let cmd = Command::create_disk(path, size_bytes, slot, export)
-            .map_err(|e| invalid("/disk add", e))?;
-        let want = Want {
-            path,
-            size_bytes: Some(size_bytes),
-            export: Some(export),
-        };
-        self.add_disk(&cmd, slot, &want, LookFirst::Yes, deadline)
+        self.create_disk_looked(path, size_bytes, slot, export, LookFirst::Yes, deadline)
             .await
     }
 
@@ -409,6 +402,19 @@ impl RdsClient {
         export: &NvmeExport,
         deadline: Instant,
     ) -> Result<Disk, RdsError> {
+        self.create_disk_looked(path, size_bytes, slot, export, LookFirst::No, deadline)
+            .await
+    }
+
+    async fn create_disk_looked(
+        &self,
+        path: &RdsPath,
+        size_bytes: u64,
+        slot: &Slot,
+        export: &NvmeExport,
+        look_first: LookFirst,
+        deadline: Instant,
+    ) -> Result<Disk, RdsError> {
         let cmd = Command::create_disk(path, size_bytes, slot, export)
             .map_err(|e| invalid("/disk add", e))?;
         let want = Want {
@@ -416,8 +422,7 @@ impl RdsClient {
             size_bytes: Some(size_bytes),
             export: Some(export),
         };
-        self.add_disk(&cmd, slot, &want, LookFirst::No, deadline)
-            .await
+        self.add_disk(&cmd, slot, &want, look_first, deadline).await
     }
 
     /// Copies the disk in `source` into a new disk (snapshot, clone, restore). Idempotent
