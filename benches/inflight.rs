@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use rds_csi::inflight::InFlight;
+use rds_csi::csi::inflight::InFlight;
 
 fn bench(c: &mut Criterion) {
     let ids: Vec<String> = (0..1024).map(|i| format!("pvc-{i:08}")).collect();

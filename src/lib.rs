@@ -2,22 +2,16 @@
 //! NVMe/TCP. The binary (`src/main.rs`) is a thin CLI over the modules here.
 
 pub mod attachment;
-pub mod cli;
 pub mod controller;
-pub mod deadline;
+pub mod csi;
 pub mod demo;
 pub mod doctor;
-pub mod endpoint;
 pub mod error;
-pub mod identity;
-pub mod inflight;
 pub mod k8s;
 pub mod node;
 pub mod observability;
 pub mod rds;
 pub mod runtime;
 pub mod scenario;
-pub mod server;
 pub mod simulator;
 pub mod volume;
-pub mod volume_context;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rds_csi::cli::{Cli, Command};
+use rds_csi::runtime::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use clap::CommandFactory;
-use rds_csi::cli::Cli;
 use rds_csi::observability::Metrics;
+use rds_csi::runtime::cli::Cli;
 
 fn docs_text() -> String {
     let mut text = String::new();

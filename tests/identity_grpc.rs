@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use csi_proto::v1 as csi;
 use csi_proto::v1::identity_client::IdentityClient;
 use csi_proto::v1::identity_server::IdentityServer;
-use rds_csi::endpoint::Endpoint;
-use rds_csi::identity::{Health, HealthCheck, IdentityService, ReadinessFlag};
-use rds_csi::server::{self, ServeError};
+use rds_csi::csi::endpoint::Endpoint;
+use rds_csi::csi::identity::{Health, HealthCheck, IdentityService, ReadinessFlag};
+use rds_csi::csi::server::{self, ServeError};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rds_csi::identity::{Health, ReadinessFlag};
+use rds_csi::csi::identity::{Health, ReadinessFlag};
 use rds_csi::observability::{http, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use csi_proto::v1 as csi;
 use csi_proto::v1::identity_client::IdentityClient;
 use csi_proto::v1::node_client::NodeClient;
+use rds_csi::csi::server;
 use rds_csi::node::{NodeConfig, NodePlugin, TransportConfig};
 use rds_csi::observability::Metrics;
-use rds_csi::server;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -47,7 +47,7 @@ struct Running {
 
 async fn start(cfg: NodeConfig, sock: PathBuf) -> Running {
     let plugin = NodePlugin::new(cfg, &Metrics::new("node")).unwrap();
-    let listener = server::bind(&rds_csi::endpoint::Endpoint::Unix(sock.clone()))
+    let listener = server::bind(&rds_csi::csi::endpoint::Endpoint::Unix(sock.clone()))
         .await
         .unwrap();
     let stop = CancellationToken::new();

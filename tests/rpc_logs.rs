@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use csi_proto::v1 as csi;
 use csi_proto::v1::node_client::NodeClient;
+use rds_csi::csi::server;
 use rds_csi::node::{NodeConfig, NodePlugin, TransportConfig};
 use rds_csi::observability::logging::{init_with_writer, LogFormat};
 use rds_csi::observability::Metrics;
-use rds_csi::server;
 use tokio_util::sync::CancellationToken;
 
 /// Everything the driver logged, as the operator's terminal would show it.
@@ -146,7 +146,7 @@ async fn failed_rpcs_are_logged_with_rpc_volume_node_code_and_duration() {
     };
     let plugin = NodePlugin::new(cfg, &Metrics::new("node")).unwrap();
     let sock = dir.path().join("csi.sock");
-    let listener = server::bind(&rds_csi::endpoint::Endpoint::Unix(sock.clone()))
+    let listener = server::bind(&rds_csi::csi::endpoint::Endpoint::Unix(sock.clone()))
         .await
         .unwrap();
     let stop = CancellationToken::new();

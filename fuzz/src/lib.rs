@@ -22,7 +22,7 @@ use node_io::sysfs::{ControllerState, TransportAddress};
 use node_io::uevent::Uevent;
 use rds_csi::controller::naming::{snapshot_slot, SnapshotId, VolumeName};
 use rds_csi::controller::params::VolumeParams;
-use rds_csi::endpoint::{Endpoint, MetricsAddress};
+use rds_csi::csi::endpoint::{Endpoint, MetricsAddress};
 use rds_csi::rds::command::{Command, MIKROTIK_NQN_PREFIX};
 use rds_csi::rds::size::{group_digits, human_size, parse_routeros_bytes, MIB};
 use rds_csi::rds::{
@@ -32,8 +32,8 @@ use rds_csi::rds::{
 };
 use rds_csi::simulator::commands::{self, Cond, Op, Request, Target};
 use rds_csi::simulator::faults::Faults;
+use rds_csi::volume::context::VolumeContext;
 use rds_csi::volume::{keys, FsType, MigrationTimeout, VolumeId};
-use rds_csi::volume_context::VolumeContext;
 
 /// A target's check: panics (fails) on an input that breaks a property.
 pub type Check = fn(&[u8]);

@@ -16,8 +16,8 @@ use super::node_watch::{run_node_watch, GoneNodes, WithoutGoneNodes};
 use super::{run_sweeper, Controller, ControllerConfig, Fencing};
 use crate::attachment::persist::{self, AttachmentStore};
 use crate::attachment::{AttachmentMetrics, AttachmentTable, RestoreRecord, TableConfig};
+use crate::csi::inflight::InFlight;
 use crate::error::Error;
-use crate::inflight::InFlight;
 use crate::k8s::{
     AttachmentCache, AttachmentSource, EventSink, FixedAttachments, LeaseEvents, NodeDirectory,
     NodeEvents,

@@ -2,7 +2,7 @@
 //! check of [`RdsMonitor`]. Read from memory, so a probe answers at once even while the RDS
 //! hangs; no probe ever starts an SSH round trip of its own.
 
-use crate::identity::{Health, HealthCheck};
+use crate::csi::identity::{Health, HealthCheck};
 use crate::rds::{RdsMonitor, Reachability};
 
 /// Ready when the last background check of the RDS succeeded.

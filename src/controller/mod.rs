@@ -35,8 +35,8 @@ use std::collections::HashMap;
 use csi_proto::v1 as csi;
 
 use crate::attachment::{AttachmentMetrics, AttachmentTable, Operation};
+use crate::csi::inflight::InFlight;
 use crate::error::Error;
-use crate::inflight::InFlight;
 use crate::k8s::{AttachmentSource, EventSink, NodeDirectory};
 use crate::rds::RdsClient;
 use crate::volume::VolumeId;

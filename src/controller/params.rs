@@ -1,17 +1,17 @@
 //! StorageClass parameters, parsed once into a typed struct with clear INVALID_ARGUMENT
 //! errors next to each field. The keys, ranges and accepted values are the shared facts of
-//! `crate::volume` and `crate::volume_context`.
+//! `crate::volume` and `crate::volume::context`.
 
 use std::collections::HashMap;
 
 use crate::error::echo;
 use crate::rds::{BasePath, RdsPath};
+use crate::volume::context::{
+    Tunables, CTRL_LOSS_TMO_RANGE, KEEP_ALIVE_TMO_RANGE, RECONNECT_DELAY_RANGE,
+};
 use crate::volume::keys::{self, *};
 use crate::volume::NvmeAddress;
 use crate::volume::{FsType, MigrationTimeout};
-use crate::volume_context::{
-    Tunables, CTRL_LOSS_TMO_RANGE, KEEP_ALIVE_TMO_RANGE, RECONNECT_DELAY_RANGE,
-};
 
 /// A StorageClass parameter the driver refuses (INVALID_ARGUMENT), naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -17,8 +17,8 @@ use super::state_file::StateFile;
 use super::LeaderElection;
 use super::{Assembly, ControllerConfig};
 use crate::attachment::persist::AttachmentStore;
-use crate::cli::{ControllerArgs, TopologySegment};
-use crate::identity::{HealthCheck, IdentityService};
+use crate::csi::identity::{HealthCheck, IdentityService};
+use crate::csi::server::DEFAULT_DRAIN_TIMEOUT;
 #[cfg(feature = "kubernetes")]
 use crate::k8s::cache::KubeAttachmentCache;
 #[cfg(feature = "kubernetes")]
@@ -34,8 +34,8 @@ use crate::k8s::{
 use crate::observability::{logging, Metrics};
 use crate::rds::monitor::{DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
 use crate::rds::{BasePath, HostKeyPolicy, RdsClient, RdsConfig, RdsMonitor};
+use crate::runtime::cli::{ControllerArgs, TopologySegment};
 use crate::runtime::{run_role, serve_until_stopped, RoleError, ServeConfig};
-use crate::server::DEFAULT_DRAIN_TIMEOUT;
 
 /// Any node id exists (`--no-kubernetes` without `--static-nodes`).
 struct AnyNode;

@@ -16,7 +16,7 @@ use super::requests::{
 use super::snapshots::SnapshotInfo;
 use super::volumes::CreatedVolume;
 use super::{Controller, PUBLISH_NQN};
-use crate::deadline;
+use crate::csi::deadline;
 
 fn bytes(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

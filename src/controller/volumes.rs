@@ -8,8 +8,8 @@ use super::params::VolumeParams;
 use super::requests::{CapacityRange, CreateVolume, Expand, SourceRef, VolumeRef};
 use super::Controller;
 use crate::rds::{size, slot_nqn, Disk, Nqn, NvmeExport, Port};
+use crate::volume::context::{VolumeContext, VolumeFile};
 use crate::volume::{AccessType, NvmeAddress, VolumeId};
-use crate::volume_context::{VolumeContext, VolumeFile};
 
 /// A volume as CreateVolume reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,8 +20,8 @@ mod workdir;
 
 use std::process::ExitCode;
 
-use crate::cli::DemoArgs;
 use crate::observability::logging::{self, LogFormat};
+use crate::runtime::cli::DemoArgs;
 use crate::runtime::{block_on_role, exit_status, RoleError};
 use report::{Kind, Report};
 use scenario::Scenario;

@@ -16,8 +16,9 @@ use tonic::transport::Channel;
 
 use crate::attachment::TableConfig;
 use crate::controller::{Assembly, ControllerConfig, RdsReadiness, RunningController};
-use crate::endpoint::Endpoint;
-use crate::identity::{HealthCheck, IdentityService, DEFAULT_DRIVER_NAME};
+use crate::csi::endpoint::Endpoint;
+use crate::csi::identity::{HealthCheck, IdentityService, DEFAULT_DRIVER_NAME};
+use crate::csi::server::{self, ServeError};
 use crate::k8s::{NoAttachments, RecordedEvents, StaticNodes};
 use crate::node::{NodeConfig, NodePlugin, TransportConfig};
 use crate::observability::Metrics;
@@ -25,7 +26,6 @@ use crate::rds::monitor::{DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
 use crate::rds::{RdsClient, RdsMonitor, Reachability};
 use crate::scenario::channel::unix_channel;
 use crate::scenario::{CsiClient, Layout};
-use crate::server::{self, ServeError};
 use crate::simulator::harness::{start_simulator, SimHandle, SimOptions};
 
 pub const BASE_PATH: &str = "/storage-pool/csi";

@@ -10,7 +10,7 @@ pub mod node;
 use std::fmt;
 use std::process::ExitCode;
 
-use crate::cli::{DoctorArgs, DoctorRole};
+use crate::runtime::cli::{DoctorArgs, DoctorRole};
 use crate::runtime::{block_on_role, exit_status, RoleError};
 
 /// A check's verdict.

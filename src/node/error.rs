@@ -25,8 +25,8 @@ use crate::error::{cap_message, echo, MAX_STATUS_MESSAGE_BYTES};
 use crate::node::fs_plan::FsRefusal;
 use crate::node::stage_record::AccessType;
 use crate::runtime::BlockingError;
+use crate::volume::context::ContextError;
 use crate::volume::CapabilityError;
-use crate::volume_context::ContextError;
 
 /// Everything a node operation can fail with. The Display text names the object and the
 /// next step; the volume is added by [`VolumeError`].

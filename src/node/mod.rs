@@ -35,13 +35,13 @@ use node_io::reader::DeviceReader;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-use crate::cli::{NodeArgs, TopologySegment, Transport as TransportFlag};
-use crate::identity::{Health, HealthCheck, IdentityService};
-use crate::inflight::InFlight;
+use crate::csi::identity::{Health, HealthCheck, IdentityService};
+use crate::csi::inflight::InFlight;
+use crate::csi::server::DEFAULT_DRAIN_TIMEOUT;
 use crate::observability::rpc::Traced;
 use crate::observability::Metrics;
+use crate::runtime::cli::{NodeArgs, TopologySegment, Transport as TransportFlag};
 use crate::runtime::{run_role, serve_until_stopped, RoleError, ServeConfig};
-use crate::server::DEFAULT_DRAIN_TIMEOUT;
 
 use self::metrics::NodeMetrics;
 use self::ops::Node;

@@ -10,7 +10,7 @@ use node_io::dev_num::DevNum;
 use node_io::mountinfo::{read_mountinfo, MountInfo, Pid};
 use node_io::reader::DeviceReader;
 
-use crate::inflight::InFlight;
+use crate::csi::inflight::InFlight;
 use crate::node::error::NodeError;
 use crate::node::host_identity::HostIdentity;
 use crate::node::metrics::NodeMetrics;

@@ -8,15 +8,15 @@ use csi_proto::v1::node_server::Node as CsiNode;
 use csi_proto::v1::volume_capability::access_mode::Mode;
 use tonic::{Request, Response, Status};
 
-use crate::deadline;
+use crate::csi::deadline;
 use crate::node::error::{NodeError, VolumeError};
 use crate::node::ops::{check_volume_id, Node};
 use crate::node::paths::request_path as checked_path;
 use crate::node::publish::PublishRequest;
 use crate::node::stage::StageRequest;
+use crate::volume::context::VolumeContext;
 use crate::volume::AccessType;
 use crate::volume::FsType;
-use crate::volume_context::VolumeContext;
 
 #[derive(Clone)]
 pub struct NodeService(pub Arc<Node>);
@@ -62,7 +62,7 @@ fn rpc_cap(t: csi::node_service_capability::rpc::Type) -> csi::NodeServiceCapabi
 
 impl NodeService {
     /// Claims the volume for this call: ABORTED while another operation on it runs.
-    fn pending(&self, volume_id: &str) -> Result<crate::inflight::InFlightGuard, NodeError> {
+    fn pending(&self, volume_id: &str) -> Result<crate::csi::inflight::InFlightGuard, NodeError> {
         self.0
             .inflight
             .try_acquire(volume_id)

@@ -12,8 +12,8 @@ use crate::node::mount::{self, parse_mount_options, MountOptions};
 use crate::node::ops::Node;
 use crate::node::stage_record::{AccessType, StageRecord, StagedDevice};
 use crate::node::transport::{Device, Target};
+use crate::volume::context::VolumeContext;
 use crate::volume::FsType;
-use crate::volume_context::VolumeContext;
 
 pub struct StageRequest {
     pub volume_id: String,

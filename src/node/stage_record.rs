@@ -26,10 +26,10 @@ use crate::node::error::NodeError;
 use crate::node::ops::check_volume_id;
 use crate::node::paths::checked_path;
 use crate::node::transport::{NvmeTarget, Target};
-use crate::volume::{FsType, NvmeAddress};
-use crate::volume_context::{
+use crate::volume::context::{
     Tunables, CTRL_LOSS_TMO_RANGE, KEEP_ALIVE_TMO_RANGE, RECONNECT_DELAY_RANGE,
 };
+use crate::volume::{FsType, NvmeAddress};
 
 /// The record format written today.
 pub const VERSION: u32 = 2;

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
-use crate::identity::HealthCheck;
+use crate::csi::identity::HealthCheck;
 
 /// Binds `addr` and serves until `stop` fires. Returns the bound address (useful with port 0).
 pub async fn serve(

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use thiserror::Error;
 use tonic::transport::{Channel, Endpoint as GrpcEndpoint, Uri};
 
-use crate::endpoint::Endpoint;
+use crate::csi::endpoint::Endpoint;
 
 /// One connection attempt's bound: a plugin that accepts but never answers is not waited on.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -17,7 +17,7 @@ use super::error::CallError;
 use super::layout::Layout;
 use super::taken::{push_new, replace_or_push, Held, Holding, Taken};
 use super::volume::{ContentSource, Volume};
-use crate::deadline::DEFAULT_RPC_TIMEOUT;
+use crate::csi::deadline::DEFAULT_RPC_TIMEOUT;
 
 /// How much longer than the deadline it sends (`grpc-timeout`) the client waits for an
 /// answer itself: the plugin's own DEADLINE_EXCEEDED names what ran out of time and should

@@ -26,8 +26,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ExportBackend as ExportFlag, SimulatorArgs};
 use crate::rds::parse_user_size;
+use crate::runtime::cli::{ExportBackend as ExportFlag, SimulatorArgs};
 use export::{ExportBackend, NoExport, Nvmet};
 use faults::Faults;
 use server::Shared;
@@ -200,7 +200,7 @@ async fn run_async(args: SimulatorArgs) -> Result<(), String> {
     let running = start(cfg, &args.listen).await.map_err(|e| e.to_string())?;
     tracing::info!(listen = %running.addr, host_key = %running.host_key_line, "RDS simulator serving");
     let stop = CancellationToken::new();
-    crate::server::cancel_on_signals(stop.clone()).map_err(|e| e.to_string())?;
+    crate::csi::server::cancel_on_signals(stop.clone()).map_err(|e| e.to_string())?;
     stop.cancelled().await;
     running.stop().await;
     tracing::info!("stopped");

@@ -12,6 +12,7 @@
 
 pub mod address;
 pub mod capability;
+pub mod context;
 pub mod fs_type;
 pub mod id;
 pub mod keys;

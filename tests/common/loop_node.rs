@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use csi_proto::v1 as csi;
 use csi_proto::v1::node_client::NodeClient;
+use rds_csi::csi::server;
 use rds_csi::node::{NodeConfig, NodePlugin, TransportConfig};
 use rds_csi::observability::Metrics;
-use rds_csi::server;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -199,7 +199,7 @@ impl Harness {
         let metrics = Metrics::new("node");
         let plugin = NodePlugin::new(cfg, &metrics).unwrap();
         let sock = root.join("csi.sock");
-        let listener = server::bind(&rds_csi::endpoint::Endpoint::Unix(sock.clone()))
+        let listener = server::bind(&rds_csi::csi::endpoint::Endpoint::Unix(sock.clone()))
             .await
             .unwrap();
         let stop = CancellationToken::new();

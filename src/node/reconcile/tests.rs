@@ -4,8 +4,8 @@
 use super::*;
 use crate::node::stage_record::{AccessType, BootId};
 use crate::node::transport::NvmeTarget;
+use crate::volume::context::Tunables;
 use crate::volume::NvmeAddress;
-use crate::volume_context::Tunables;
 use node_io::nqn::Nqn;
 use node_io::testing::FakeSys;
 
@@ -120,7 +120,7 @@ async fn an_orphan_is_never_disconnected_under_a_stage_of_its_nqn() {
 #[tokio::test]
 async fn a_stage_meeting_the_reconciler_on_its_target_is_aborted_naming_both() {
     use crate::node::stage::StageRequest;
-    use crate::volume_context::VolumeContext;
+    use crate::volume::context::VolumeContext;
     let d = tempfile::tempdir().unwrap();
     let s = FakeSys::new();
     let (_r, node, _m) = reconciler(&s, d.path());

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{blocking_until, Device};
 use crate::node::error::NodeError;
 use crate::node::mount::run_tool;
-use crate::volume_context::VolumeFile;
+use crate::volume::context::VolumeFile;
 
 #[derive(Debug, Clone)]
 pub struct LoopDevices {

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use crate::node::error::NodeError;
 use crate::node::mount::run_tool;
+use crate::volume::context::{Tunables, VolumeContext};
 use crate::volume::NvmeAddress;
-use crate::volume_context::{Tunables, VolumeContext};
 use node_io::nqn::Nqn;
 
 pub use self::loop_device::LoopDevices;

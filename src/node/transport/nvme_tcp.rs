@@ -313,8 +313,8 @@ impl NvmeTcp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume::context::Tunables;
     use crate::volume::NvmeAddress;
-    use crate::volume_context::Tunables;
     use node_io::dev_num::DevNum;
     use node_io::testing::{FakeSys, Ns, NS1};
     use std::path::Path;

@@ -1,8 +1,8 @@
 use super::*;
 use crate::node::stage_record::{AccessType, BootId};
 use crate::node::transport::NvmeTarget;
+use crate::volume::context::Tunables;
 use crate::volume::NvmeAddress;
-use crate::volume_context::Tunables;
 use node_io::nqn::Nqn;
 use node_io::sysfs;
 use node_io::testing::{FakeSys, NS1};

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
 
-use crate::endpoint::Endpoint;
+use crate::csi::endpoint::Endpoint;
 
 /// How long in-flight RPCs may run after SIGTERM before the process exits anyway.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::endpoint::{Endpoint, MetricsAddress};
-use crate::identity::{validate_driver_name, DEFAULT_DRIVER_NAME};
+use crate::csi::endpoint::{Endpoint, MetricsAddress};
+use crate::csi::identity::{validate_driver_name, DEFAULT_DRIVER_NAME};
 use crate::observability::logging::{parse_log_level, LogFormat};
 
 /// The CSI spec version whose wire contract this driver implements.

@@ -1,4 +1,4 @@
-//! The life of a process: one bootstrap for every role ([`run_role`]) with one exit-code
+//! The life of a process: its command line ([`cli`]), one bootstrap for every role ([`run_role`]) with one exit-code
 //! convention, the serving loop of the controller and node (metrics endpoint, CSI socket, a
 //! graceful stop on SIGTERM/SIGINT), and the one way to run blocking work under a deadline
 //! ([`blocking_until`]).
@@ -11,6 +11,8 @@
 //! - 2: the role did not start: a flag, a file or the host is not as required, and the
 //!   message names what to fix (clap's own usage errors exit 2 too).
 
+pub mod cli;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -21,10 +23,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-use crate::endpoint::Endpoint;
-use crate::identity::HealthCheck;
+use crate::csi::endpoint::Endpoint;
+use crate::csi::identity::HealthCheck;
+use crate::csi::server::{self, ServeError};
 use crate::observability::{http, Metrics};
-use crate::server::{self, ServeError};
 
 /// Why a role ended other than as asked; [`RoleError::exit_code`] is the convention above.
 #[derive(Debug, thiserror::Error)]
