@@ -1,5 +1,5 @@
 //! The attachment table: which nodes each volume is published to, and the rules that fence it
-//! (design rule 9).
+//! (docs/architecture.md, "Correctness rules", rule 9).
 //!
 //! - RWO: one node. Another node is refused (FAILED_PRECONDITION naming the holder) until the
 //!   holder detaches; a handoff grace period only describes takeovers of fully detached volumes.

@@ -1,6 +1,7 @@
 //! The RDS client the controller calls: typed operations over [`SshTransport`], each under
-//! the caller's deadline (DESIGN rule 5), with retries only where they are safe and
-//! mutations of unknown outcome resolved by looking (rule 2), a circuit breaker, and metrics.
+//! the caller's deadline, with retries only where they are safe and mutations of
+//! unknown outcome resolved by looking (docs/architecture.md, "Correctness rules", rules 5
+//! and 2), a circuit breaker, and metrics.
 //!
 //! Retry policy:
 //! - reads (`print`) are retried after any transport failure, including a lost answer;

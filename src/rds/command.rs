@@ -1,4 +1,4 @@
-//! Typed RouterOS command builder (DESIGN rule 4). Every interpolated value is a newtype that
+//! Typed RouterOS command builder (docs/architecture.md, "Correctness rules", rule 4). Every interpolated value is a newtype that
 //! was checked against an allow-list when it was built, and is double-quoted when rendered,
 //! so a [`Command`] can only ever hold one RouterOS command with the arguments intended.
 //!

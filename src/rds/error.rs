@@ -1,5 +1,5 @@
 //! Typed RouterOS errors and the classifier that reads them out of command output
-//! (DESIGN rule 3). Which stream carries the error text is not established, and RouterOS may
+//! (docs/architecture.md, "Correctness rules", rule 3). Which stream carries the error text is not established, and RouterOS may
 //! exit 0 after printing `failure: ...`, so both streams are read whatever the exit status.
 
 use std::fmt;

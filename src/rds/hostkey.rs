@@ -1,4 +1,4 @@
-//! SSH host key pinning (DESIGN rule 4). A pin is either a whole public key (a known_hosts
+//! SSH host key pinning (docs/architecture.md, "Correctness rules", rule 4). A pin is either a whole public key (a known_hosts
 //! line, with or without the host field, or an `authorized_keys`-style `alg base64 comment`)
 //! or a `SHA256:<base64>` fingerprint. A mismatch names both fingerprints, so an operator can
 //! tell a rotated key from a man in the middle and knows exactly what to pin.

@@ -1,4 +1,4 @@
-//! Byte-exact sizes (DESIGN rule 1): round requests **up**, never down; render sizes in the
+//! Byte-exact sizes (docs/architecture.md, "Correctness rules", rule 1): round requests **up**, never down; render sizes in the
 //! largest binary unit RouterOS accepts that divides them exactly; parse human sizes with
 //! integer arithmetic only, so `1.5GiB` is exactly 1 610 612 736 bytes and `0.3KiB` is an error.
 
