@@ -50,7 +50,7 @@ pub fn node_blocker() -> Option<String> {
 /// would be possible on this kernel.
 pub fn transport_note() -> String {
     let tcp = Path::new("/sys/module/nvme_tcp").exists();
-    let nvmet = Path::new("/sys/kernel/config/nvmet").exists();
+    let nvmet = Path::new(crate::runtime::cli::DEFAULT_NVMET_ROOT).exists();
     let why = match (tcp, nvmet) {
         (true, true) => "nvme-tcp and nvmet configfs are present, so NVMe/TCP would be possible (`rds-csi simulator --export nvmet`), but the demo keeps to loop devices so it runs the same everywhere".to_string(),
         (true, false) => "nvme-tcp is loaded but there is no nvmet configfs (/sys/kernel/config/nvmet) to export from".to_string(),

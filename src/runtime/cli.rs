@@ -12,6 +12,9 @@ use crate::observability::logging::{parse_log_level, LogFormat};
 /// The CSI spec version whose wire contract this driver implements.
 pub const CSI_SPEC_VERSION: &str = "1.12.0";
 
+/// Where the kernel mounts nvmet's configfs: `--nvmet-root`'s default.
+pub const DEFAULT_NVMET_ROOT: &str = "/sys/kernel/config/nvmet";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rds-csi",
@@ -317,7 +320,7 @@ pub struct SimulatorArgs {
     #[arg(
         long,
         env = "RDS_CSI_NVMET_ROOT",
-        default_value = "/sys/kernel/config/nvmet"
+        default_value = DEFAULT_NVMET_ROOT
     )]
     pub nvmet_root: PathBuf,
 }

@@ -7,8 +7,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_CONFIGFS_ROOT: &str = "/sys/kernel/config/nvmet";
-
 /// Turns disk exports on and off. Both calls are idempotent.
 pub trait ExportBackend: Send + Sync {
     fn export(&self, nqn: &str, backing_file: &Path) -> io::Result<()>;
