@@ -6,10 +6,10 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rds_csi::doctor::node::{checks, NodeEnv, HOST_PID_NAMESPACE};
-use rds_csi::doctor::Verdict;
+use rds_csi::node::preflight::{checks, NodeEnv, HOST_PID_NAMESPACE};
 use rds_csi::node::TransportConfig;
 use rds_csi::rds::size::MIB;
+use rds_csi::runtime::preflight::Verdict;
 use rds_csi::simulator::harness::{start_simulator, SimHandle, SimOptions};
 
 const EXT4_TOOLS: &[&str] = &["mkfs.ext4", "resize2fs", "dumpe2fs", "e2fsck"];

@@ -12,8 +12,8 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The arrows of the "Layers" block: `module/ ─▶ dep/ · dep/ · error`.
-fn drawn() -> Graph {
+/// The lines of the "Layers" block, top to bottom: `module/ ─▶ dep/ · dep/ · error`.
+fn drawn_lines() -> Vec<(String, BTreeSet<String>)> {
     let doc = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
     let section = doc
         .split("\n## Layers\n")
@@ -32,6 +32,16 @@ fn drawn() -> Graph {
             (name(from), to.split('·').map(name).collect())
         })
         .collect()
+}
+
+/// The drawing's arrows.
+fn drawn() -> Graph {
+    drawn_lines().into_iter().collect()
+}
+
+/// The drawing's modules, top to bottom.
+fn drawn_order() -> Vec<String> {
+    drawn_lines().into_iter().map(|(m, _)| m).collect()
 }
 
 /// Every `crate::<module>` the non-test code of each top-level module of `src/` names
@@ -70,12 +80,21 @@ fn imported() -> Graph {
         let deps = g.entry(module.clone()).or_default();
         for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
             for (i, _) in line.match_indices("crate::") {
-                let dep: String = line[i + "crate::".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if !dep.is_empty() && dep != module {
-                    deps.insert(dep);
+                let rest = &line[i + "crate::".len()..];
+                // `crate::{a, b::c}` names several modules at once.
+                let names: Vec<&str> = match rest.strip_prefix('{') {
+                    Some(group) => group.split('}').next().unwrap().split(',').collect(),
+                    None => vec![rest],
+                };
+                for name in names {
+                    let dep: String = name
+                        .trim_start()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !dep.is_empty() && dep != "self" && dep != module {
+                        deps.insert(dep);
+                    }
                 }
             }
         }
@@ -102,6 +121,21 @@ fn the_code_imports_exactly_the_layers_the_architecture_draws() {
             wrong.push(format!(
                 "the Layers drawing shows {m} ─▶ {d}, which the code no longer imports"
             ));
+        }
+    }
+    // The drawing lists the layers top to bottom: an arrow to a module drawn above its source
+    // is an import pointing up (a cycle in the making).
+    let order = drawn_order();
+    let rank = |m: &str| order.iter().position(|o| o == m);
+    for (m, deps) in &drawn {
+        for d in deps {
+            if let (Some(from), Some(to)) = (rank(m), rank(d)) {
+                if to <= from {
+                    wrong.push(format!(
+                        "the Layers drawing has {m} ─▶ {d}, an arrow pointing up"
+                    ));
+                }
+            }
         }
     }
     assert!(

@@ -15,6 +15,7 @@ pub mod naming;
 pub mod node_watch;
 pub mod pagination;
 pub mod params;
+pub mod preflight;
 mod publish;
 pub mod rds_errors;
 pub mod requests;

@@ -9,3 +9,6 @@ pub mod endpoint;
 pub mod identity;
 pub mod inflight;
 pub mod server;
+
+/// The CSI spec version whose wire contract this driver implements.
+pub const CSI_SPEC_VERSION: &str = "1.12.0";

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod mount;
 pub mod ops;
 pub mod paths;
+pub mod preflight;
 pub mod publish;
 pub mod reconcile;
 pub mod service;
@@ -247,8 +248,8 @@ async fn serve(args: NodeArgs) -> Result<(), RoleError> {
     let plugin = NodePlugin::new(config, &metrics).map_err(|e| RoleError::Start(e.to_string()))?;
     // The preflight an operator runs as `rds-csi doctor node`, logged (a failed check does
     // not stop the plugin: readiness and each RPC refuse what cannot work, naming why).
-    let env = crate::doctor::node::NodeEnv::of(&plugin.config, DeviceReader::new().mode().clone());
-    match tokio::task::spawn_blocking(move || crate::doctor::node::checks(&env)).await {
+    let env = preflight::NodeEnv::of(&plugin.config, DeviceReader::new().mode().clone());
+    match tokio::task::spawn_blocking(move || preflight::checks(&env)).await {
         Ok(report) => report.log("node"),
         Err(e) => tracing::warn!(error = %e, "doctor: the node checks did not finish"),
     }

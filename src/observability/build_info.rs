@@ -2,7 +2,7 @@
 //! the `RDS_CSI_GIT_COMMIT` variable of the image build, else `git rev-parse HEAD` of the
 //! checkout, else `unknown`). `rds-csi version` and the `rds_csi_build_info` metric show both.
 
-use crate::runtime::cli::CSI_SPEC_VERSION;
+use crate::csi::CSI_SPEC_VERSION;
 
 /// The package version (Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

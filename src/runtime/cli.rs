@@ -9,9 +9,6 @@ use crate::csi::endpoint::{Endpoint, MetricsAddress};
 use crate::csi::identity::{validate_driver_name, DEFAULT_DRIVER_NAME};
 use crate::observability::logging::{parse_log_level, LogFormat};
 
-/// The CSI spec version whose wire contract this driver implements.
-pub const CSI_SPEC_VERSION: &str = "1.12.0";
-
 /// Where the kernel mounts nvmet's configfs: `--nvmet-root`'s default.
 pub const DEFAULT_NVMET_ROOT: &str = "/sys/kernel/config/nvmet";
 

@@ -12,6 +12,7 @@
 //!   message names what to fix (clap's own usage errors exit 2 too).
 
 pub mod cli;
+pub mod preflight;
 
 use std::future::Future;
 use std::net::SocketAddr;

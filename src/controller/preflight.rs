@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Check, Report};
 use crate::observability::Metrics;
 use crate::rds::{HostKeyPolicy, RdsClient, RdsConfig, RdsErrorKind};
 use crate::runtime::cli::ControllerArgs;
+use crate::runtime::preflight::{Check, Report};
 use crate::runtime::RoleError;
 
 /// Deadline of each RDS check: longer than the SSH connect timeout, so a refused or hung

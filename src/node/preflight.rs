@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use node_io::holders::{scan_processes, ScanMode};
 use node_io::reader::{DeviceReader, ReaderMode};
 
-use super::{Check, Report};
 use crate::node::error::NodeError;
 use crate::node::host_identity::check_host_nqn;
 use crate::node::{NodeConfig, TransportConfig};
 use crate::runtime::cli::{NodeArgs, Transport};
+use crate::runtime::preflight::{Check, Report};
 use crate::runtime::RoleError;
 
 /// `readlink /proc/self/ns/pid` in the host's (initial) pid namespace: the kernel's
