@@ -400,18 +400,24 @@ async fn node_watch_clears_deleted_nodes_after_the_grace_period_and_never_update
     send(NodeEvent::Deleted("node-r".into()));
 
     let table = r.ctl.attachments();
+    let cleared = || -> Vec<String> {
+        r.events
+            .all()
+            .into_iter()
+            .filter(|(_, e)| e.reason.as_str() == "StaleAttachmentCleared")
+            .map(|(v, _)| v)
+            .collect()
+    };
+    // The event is recorded just after the table changes: wait for both (a loaded machine
+    // can run this check in between).
     wait_for("node-z and node-b cleared", || {
-        table.published_nodes("vol-z").is_empty() && table.published_nodes("vol-b").is_empty()
+        table.published_nodes("vol-z").is_empty()
+            && table.published_nodes("vol-b").is_empty()
+            && cleared().len() >= 2
     })
     .await;
     assert!(t0.elapsed() >= grace, "cleared before the grace period");
-    let cleared: Vec<String> = r
-        .events
-        .all()
-        .into_iter()
-        .filter(|(_, e)| e.reason.as_str() == "StaleAttachmentCleared")
-        .map(|(v, _)| v)
-        .collect();
+    let cleared = cleared();
     assert_eq!(
         cleared.iter().cloned().collect::<BTreeSet<_>>(),
         ["vol-b", "vol-z"].iter().map(|s| s.to_string()).collect()
