@@ -46,21 +46,6 @@ fn in_dir(mut r: csi::CreateVolumeRequest, dir: &str) -> csi::CreateVolumeReques
     r
 }
 
-fn delete_req(id: &str) -> csi::DeleteVolumeRequest {
-    csi::DeleteVolumeRequest {
-        volume_id: id.into(),
-        ..Default::default()
-    }
-}
-
-fn snap_req(name: &str, source: &str) -> csi::CreateSnapshotRequest {
-    csi::CreateSnapshotRequest {
-        name: name.into(),
-        source_volume_id: source.into(),
-        ..Default::default()
-    }
-}
-
 impl Ctl {
     async fn create(&mut self, r: csi::CreateVolumeRequest) -> Result<csi::Volume, tonic::Status> {
         self.client
@@ -585,29 +570,9 @@ async fn a_new_volumes_path_used_by_another_disk_names_that_disk() {
 
 // ---- 16.7 the DeleteVolume log says what happened ---------------------------------------------
 
-/// Captures the driver's log lines while `f` runs (on this thread's runtime).
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn take(&self) -> String {
-        String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
-    }
-}
-
 #[test]
 fn delete_volume_logs_what_really_happened() {
-    let logs = Logs::default();
+    let logs = common::logs::Captured::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())

@@ -17,7 +17,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use common::controller::{self as ctl, Ctl};
+use common::controller::{self as ctl, delete_req, snap_req, Ctl};
 use common::loop_node::{self as ln, Cleanup, Harness};
 use csi::volume_capability::access_mode::Mode;
 use csi_proto::v1 as csi;
@@ -68,21 +68,6 @@ async fn create(c: &mut Ctl, name: &str, bytes: i64, cap: csi::VolumeCapability)
         .create_volume(ctl::create_req(name, bytes, cap))
         .await;
     ok(&format!("CreateVolume {name}"), r).volume.unwrap()
-}
-
-fn delete_req(id: &str) -> csi::DeleteVolumeRequest {
-    csi::DeleteVolumeRequest {
-        volume_id: id.into(),
-        ..Default::default()
-    }
-}
-
-fn snap_req(name: &str, source: &str) -> csi::CreateSnapshotRequest {
-    csi::CreateSnapshotRequest {
-        name: name.into(),
-        source_volume_id: source.into(),
-        ..Default::default()
-    }
 }
 
 fn expand_req(id: &str, bytes: i64) -> csi::ControllerExpandVolumeRequest {

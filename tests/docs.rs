@@ -3,10 +3,11 @@
 // The event recorder that registers one of the documented metrics is a kube-rs adapter.
 #![cfg(feature = "kubernetes")]
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use clap::CommandFactory;
-use rds_csi::observability::Metrics;
 use rds_csi::runtime::cli::Cli;
 
 fn docs_text() -> String {
@@ -41,19 +42,17 @@ fn words_with_prefix(text: &str, prefix: &str, allowed: impl Fn(char) -> bool) -
 /// built against a simulator's key), the attachment table's, the node's and the Kubernetes
 /// event recorder's.
 async fn code_metric_names() -> BTreeSet<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = rds_csi::simulator::harness::start_simulator(dir.path(), Default::default()).await;
-    let m = Metrics::new("controller");
-    let _rds = rds_csi::rds::RdsClient::new(sim.client_config("/storage-pool/csi"), &m).unwrap();
-    let _att = rds_csi::attachment::AttachmentMetrics::new(&m);
-    let _node = rds_csi::node::metrics::NodeMetrics::new(&m);
-    let _sync = rds_csi::controller::attachment_sync::reconciled_counter(&m);
-    let _leader = rds_csi::controller::leader::Leadership::always(&m);
-    // A client is only configured here, never used: no API server is contacted.
-    let kube = ::kube::Client::try_from(::kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
-        .unwrap();
-    let _events = rds_csi::k8s::kube::KubeEvents::new(kube, "rds.csi.mikrotik.com", &m, None);
-    m.registered_names().into_iter().collect()
+    common::with_driver_metrics(|m| {
+        let _sync = rds_csi::controller::attachment_sync::reconciled_counter(m);
+        let _leader = rds_csi::controller::leader::Leadership::always(m);
+        // A client is only configured here, never used: no API server is contacted.
+        let kube =
+            ::kube::Client::try_from(::kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
+                .unwrap();
+        let _events = rds_csi::k8s::kube::KubeEvents::new(kube, "rds.csi.mikrotik.com", m, None);
+        m.registered_names().into_iter().collect()
+    })
+    .await
 }
 
 /// Histograms expose `_bucket`, `_sum` and `_count` series; docs may name those.
@@ -73,15 +72,11 @@ async fn metrics_named_in_docs_exist_and_every_metric_is_documented() {
             .map(|n| family(n).to_owned())
             .collect();
     let code = code_metric_names().await;
-    let unknown: Vec<_> = named.difference(&code).collect();
-    assert!(
-        unknown.is_empty(),
-        "docs name metrics the code lacks: {unknown:?}"
-    );
-    let undocumented: Vec<_> = code.difference(&named).collect();
-    assert!(
-        undocumented.is_empty(),
-        "metrics missing from docs: {undocumented:?}"
+    common::assert_same_names(
+        &named,
+        &code,
+        "docs name metrics the code lacks",
+        "metrics missing from docs",
     );
 }
 

@@ -2,6 +2,8 @@
 //! docs name exists in the code and every reason is documented; the StorageClass parameter
 //! table of docs/configuration.md is exactly the set the controller reads.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -121,15 +123,11 @@ fn event_reasons_in_docs_exist_and_every_reason_is_documented() {
         );
         tabled.extend(table_keys(&text, "reason"));
     }
-    let unknown: Vec<_> = tabled.difference(&code).collect();
-    assert!(
-        unknown.is_empty(),
-        "event tables list unknown reasons: {unknown:?}"
-    );
-    let missing: Vec<_> = code.difference(&tabled).collect();
-    assert!(
-        missing.is_empty(),
-        "reasons missing from every docs event table (| reason | ... |): {missing:?}"
+    common::assert_same_names(
+        &tabled,
+        &code,
+        "event tables list unknown reasons",
+        "reasons missing from every docs event table (| reason | ... |)",
     );
 }
 
@@ -149,15 +147,11 @@ fn configuration_lists_exactly_the_storageclass_parameters_the_controller_reads(
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let unknown: Vec<_> = documented.difference(&code).collect();
-    assert!(
-        unknown.is_empty(),
-        "docs/configuration.md documents parameters the controller does not read: {unknown:?}"
-    );
-    let missing: Vec<_> = code.difference(&documented).collect();
-    assert!(
-        missing.is_empty(),
-        "StorageClass parameters missing from docs/configuration.md: {missing:?}"
+    common::assert_same_names(
+        &documented,
+        &code,
+        "docs/configuration.md documents parameters the controller does not read",
+        "StorageClass parameters missing from docs/configuration.md",
     );
     // Every parameter row states a default and a range.
     for line in section.lines().filter(|l| l.starts_with("| `")) {

@@ -4,24 +4,15 @@
 //! Scans the non-test code (everything before a file's first `#[cfg(test)]`, test-only files
 //! skipped) and names the file holding a stray copy.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 /// (file relative to the repository, non-test source text).
 fn sources() -> Vec<(String, String)> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    walk(&root.join("src"), &mut files);
-    walk(&root.join("node-io/src"), &mut files);
+    let mut files = common::rs_files(&root.join("src"));
+    files.extend(common::rs_files(&root.join("node-io/src")));
     files
         .into_iter()
         .filter(|p| {

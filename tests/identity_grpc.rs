@@ -25,14 +25,12 @@ struct Running {
 async fn start(health: Arc<dyn HealthCheck>, controller: bool, drain: Duration) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("csi").join("csi.sock");
-    let listener = server::bind(&Endpoint::Unix(sock.clone())).await.unwrap();
     let routes = Routes::new(IdentityServer::new(IdentityService::new(
         "rds.csi.mikrotik.com".into(),
         controller,
         health,
     )));
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(server::serve(listener, routes, stop.clone(), drain));
+    let common::Served { sock, stop, task } = common::serve(routes, sock, drain).await;
     Running {
         dir,
         sock,
@@ -182,17 +180,31 @@ impl HealthCheck for Slow {
     }
 }
 
-#[tokio::test]
-async fn graceful_shutdown_lets_an_in_flight_call_complete() {
-    let r = start(
-        Arc::new(Slow(Duration::from_millis(800))),
-        true,
-        Duration::from_secs(10),
-    )
-    .await;
+type ProbeCall =
+    tokio::task::JoinHandle<Result<tonic::Response<csi::ProbeResponse>, tonic::Status>>;
+
+/// A server whose Probe takes `takes` and whose shutdown drains for at most `drain`, with a
+/// Probe call in flight for `after` already.
+async fn probe_in_flight(
+    takes: Duration,
+    drain: Duration,
+    after: Duration,
+) -> (Running, ProbeCall) {
+    let r = start(Arc::new(Slow(takes)), true, drain).await;
     let mut c = IdentityClient::new(common::unix_channel(&r.sock).await);
     let call = tokio::spawn(async move { c.probe(csi::ProbeRequest {}).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(after).await;
+    (r, call)
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_an_in_flight_call_complete() {
+    let (r, call) = probe_in_flight(
+        Duration::from_millis(800),
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+    )
+    .await;
     r.stop.cancel();
     let resp = call
         .await
@@ -206,15 +218,12 @@ async fn graceful_shutdown_lets_an_in_flight_call_complete() {
 
 #[tokio::test]
 async fn shutdown_is_bounded_when_a_call_never_finishes() {
-    let r = start(
-        Arc::new(Slow(Duration::from_secs(3600))),
-        true,
+    let (r, _call) = probe_in_flight(
+        Duration::from_secs(3600),
         Duration::from_millis(300),
+        Duration::from_millis(100),
     )
     .await;
-    let mut c = IdentityClient::new(common::unix_channel(&r.sock).await);
-    let _call = tokio::spawn(async move { c.probe(csi::ProbeRequest {}).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let t = Instant::now();
     r.stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), r.task)

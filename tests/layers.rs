@@ -3,8 +3,10 @@
 //! drawing lacks — so no module imports a layer above it (e.g. `k8s/` never imports
 //! `controller/`) without the drawing, and this test, being changed on purpose.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
@@ -47,19 +49,8 @@ fn drawn_order() -> Vec<String> {
 /// Every `crate::<module>` the non-test code of each top-level module of `src/` names
 /// (code before a file's first `#[cfg(test)]`, comments and test-only files skipped).
 fn imported() -> Graph {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
     let src = root().join("src");
-    let mut files = Vec::new();
-    walk(&src, &mut files);
+    let files = common::rs_files(&src);
     let mut g = Graph::new();
     for p in files {
         let file = p.file_name().unwrap().to_string_lossy().into_owned();

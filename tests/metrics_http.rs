@@ -1,21 +1,12 @@
 //! The /metrics, /healthz and /readyz endpoint over real TCP.
 
+mod common;
+
 use std::sync::Arc;
 
 use rds_csi::csi::identity::{Health, ReadinessFlag};
 use rds_csi::observability::{http, Metrics};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-async fn get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
 
 #[tokio::test]
 async fn serves_metrics_health_and_readiness() {
@@ -32,7 +23,7 @@ async fn serves_metrics_health_and_readiness() {
     .await
     .unwrap();
 
-    let m = get(addr, "/metrics").await;
+    let m = common::http_get(addr, "/metrics").await;
     assert!(
         m.starts_with("HTTP/1.0 200") || m.starts_with("HTTP/1.1 200"),
         "{m}"
@@ -40,12 +31,12 @@ async fn serves_metrics_health_and_readiness() {
     assert!(m.contains("rds_csi_inflight_rejections_total 1"), "{m}");
     assert!(m.contains("rds_csi_build_info"), "{m}");
 
-    assert!(get(addr, "/healthz").await.contains(" 200 "));
-    let r = get(addr, "/readyz").await;
+    assert!(common::http_get(addr, "/healthz").await.contains(" 200 "));
+    let r = common::http_get(addr, "/readyz").await;
     assert!(r.contains(" 503 ") && r.contains("RDS unreachable"), "{r}");
     flag.set(Health::ready());
-    assert!(get(addr, "/readyz").await.contains(" 200 "));
-    assert!(get(addr, "/nope").await.contains(" 404 "));
+    assert!(common::http_get(addr, "/readyz").await.contains(" 200 "));
+    assert!(common::http_get(addr, "/nope").await.contains(" 404 "));
 
     stop.cancel();
     task.await.unwrap();

@@ -3,6 +3,8 @@
 //! its type allows), and every alert is complete with a runbook anchor that exists in
 //! docs/operations.md.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -27,12 +29,10 @@ enum Type {
 /// Every metric the driver registers (as tests/docs.rs builds it: the common metrics, a real
 /// RDS client against a simulator, the attachment table's and the node's), with its type.
 async fn code_metrics() -> BTreeMap<String, Type> {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = rds_csi::simulator::harness::start_simulator(dir.path(), Default::default()).await;
-    let m = Metrics::new("controller");
-    let _rds = rds_csi::rds::RdsClient::new(sim.client_config("/storage-pool/csi"), &m).unwrap();
-    let _att = rds_csi::attachment::AttachmentMetrics::new(&m);
-    let _node = rds_csi::node::metrics::NodeMetrics::new(&m);
+    common::with_driver_metrics(typed).await
+}
+
+fn typed(m: &Metrics) -> BTreeMap<String, Type> {
     let exposition = m.render();
     let declared: BTreeMap<&str, &str> = exposition
         .lines()

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,10 +13,8 @@ use std::time::Duration;
 use csi_proto::v1 as csi;
 use csi_proto::v1::identity_client::IdentityClient;
 use csi_proto::v1::node_client::NodeClient;
-use rds_csi::csi::server;
 use rds_csi::node::{NodeConfig, NodePlugin, TransportConfig};
 use rds_csi::observability::Metrics;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 fn config(dir: &Path, transport: TransportConfig) -> NodeConfig {
@@ -39,34 +39,14 @@ fn config(dir: &Path, transport: TransportConfig) -> NodeConfig {
     }
 }
 
-struct Running {
-    sock: PathBuf,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
-}
-
-async fn start(cfg: NodeConfig, sock: PathBuf) -> Running {
+async fn start(cfg: NodeConfig, sock: PathBuf) -> Served {
     let plugin = NodePlugin::new(cfg, &Metrics::new("node")).unwrap();
-    let listener = server::bind(&rds_csi::csi::endpoint::Endpoint::Unix(sock.clone()))
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(server::serve(
-        listener,
-        plugin.routes(),
-        stop.clone(),
-        Duration::from_secs(2),
-    ));
-    Running { sock, stop, task }
+    common::serve(plugin.routes(), sock, Duration::from_secs(2)).await
 }
 
-impl Running {
+impl Served {
     async fn node(&self) -> NodeClient<tonic::transport::Channel> {
         NodeClient::new(common::unix_channel(&self.sock).await)
-    }
-    async fn shutdown(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
     }
 }
 

@@ -6,17 +6,17 @@
 //! Real parts: TCP listeners, the simulator over SSH on loopback, the HTTP endpoint.
 //! Its own test binary: the log subscriber is process-global.
 
-use std::io::Write;
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::logs::Captured;
 use rds_csi::controller::RdsReadiness;
-use rds_csi::observability::logging::{init_with_writer, LogFormat};
 use rds_csi::observability::{http, Metrics};
 use rds_csi::rds::{RdsClient, RdsConfig, RdsMonitor, Reachability};
 use rds_csi::simulator::harness::{start_simulator, SimHandle, SimOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -26,33 +26,16 @@ const BASE: &str = "/storage-pool/csi";
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The driver's log at the default level, as an operator's collector sees it.
 fn logs() -> &'static Captured {
     static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let c = Captured::default();
-        let w = c.clone();
-        init_with_writer(LogFormat::Text, "info", move || w.clone());
-        c
-    })
+    LOGS.get_or_init(Captured::install)
 }
 
 /// The log lines at `level` about the RDS at `rds` that contain `words`.
 fn lines(rds: &str, level: &str, words: &str) -> Vec<String> {
-    String::from_utf8_lossy(&logs().0.lock().unwrap())
+    logs()
+        .text()
         .lines()
         .filter(|l| l.contains(&format!(" {level} ")) && l.contains(rds) && l.contains(words))
         .map(str::to_owned)
@@ -61,12 +44,7 @@ fn lines(rds: &str, level: &str, words: &str) -> Vec<String> {
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, Duration) {
     let started = Instant::now();
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    let out = common::http_get(addr, path).await;
     let took = started.elapsed();
     let code = out
         .split_whitespace()

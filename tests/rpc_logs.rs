@@ -4,43 +4,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::logs::Captured;
 use csi_proto::v1 as csi;
 use csi_proto::v1::node_client::NodeClient;
-use rds_csi::csi::server;
 use rds_csi::node::{NodeConfig, NodePlugin, TransportConfig};
-use rds_csi::observability::logging::{init_with_writer, LogFormat};
 use rds_csi::observability::Metrics;
-use tokio_util::sync::CancellationToken;
-
-/// Everything the driver logged, as the operator's terminal would show it.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 impl Captured {
-    fn install() -> Self {
-        let c = Captured::default();
-        let w = c.clone();
-        // The production setup and its default level; no ANSI colours in a buffer.
-        init_with_writer(LogFormat::Text, "info", move || w.clone());
-        c
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
     /// The WARN lines that mention `rpc`.
     fn failures_of(&self, rpc: &str) -> Vec<String> {
         self.text()
@@ -146,16 +118,7 @@ async fn failed_rpcs_are_logged_with_rpc_volume_node_code_and_duration() {
     };
     let plugin = NodePlugin::new(cfg, &Metrics::new("node")).unwrap();
     let sock = dir.path().join("csi.sock");
-    let listener = server::bind(&rds_csi::csi::endpoint::Endpoint::Unix(sock.clone()))
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(server::serve(
-        listener,
-        plugin.routes(),
-        stop.clone(),
-        Duration::from_secs(2),
-    ));
+    let served = common::serve(plugin.routes(), sock.clone(), Duration::from_secs(2)).await;
     let mut n = NodeClient::new(common::unix_channel(&sock).await);
     let e = n
         .node_stage_volume(csi::NodeStageVolumeRequest {
@@ -176,6 +139,5 @@ async fn failed_rpcs_are_logged_with_rpc_volume_node_code_and_duration() {
             "volume_capability",
         ],
     );
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    served.shutdown().await;
 }

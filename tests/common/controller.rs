@@ -278,6 +278,21 @@ pub fn unpublish_req(vol: &csi::Volume, node: &str) -> csi::ControllerUnpublishV
     }
 }
 
+pub fn delete_req(id: &str) -> csi::DeleteVolumeRequest {
+    csi::DeleteVolumeRequest {
+        volume_id: id.into(),
+        ..Default::default()
+    }
+}
+
+pub fn snap_req(name: &str, source: &str) -> csi::CreateSnapshotRequest {
+    csi::CreateSnapshotRequest {
+        name: name.into(),
+        source_volume_id: source.into(),
+        ..Default::default()
+    }
+}
+
 /// The value of a metric line (e.g. `rds_csi_migration_active_migrations`) in the exposition.
 pub fn metric(m: &Metrics, line_prefix: &str) -> f64 {
     m.render()

@@ -199,16 +199,8 @@ impl Harness {
         let metrics = Metrics::new("node");
         let plugin = NodePlugin::new(cfg, &metrics).unwrap();
         let sock = root.join("csi.sock");
-        let listener = server::bind(&rds_csi::csi::endpoint::Endpoint::Unix(sock.clone()))
-            .await
-            .unwrap();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(server::serve(
-            listener,
-            plugin.routes(),
-            stop.clone(),
-            Duration::from_secs(5),
-        ));
+        let super::Served { sock, stop, task } =
+            super::serve(plugin.routes(), sock, Duration::from_secs(5)).await;
         let c = NodeClient::new(super::unix_channel(&sock).await);
         Harness {
             _cleanup: Cleanup { root: root.clone() },
