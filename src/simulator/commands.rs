@@ -1,4 +1,4 @@
-//! Parser for the RouterOS CLI subset the driver emits (src/rds/command.rs), plus the
+//! Parser for the RouterOS CLI subset the driver emits (src/rds/command/), plus the
 //! simulator's own `/simulator` menu. Values may be double-quoted (as the builder always
 //! does, numbers included) or bare; `[find k=v ...]` selects items. Errors use RouterOS's
 //! wording and 1-based columns: `bad command name x (line 1 column N)`,

@@ -2,7 +2,7 @@
 //! persisted disks with sparse backing files, optional real NVMe/TCP export through nvmet,
 //! and fault injection. `rds-csi simulator` runs it; [`harness`] starts it inside tests.
 //!
-//! Commands (exactly what src/rds/command.rs emits, quoted or bare values):
+//! Commands (exactly what src/rds/command/ emits, quoted or bare values):
 //! `/disk add|set|remove|print`, `/file print|remove`, `/system identity|resource print`,
 //! and the control menu `/simulator fault <spec>|clear`, `/simulator print` (see
 //! [`faults`] for the spec).
