@@ -50,15 +50,7 @@ async fn ten_thousand_volumes_in_100_entry_pages_are_fetched_once() {
     let mut token = String::new();
     let mut pages = 0;
     loop {
-        let r = c
-            .client
-            .list_volumes(csi::ListVolumesRequest {
-                max_entries: 100,
-                starting_token: token.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = c.list_volumes(100, &token).await.unwrap();
         assert!(r.entries.len() <= 100);
         seen.extend(r.entries.into_iter().map(|e| e.volume.unwrap().volume_id));
         pages += 1;
@@ -79,24 +71,8 @@ async fn ten_thousand_volumes_in_100_entry_pages_are_fetched_once() {
         "one listing of every disk for 100 pages"
     );
     // A second listing is a new generation: one more fetch, not one per page.
-    let r = c
-        .client
-        .list_volumes(csi::ListVolumesRequest {
-            max_entries: 5_000,
-            starting_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let r2 = c
-        .client
-        .list_volumes(csi::ListVolumesRequest {
-            max_entries: 5_000,
-            starting_token: r.next_token,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = c.list_volumes(5_000, "").await.unwrap();
+    let r2 = c.list_volumes(5_000, &r.next_token).await.unwrap();
     assert!(r2.next_token.is_empty());
     assert_eq!(r.entries.len() + r2.entries.len(), 10_000);
     assert_eq!(prints(&c, |x| x == "/disk print detail"), 2);
@@ -106,20 +82,11 @@ async fn ten_thousand_volumes_in_100_entry_pages_are_fetched_once() {
 async fn snapshots_in_pages_are_fetched_once_and_a_filter_keeps_its_own_listing() {
     let mut c = start().await;
     for v in ["pvc-lsa", "pvc-lsb"] {
-        c.client
-            .create_volume(create_req(v, GI, rwo()))
-            .await
-            .unwrap();
+        c.create(create_req(v, GI, rwo())).await.unwrap();
     }
     for i in 0..6 {
-        c.client
-            .create_snapshot(csi::CreateSnapshotRequest {
-                source_volume_id: if i % 2 == 0 { "pvc-lsa" } else { "pvc-lsb" }.into(),
-                name: format!("snapshot-{i}"),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let source = if i % 2 == 0 { "pvc-lsa" } else { "pvc-lsb" };
+        c.snapshot(&format!("snapshot-{i}"), source).await.unwrap();
     }
     let snapshot_lists = |c: &Ctl| prints(c, |x| x.contains("where slot~"));
     let before = snapshot_lists(&c);
@@ -133,12 +100,7 @@ async fn snapshots_in_pages_are_fetched_once_and_a_filter_keeps_its_own_listing(
     let mut token = String::new();
     let mut first_token = String::new();
     loop {
-        let r = c
-            .client
-            .list_snapshots(list("", token))
-            .await
-            .unwrap()
-            .into_inner();
+        let r = c.list_snapshots(list("", token)).await.unwrap();
         all.extend(r.entries.into_iter().map(|e| e.snapshot.unwrap()));
         if first_token.is_empty() {
             first_token = r.next_token.clone();
@@ -153,11 +115,9 @@ async fn snapshots_in_pages_are_fetched_once_and_a_filter_keeps_its_own_listing(
     // The unfiltered listing's token on a filtered listing reads that filter's snapshots
     // only (after the token's id), from its own fetch.
     let r = c
-        .client
         .list_snapshots(list("pvc-lsb", first_token))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(!r.entries.is_empty());
     assert!(
         r.entries

@@ -17,34 +17,14 @@ async fn after_a_restart_a_third_node_a_second_rwo_node_and_deleting_an_attached
         ..CtlOptions::default()
     })
     .await;
-    let db = c
-        .client
-        .create_volume(create_req("pvc-db", GI, rwo()))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let db = c.create(create_req("pvc-db", GI, rwo())).await.unwrap();
     let vm = c
-        .client
-        .create_volume(create_req("pvc-vm", GI, rwx_block()))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    c.client
-        .controller_publish_volume(publish_req(&db, "node-a", rwo()))
+        .create(create_req("pvc-vm", GI, rwx_block()))
         .await
         .unwrap();
-    c.client
-        .controller_publish_volume(publish_req(&vm, "node-a", rwx_block()))
-        .await
-        .unwrap();
-    c.client
-        .controller_publish_volume(publish_req(&vm, "node-b", rwx_block()))
-        .await
-        .unwrap();
+    c.publish(&db, "node-a", rwo()).await.unwrap();
+    c.publish(&vm, "node-a", rwx_block()).await.unwrap();
+    c.publish(&vm, "node-b", rwx_block()).await.unwrap();
     let deadline = c.controller.attachments().snapshot()["pvc-vm"]
         .migration()
         .unwrap()
@@ -52,17 +32,9 @@ async fn after_a_restart_a_third_node_a_second_rwo_node_and_deleting_an_attached
 
     c.restart().await.unwrap();
 
-    let e = c
-        .client
-        .controller_publish_volume(publish_req(&vm, "node-c", rwx_block()))
-        .await
-        .unwrap_err();
+    let e = c.publish(&vm, "node-c", rwx_block()).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "third node: {e:?}");
-    let e = c
-        .client
-        .controller_publish_volume(publish_req(&db, "node-b", rwo()))
-        .await
-        .unwrap_err();
+    let e = c.publish(&db, "node-b", rwo()).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "second RWO node: {e:?}");
     assert!(e.message().contains("node-a"), "{}", e.message());
     let e = c
@@ -86,10 +58,7 @@ async fn after_a_restart_a_third_node_a_second_rwo_node_and_deleting_an_attached
     );
 
     // The migration completes after the restart, and that is kept too.
-    c.client
-        .controller_unpublish_volume(unpublish_req(&vm, "node-a"))
-        .await
-        .unwrap();
+    c.unpublish(&vm, "node-a").await.unwrap();
     c.restart().await.unwrap();
     assert_eq!(
         c.controller.attachments().published_nodes("pvc-vm"),
@@ -111,18 +80,8 @@ async fn a_corrupt_state_file_stops_the_controller_with_an_error_naming_it() {
         ..CtlOptions::default()
     })
     .await;
-    let db = c
-        .client
-        .create_volume(create_req("pvc-db", GI, rwo()))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    c.client
-        .controller_publish_volume(publish_req(&db, "node-a", rwo()))
-        .await
-        .unwrap();
+    let db = c.create(create_req("pvc-db", GI, rwo())).await.unwrap();
+    c.publish(&db, "node-a", rwo()).await.unwrap();
     let path = c.state_path().unwrap();
     std::fs::write(&path, "{\"version\": 1, \"attachments\": [{\"volume\"").unwrap();
     let e = c.restart().await.unwrap_err();

@@ -18,42 +18,18 @@ use tonic::Code;
 const GI: i64 = GIB as i64;
 
 fn clone_of(name: &str, source: &str) -> csi::CreateVolumeRequest {
-    let mut r = create_req(name, GI, rwo());
-    r.volume_content_source = Some(csi::VolumeContentSource {
-        r#type: Some(csi::volume_content_source::Type::Volume(
-            csi::volume_content_source::VolumeSource {
-                volume_id: source.into(),
-            },
-        )),
-    });
-    r
+    from_volume(create_req(name, GI, rwo()), source)
 }
 
 fn restore_of(name: &str, snapshot_id: &str) -> csi::CreateVolumeRequest {
-    let mut r = create_req(name, GI, rwo());
-    r.volume_content_source = Some(csi::VolumeContentSource {
-        r#type: Some(csi::volume_content_source::Type::Snapshot(
-            csi::volume_content_source::SnapshotSource {
-                snapshot_id: snapshot_id.into(),
-            },
-        )),
-    });
-    r
+    from_snapshot(create_req(name, GI, rwo()), snapshot_id)
 }
 
-fn in_dir(mut r: csi::CreateVolumeRequest, dir: &str) -> csi::CreateVolumeRequest {
-    r.parameters.insert("volumePath".into(), dir.into());
-    r
+fn in_dir(r: csi::CreateVolumeRequest, dir: &str) -> csi::CreateVolumeRequest {
+    with_param(r, "volumePath", dir)
 }
 
 impl Ctl {
-    async fn create(&mut self, r: csi::CreateVolumeRequest) -> Result<csi::Volume, tonic::Status> {
-        self.client
-            .create_volume(r)
-            .await
-            .map(|r| r.into_inner().volume.unwrap())
-    }
-
     /// The `.img` files under the simulator's pool, as RDS paths.
     fn img_files(&self) -> Vec<String> {
         fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
@@ -70,6 +46,16 @@ impl Ctl {
         walk(&self.sim.data_dir(), &self.sim.data_dir(), &mut out);
         out.sort();
         out
+    }
+
+    /// A 1G disk in `slot` backed by `file`, added over SSH as an operator would.
+    async fn add_disk_by_hand(&self, file: &str, slot: &str) {
+        let cmd = format!("/disk add type=file file-path=\"{file}\" file-size=1G slot=\"{slot}\"");
+        let (out, err, _) = self.sim.ssh_exec(&cmd).await;
+        assert!(
+            !out.contains("failure") && !err.contains("failure"),
+            "{out}{err}"
+        );
     }
 
     fn host_path(&self, rds_path: &str) -> PathBuf {
@@ -165,11 +151,7 @@ async fn names_with_control_characters_or_over_128_bytes_stay_invalid_argument()
         let e = c.create(create_req(&name, GI, rwo())).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{name:?}: {e:?}");
         assert!(e.message().contains(word), "{word} not in {}", e.message());
-        let e = c
-            .client
-            .create_snapshot(snap_req(&name, "pvc-any"))
-            .await
-            .unwrap_err();
+        let e = c.snapshot(&name, "pvc-any").await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "snapshot {name:?}");
     }
     assert!(c.sim.commands().is_empty(), "{:?}", c.sim.commands());
@@ -198,14 +180,7 @@ async fn every_snapshot_name_csi_allows_snapshots_and_restores() {
             .snapshot
             .unwrap();
         assert!(s.snapshot_id.len() <= 128, "{}", s.snapshot_id);
-        let again = c
-            .client
-            .create_snapshot(snap_req(&name, &src.volume_id))
-            .await
-            .unwrap()
-            .into_inner()
-            .snapshot
-            .unwrap();
+        let again = c.snapshot(&name, &src.volume_id).await.unwrap();
         assert_eq!(again, s, "{name:?}");
         assert!(!seen.contains(&s.snapshot_id), "{name:?}");
         seen.push(s.snapshot_id.clone());
@@ -294,17 +269,10 @@ async fn a_retried_delete_removes_the_file_under_a_volume_path() {
         .unwrap();
     assert_eq!(c.img_files(), ["/storage-pool/csi/sub/pvc-sub.img"]);
     c.sim.fault("only=file-remove fail-next=1");
-    let e = c
-        .client
-        .delete_volume(delete_req(&v.volume_id))
-        .await
-        .unwrap_err();
+    let e = c.delete(&v.volume_id).await.unwrap_err();
     assert_ne!(e.code(), Code::Ok);
     assert!(c.sim.disks().is_empty(), "the disk went first");
-    c.client
-        .delete_volume(delete_req(&v.volume_id))
-        .await
-        .unwrap();
+    c.delete(&v.volume_id).await.unwrap();
     assert!(c.img_files().is_empty(), "{:?}", c.img_files());
 }
 
@@ -315,12 +283,8 @@ async fn a_retried_delete_removes_clone_restore_and_encoded_name_files() {
     let mut c = start().await;
     let src = c.create(create_req("pvc-src", GI, rwo())).await.unwrap();
     let snap = c
-        .client
-        .create_snapshot(snap_req("snap-for-restore", &src.volume_id))
+        .snapshot("snap-for-restore", &src.volume_id)
         .await
-        .unwrap()
-        .into_inner()
-        .snapshot
         .unwrap();
     let clone = c
         .create(clone_of("pvc-clone", &src.volume_id))
@@ -345,12 +309,9 @@ async fn a_retried_delete_removes_clone_restore_and_encoded_name_files() {
             .clone();
         c.sim.fault(fault);
         // A lost answer may already have removed the file; either way the retry succeeds.
-        let _ = c.client.delete_volume(delete_req(&v.volume_id)).await;
+        let _ = c.delete(&v.volume_id).await;
         c.sim.fault("clear");
-        c.client
-            .delete_volume(delete_req(&v.volume_id))
-            .await
-            .unwrap();
+        c.delete(&v.volume_id).await.unwrap();
         assert!(!c.img_files().contains(&file), "{file} leaked");
     }
     // The source and the snapshot are untouched.
@@ -368,14 +329,7 @@ async fn a_retried_snapshot_delete_removes_the_file_its_id_names() {
         ("snap-a", "only=file-remove fail-next=1"),
         ("Snapshot B", "only=file-remove drop-after-exec=1"),
     ] {
-        let s = c
-            .client
-            .create_snapshot(snap_req(name, &src.volume_id))
-            .await
-            .unwrap()
-            .into_inner()
-            .snapshot
-            .unwrap();
+        let s = c.snapshot(name, &src.volume_id).await.unwrap();
         let del = csi::DeleteSnapshotRequest {
             snapshot_id: s.snapshot_id.clone(),
             ..Default::default()
@@ -394,16 +348,8 @@ async fn a_retried_snapshot_delete_removes_the_file_its_id_names() {
 async fn a_delete_never_removes_a_file_another_disk_uses() {
     let c = start().await;
     // A disk in another slot whose file is named like volume pvc-x's.
-    let (out, err, _) = c
-        .sim
-        .ssh_exec(
-            "/disk add type=file file-path=\"/storage-pool/csi/pvc-x.img\" file-size=1G slot=\"other\"",
-        )
+    c.add_disk_by_hand("/storage-pool/csi/pvc-x.img", "other")
         .await;
-    assert!(
-        !out.contains("failure") && !err.contains("failure"),
-        "{out}{err}"
-    );
     let mut client = c.client.clone();
     client.delete_volume(delete_req("pvc-x")).await.unwrap();
     assert_eq!(c.img_files(), ["/storage-pool/csi/pvc-x.img"]);
@@ -446,39 +392,16 @@ async fn sizes_beyond_the_pool_or_its_free_space_are_refused_before_any_command(
     // A clone and a snapshot of the 8 GiB volume do not fit either.
     let e = c.create(clone_of("copy", &v.volume_id)).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
-    let e = c
-        .client
-        .create_snapshot(snap_req("snap", &v.volume_id))
-        .await
-        .unwrap_err();
+    let e = c.snapshot("snap", &v.volume_id).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     // Growing past the free space, or past the pool.
-    let expand = |bytes: i64| csi::ControllerExpandVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        capacity_range: Some(csi::CapacityRange {
-            required_bytes: bytes,
-            limit_bytes: 0,
-        }),
-        ..Default::default()
-    };
-    let e = c
-        .client
-        .controller_expand_volume(expand(11 * GI))
-        .await
-        .unwrap_err();
+    let expand = |bytes: i64| expand_req(&v.volume_id, bytes);
+    let e = c.expand(expand(11 * GI)).await.unwrap_err();
     assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
-    let e = c
-        .client
-        .controller_expand_volume(expand(10 * GI + 1))
-        .await
-        .unwrap_err();
+    let e = c.expand(expand(10 * GI + 1)).await.unwrap_err();
     assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
     c.create(create_req("one", GI, rwo())).await.unwrap();
-    let e = c
-        .client
-        .controller_expand_volume(expand(10 * GI))
-        .await
-        .unwrap_err();
+    let e = c.expand(expand(10 * GI)).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     assert_eq!(
         mutations(&c),
@@ -486,10 +409,7 @@ async fn sizes_beyond_the_pool_or_its_free_space_are_refused_before_any_command(
         "only the two creates that fit reached the RDS"
     );
     // What fits still works.
-    c.client
-        .controller_expand_volume(expand(9 * GI))
-        .await
-        .unwrap();
+    c.expand(expand(9 * GI)).await.unwrap();
 }
 
 // ---- 16.6 a leftover file at a new volume's path ---------------------------------------------
@@ -517,10 +437,7 @@ async fn a_leftover_file_is_named_with_what_to_do_and_never_removed() {
         let path = if path.is_empty() {
             // The id of a name is deterministic: learn it from a throwaway create and delete.
             let v = c.create(req.clone()).await.unwrap();
-            c.client
-                .delete_volume(delete_req(&v.volume_id))
-                .await
-                .unwrap();
+            c.delete(&v.volume_id).await.unwrap();
             format!("/storage-pool/csi/{}.img", v.volume_id)
         } else {
             path.to_string()
@@ -550,16 +467,8 @@ async fn a_leftover_file_is_named_with_what_to_do_and_never_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_volumes_path_used_by_another_disk_names_that_disk() {
     let mut c = start().await;
-    let (out, err, _) = c
-        .sim
-        .ssh_exec(
-            "/disk add type=file file-path=\"/storage-pool/csi/pvc-taken.img\" file-size=1G slot=\"intruder\"",
-        )
+    c.add_disk_by_hand("/storage-pool/csi/pvc-taken.img", "intruder")
         .await;
-    assert!(
-        !out.contains("failure") && !err.contains("failure"),
-        "{out}{err}"
-    );
     let e = c
         .create(create_req("pvc-taken", GI, rwo()))
         .await
@@ -589,17 +498,14 @@ fn delete_volume_logs_what_really_happened() {
         let v = c.create(create_req("pvc-log", GI, rwo())).await.unwrap();
         logs.take();
         for id in ["pvc-never-created", "pvc-also-never", "Not An Id"] {
-            c.client.delete_volume(delete_req(id)).await.unwrap();
+            c.delete(id).await.unwrap();
             let l = logs.take();
             assert!(
                 !l.contains("volume deleted") && (l.contains("nothing to delete")),
                 "{id}: {l}"
             );
         }
-        c.client
-            .delete_volume(delete_req(&v.volume_id))
-            .await
-            .unwrap();
+        c.delete(&v.volume_id).await.unwrap();
         let l = logs.take();
         assert!(
             l.contains("volume deleted (disk, export and backing file)"),
@@ -607,12 +513,9 @@ fn delete_volume_logs_what_really_happened() {
         );
         let v = c.create(create_req("pvc-log2", GI, rwo())).await.unwrap();
         c.sim.fault("only=file-remove fail-next=1");
-        let _ = c.client.delete_volume(delete_req(&v.volume_id)).await;
+        let _ = c.delete(&v.volume_id).await;
         logs.take();
-        c.client
-            .delete_volume(delete_req(&v.volume_id))
-            .await
-            .unwrap();
+        c.delete(&v.volume_id).await.unwrap();
         let l = logs.take();
         assert!(
             l.contains("removed the backing file an earlier delete left behind")
@@ -660,10 +563,7 @@ async fn no_error_echoes_more_than_a_few_hundred_bytes_of_an_input() {
     ));
     statuses.push((
         "ControllerPublish node_id",
-        c.client
-            .controller_publish_volume(publish_req(&v, &huge, rwo()))
-            .await
-            .unwrap_err(),
+        c.publish(&v, &huge, rwo()).await.unwrap_err(),
     ));
     let mut p = publish_req(&v, "node-a", rwo());
     p.volume_context
@@ -693,10 +593,7 @@ async fn no_error_echoes_more_than_a_few_hundred_bytes_of_an_input() {
     ));
     statuses.push((
         "CreateSnapshot source",
-        c.client
-            .create_snapshot(snap_req("s", &huge))
-            .await
-            .unwrap_err(),
+        c.snapshot("s", &huge).await.unwrap_err(),
     ));
     for (what, s) in statuses {
         assert!(

@@ -14,14 +14,7 @@ const GI: i64 = GIB as i64;
 async fn a_one_and_a_half_gib_volume_is_never_rounded_down() {
     let mut c = start().await;
     let req = create_req("pvc-onehalf", GI + GI / 2, rwo());
-    let v = c
-        .client
-        .create_volume(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = c.create(req).await.unwrap();
     assert_eq!(v.capacity_bytes, GI + GI / 2);
     let disk = c
         .sim
@@ -35,12 +28,8 @@ async fn a_one_and_a_half_gib_volume_is_never_rounded_down() {
     );
     // An odd byte count rounds up to the next MiB, never down.
     let v = c
-        .client
-        .create_volume(create_req("pvc-odd", GI + 1, rwo()))
+        .create(create_req("pvc-odd", GI + 1, rwo()))
         .await
-        .unwrap()
-        .into_inner()
-        .volume
         .unwrap();
     assert_eq!(v.capacity_bytes, GI + MIB as i64);
 }
@@ -49,22 +38,17 @@ async fn a_one_and_a_half_gib_volume_is_never_rounded_down() {
 async fn create_is_idempotent_and_an_incompatible_retry_is_already_exists() {
     let mut c = start().await;
     let a = c
-        .client
-        .create_volume(create_req("pvc-idem", 2 * GI, rwo()))
+        .create(create_req("pvc-idem", 2 * GI, rwo()))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let b = c
-        .client
-        .create_volume(create_req("pvc-idem", 2 * GI, rwo()))
+        .create(create_req("pvc-idem", 2 * GI, rwo()))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(a, b, "same volume, same context");
     assert_eq!(c.disk_adds(), 1);
     let e = c
-        .client
-        .create_volume(create_req("pvc-idem", 3 * GI, rwo()))
+        .create(create_req("pvc-idem", 3 * GI, rwo()))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
@@ -73,27 +57,20 @@ async fn create_is_idempotent_and_an_incompatible_retry_is_already_exists() {
     // one (CSI: compatible means within the range, not the same number)...
     let mut smaller = create_req("pvc-idem", GI, rwo());
     smaller.capacity_range.as_mut().unwrap().limit_bytes = 4 * GI;
-    let same = c.client.create_volume(smaller).await.unwrap().into_inner();
+    let same = c.create(smaller).await.unwrap();
     assert_eq!(same, a);
     // ...and one whose limit it exceeds is ALREADY_EXISTS.
     let mut capped = create_req("pvc-idem", GI, rwo());
     capped.capacity_range.as_mut().unwrap().limit_bytes = GI + GI / 2;
     assert_eq!(
-        c.client.create_volume(capped).await.unwrap_err().code(),
+        c.create(capped).await.unwrap_err().code(),
         Code::AlreadyExists
     );
     assert_eq!(c.disk_adds(), 1, "no retry created a disk");
     // A different content source is incompatible too.
-    let mut clone = create_req("pvc-idem", 2 * GI, rwo());
-    clone.volume_content_source = Some(csi::VolumeContentSource {
-        r#type: Some(csi::volume_content_source::Type::Volume(
-            csi::volume_content_source::VolumeSource {
-                volume_id: "pvc-idem".into(),
-            },
-        )),
-    });
+    let clone = from_volume(create_req("pvc-idem", 2 * GI, rwo()), "pvc-idem");
     assert_eq!(
-        c.client.create_volume(clone).await.unwrap_err().code(),
+        c.create(clone).await.unwrap_err().code(),
         Code::AlreadyExists
     );
 }
@@ -142,31 +119,25 @@ async fn bad_requests_are_refused_before_anything_reaches_the_rds() {
             "1 GiB",
         ),
         (
-            {
-                let mut r = create_req("pvc-param", GI, rwo());
-                r.parameters
-                    .insert("migrationTimeoutSeconds".into(), "10".into());
-                r
-            },
+            with_param(
+                create_req("pvc-param", GI, rwo()),
+                "migrationTimeoutSeconds",
+                "10",
+            ),
             Code::InvalidArgument,
             "30 to 3600",
         ),
         (
-            {
-                let mut r = create_req("pvc-param2", GI, rwo());
-                r.parameters.insert("bogus".into(), "1".into());
-                r
-            },
+            with_param(create_req("pvc-param2", GI, rwo()), "bogus", "1"),
             Code::InvalidArgument,
             "bogus",
         ),
         (
-            {
-                let mut r = create_req("pvc-path", GI, rwo());
-                r.parameters
-                    .insert("volumePath".into(), "/storage-pool/csi2".into());
-                r
-            },
+            with_param(
+                create_req("pvc-path", GI, rwo()),
+                "volumePath",
+                "/storage-pool/csi2",
+            ),
             Code::InvalidArgument,
             "volumePath",
         ),
@@ -175,7 +146,7 @@ async fn bad_requests_are_refused_before_anything_reaches_the_rds() {
         if req.name == "pvc-nocaps" {
             req.volume_capabilities.clear();
         }
-        let e = c.client.create_volume(req.clone()).await.unwrap_err();
+        let e = c.create(req.clone()).await.unwrap_err();
         assert_eq!(e.code(), code, "{}: {e:?}", req.name);
         assert!(e.message().contains(word), "{}: {}", req.name, e.message());
     }
@@ -190,14 +161,7 @@ async fn bad_requests_are_refused_before_anything_reaches_the_rds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_context_carries_what_the_node_needs_and_only_empty_volumes_are_fresh() {
     let mut c = start().await;
-    let v = c
-        .client
-        .create_volume(create_req("pvc-ctx", GI, rwo()))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = c.create(create_req("pvc-ctx", GI, rwo())).await.unwrap();
     let ctx = &v.volume_context;
     assert_eq!(ctx["nqn"], "nqn.2000-02.com.mikrotik:pvc-ctx");
     assert_eq!(ctx["nvmeAddress"], "127.0.0.1");
@@ -208,52 +172,13 @@ async fn the_context_carries_what_the_node_needs_and_only_empty_volumes_are_fres
         assert!(ctx.contains_key(k), "{k}");
     }
     // A clone and a restore are never fresh, even though they are new disks.
-    let mut clone = create_req("pvc-clone", GI, rwo());
-    clone.volume_content_source = Some(csi::VolumeContentSource {
-        r#type: Some(csi::volume_content_source::Type::Volume(
-            csi::volume_content_source::VolumeSource {
-                volume_id: "pvc-ctx".into(),
-            },
-        )),
-    });
-    let cv = c
-        .client
-        .create_volume(clone)
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let clone = from_volume(create_req("pvc-clone", GI, rwo()), "pvc-ctx");
+    let cv = c.create(clone).await.unwrap();
     assert_eq!(cv.volume_context["fresh"], "false");
     assert!(cv.content_source.is_some());
-    let snap = c
-        .client
-        .create_snapshot(csi::CreateSnapshotRequest {
-            source_volume_id: "pvc-ctx".into(),
-            name: "snapshot-ctx".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot
-        .unwrap();
-    let mut restore = create_req("pvc-restore", 2 * GI, rwo());
-    restore.volume_content_source = Some(csi::VolumeContentSource {
-        r#type: Some(csi::volume_content_source::Type::Snapshot(
-            csi::volume_content_source::SnapshotSource {
-                snapshot_id: snap.snapshot_id.clone(),
-            },
-        )),
-    });
-    let rv = c
-        .client
-        .create_volume(restore)
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let snap = c.snapshot("snapshot-ctx", "pvc-ctx").await.unwrap();
+    let restore = from_snapshot(create_req("pvc-restore", 2 * GI, rwo()), &snap.snapshot_id);
+    let rv = c.create(restore).await.unwrap();
     assert_eq!(rv.volume_context["fresh"], "false");
     assert_eq!(
         rv.capacity_bytes,
@@ -261,89 +186,40 @@ async fn the_context_carries_what_the_node_needs_and_only_empty_volumes_are_fres
         "a restore is grown to the request"
     );
     // A missing source is NOT_FOUND.
-    let mut missing = create_req("pvc-nosrc", GI, rwo());
-    missing.volume_content_source = Some(csi::VolumeContentSource {
-        r#type: Some(csi::volume_content_source::Type::Snapshot(
-            csi::volume_content_source::SnapshotSource {
-                snapshot_id: "snap-0000000000000000:pvc-ctx:1".into(),
-            },
-        )),
-    });
-    assert_eq!(
-        c.client.create_volume(missing).await.unwrap_err().code(),
-        Code::NotFound
+    let missing = from_snapshot(
+        create_req("pvc-nosrc", GI, rwo()),
+        "snap-0000000000000000:pvc-ctx:1",
     );
+    assert_eq!(c.create(missing).await.unwrap_err().code(), Code::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_removes_disk_and_file_and_unknown_ids_succeed() {
     let mut c = start().await;
-    c.client
-        .create_volume(create_req("pvc-del", GI, rwo()))
-        .await
-        .unwrap();
+    c.create(create_req("pvc-del", GI, rwo())).await.unwrap();
     let file = c.sim.data_dir().join("storage-pool/csi/pvc-del.img");
     assert!(file.exists(), "{}", file.display());
-    c.client
-        .delete_volume(csi::DeleteVolumeRequest {
-            volume_id: "pvc-del".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    c.delete("pvc-del").await.unwrap();
     assert!(c.sim.disks().is_empty());
     assert!(!file.exists());
     for id in ["pvc-del", "pvc-never", "Not/A Volume"] {
-        c.client
-            .delete_volume(csi::DeleteVolumeRequest {
-                volume_id: id.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        c.delete(id).await.unwrap();
     }
-    let e = c
-        .client
-        .delete_volume(csi::DeleteVolumeRequest::default())
-        .await
-        .unwrap_err();
+    let e = c.delete("").await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_capabilities_confirms_only_what_is_safe() {
     let mut c = start().await;
-    c.client
-        .create_volume(create_req("pvc-val", GI, rwo()))
-        .await
-        .unwrap();
-    let val = |cap| csi::ValidateVolumeCapabilitiesRequest {
-        volume_id: "pvc-val".into(),
-        volume_capabilities: vec![cap],
-        ..Default::default()
-    };
-    let r = c
-        .client
-        .validate_volume_capabilities(val(rwo()))
-        .await
-        .unwrap()
-        .into_inner();
+    c.create(create_req("pvc-val", GI, rwo())).await.unwrap();
+    let val = |cap| validate_req("pvc-val", vec![cap]);
+    let r = c.validate(val(rwo())).await.unwrap();
     assert!(r.confirmed.is_some());
-    let r = c
-        .client
-        .validate_volume_capabilities(val(rwx_block()))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = c.validate(val(rwx_block())).await.unwrap();
     assert!(r.confirmed.is_some(), "RWX block is confirmed");
-    let r = c
-        .client
-        .validate_volume_capabilities(val(mount_cap(
-            csi::volume_capability::access_mode::Mode::MultiNodeMultiWriter,
-        )))
-        .await
-        .unwrap()
-        .into_inner();
+    let fs_rwx = mount_cap(csi::volume_capability::access_mode::Mode::MultiNodeMultiWriter);
+    let r = c.validate(val(fs_rwx)).await.unwrap();
     assert!(
         r.confirmed.is_none() && r.message.contains("Block"),
         "{}",
@@ -351,32 +227,19 @@ async fn validate_capabilities_confirms_only_what_is_safe() {
     );
     let mut unknown = val(rwo());
     unknown.volume_id = "pvc-missing".into();
-    assert_eq!(
-        c.client
-            .validate_volume_capabilities(unknown)
-            .await
-            .unwrap_err()
-            .code(),
-        Code::NotFound
-    );
+    let e = c.validate(unknown).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
     let mut nocaps = val(rwo());
     nocaps.volume_capabilities.clear();
-    assert_eq!(
-        c.client
-            .validate_volume_capabilities(nocaps)
-            .await
-            .unwrap_err()
-            .code(),
-        Code::InvalidArgument
-    );
+    let e = c.validate(nocaps).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_volumes_pages_through_concurrent_creates_without_repeats() {
     let mut c = start().await;
     for i in 0..5 {
-        c.client
-            .create_volume(create_req(&format!("pvc-list-{i}"), GI, rwo()))
+        c.create(create_req(&format!("pvc-list-{i}"), GI, rwo()))
             .await
             .unwrap();
     }
@@ -384,22 +247,11 @@ async fn list_volumes_pages_through_concurrent_creates_without_repeats() {
     let mut token = String::new();
     let mut page_no = 0;
     loop {
-        let r = c
-            .client
-            .list_volumes(csi::ListVolumesRequest {
-                max_entries: 2,
-                starting_token: token.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = c.list_volumes(2, &token).await.unwrap();
         seen.extend(r.entries.into_iter().map(|e| e.volume.unwrap().volume_id));
         if page_no == 0 {
             // A create between pages must not make the listing repeat or skip earlier entries.
-            c.client
-                .create_volume(create_req("pvc-list-9", GI, rwo()))
-                .await
-                .unwrap();
+            c.create(create_req("pvc-list-9", GI, rwo())).await.unwrap();
         }
         page_no += 1;
         if r.next_token.is_empty() {
@@ -413,154 +265,67 @@ async fn list_volumes_pages_through_concurrent_creates_without_repeats() {
     for i in 0..5 {
         assert!(seen.contains(&format!("pvc-list-{i}")), "{seen:?}");
     }
-    let e = c
-        .client
-        .list_volumes(csi::ListVolumesRequest {
-            max_entries: 1,
-            starting_token: "invalid-token".into(),
-        })
-        .await
-        .unwrap_err();
+    let e = c.list_volumes(1, "invalid-token").await.unwrap_err();
     assert_eq!(e.code(), Code::Aborted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_is_the_pools_free_space() {
     let mut c = start().await;
-    let free0 = c
-        .client
-        .get_capacity(csi::GetCapacityRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .available_capacity;
-    assert_eq!(free0, 100 * GI);
-    c.client
-        .create_volume(create_req("pvc-cap", 10 * GI, rwo()))
+    assert_eq!(c.capacity().await, 100 * GI);
+    c.create(create_req("pvc-cap", 10 * GI, rwo()))
         .await
         .unwrap();
-    let free1 = c
-        .client
-        .get_capacity(csi::GetCapacityRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .available_capacity;
-    assert_eq!(free1, 90 * GI);
+    assert_eq!(c.capacity().await, 90 * GI);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expand_grows_byte_exact_never_shrinks_and_asks_the_node_for_filesystems() {
     let mut c = start().await;
-    c.client
-        .create_volume(create_req("pvc-grow", GI, rwo()))
-        .await
-        .unwrap();
-    let exp = |bytes: i64, cap: Option<csi::VolumeCapability>| csi::ControllerExpandVolumeRequest {
-        volume_id: "pvc-grow".into(),
-        capacity_range: Some(csi::CapacityRange {
-            required_bytes: bytes,
-            limit_bytes: 0,
-        }),
-        volume_capability: cap,
-        ..Default::default()
+    c.create(create_req("pvc-grow", GI, rwo())).await.unwrap();
+    let exp = |bytes: i64, cap: Option<csi::VolumeCapability>| {
+        let mut r = expand_req("pvc-grow", bytes);
+        r.volume_capability = cap;
+        r
     };
-    let r = c
-        .client
-        .controller_expand_volume(exp(3 * GI + GI / 2, Some(rwo())))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = c.expand(exp(3 * GI + GI / 2, Some(rwo()))).await.unwrap();
     assert_eq!(r.capacity_bytes, 3 * GI + GI / 2);
     assert!(r.node_expansion_required);
-    let r = c
-        .client
-        .controller_expand_volume(exp(2 * GI, Some(rwo())))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = c.expand(exp(2 * GI, Some(rwo()))).await.unwrap();
     assert_eq!(
         r.capacity_bytes,
         3 * GI + GI / 2,
         "never shrinks; idempotent"
     );
-    let r = c
-        .client
-        .controller_expand_volume(exp(4 * GI, Some(rwx_block())))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = c.expand(exp(4 * GI, Some(rwx_block()))).await.unwrap();
     assert!(!r.node_expansion_required, "block needs no node step");
     let mut missing = exp(4 * GI, None);
     missing.volume_id = "pvc-nope".into();
-    assert_eq!(
-        c.client
-            .controller_expand_volume(missing)
-            .await
-            .unwrap_err()
-            .code(),
-        Code::NotFound
-    );
+    let e = c.expand(missing).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_are_idempotent_by_name_listable_and_deletable() {
     let mut c = start().await;
-    c.client
-        .create_volume(create_req("pvc-src", GI, rwo()))
-        .await
-        .unwrap();
-    c.client
-        .create_volume(create_req("pvc-src2", GI, rwo()))
-        .await
-        .unwrap();
-    let snap = |name: &str, src: &str| csi::CreateSnapshotRequest {
-        source_volume_id: src.into(),
-        name: name.into(),
-        ..Default::default()
-    };
-    let a = c
-        .client
-        .create_snapshot(snap("snapshot-a", "pvc-src"))
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot
-        .unwrap();
+    c.create(create_req("pvc-src", GI, rwo())).await.unwrap();
+    c.create(create_req("pvc-src2", GI, rwo())).await.unwrap();
+    let a = c.snapshot("snapshot-a", "pvc-src").await.unwrap();
     assert!(a.ready_to_use);
     assert_eq!(a.source_volume_id, "pvc-src");
     assert_eq!(a.size_bytes, GI);
-    let again = c
-        .client
-        .create_snapshot(snap("snapshot-a", "pvc-src"))
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot
-        .unwrap();
+    let again = c.snapshot("snapshot-a", "pvc-src").await.unwrap();
     assert_eq!(a, again, "same name, same snapshot (id and creation time)");
-    let e = c
-        .client
-        .create_snapshot(snap("snapshot-a", "pvc-src2"))
-        .await
-        .unwrap_err();
+    let e = c.snapshot("snapshot-a", "pvc-src2").await.unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
     assert_eq!(
-        c.client
-            .create_snapshot(snap("snapshot-x", "pvc-none"))
+        c.snapshot("snapshot-x", "pvc-none")
             .await
             .unwrap_err()
             .code(),
         Code::NotFound
     );
-    let b = c
-        .client
-        .create_snapshot(snap("snapshot-b", "pvc-src2"))
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot
-        .unwrap();
+    let b = c.snapshot("snapshot-b", "pvc-src2").await.unwrap();
     // The snapshot disk is not exported.
     let sdisk = c
         .sim
@@ -570,109 +335,45 @@ async fn snapshots_are_idempotent_by_name_listable_and_deletable() {
         .unwrap();
     assert!(!sdisk.nvme_tcp_export);
 
-    let lister = c.client.clone();
-    let list = |req: csi::ListSnapshotsRequest| {
-        let mut client = lister.clone();
-        async move { client.list_snapshots(req).await }
-    };
-    let all = list(csi::ListSnapshotsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let all = c.list_snapshots(Default::default()).await.unwrap().entries;
     assert_eq!(all.len(), 2);
-    let by_id = list(csi::ListSnapshotsRequest {
+    let by_id = c.list_snapshots(csi::ListSnapshotsRequest {
         snapshot_id: b.snapshot_id.clone(),
         ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .entries;
+    });
+    let by_id = by_id.await.unwrap().entries;
     assert_eq!(by_id.len(), 1);
     assert_eq!(by_id[0].snapshot.as_ref().unwrap(), &b);
-    let by_src = list(csi::ListSnapshotsRequest {
+    let by_src = c.list_snapshots(csi::ListSnapshotsRequest {
         source_volume_id: "pvc-src".into(),
         ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .entries;
-    assert_eq!(by_src.len(), 1);
-    let page = list(csi::ListSnapshotsRequest {
-        max_entries: 1,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner();
+    });
+    assert_eq!(by_src.await.unwrap().entries.len(), 1);
+    let page = c.list_snapshots(list_snapshots_req(1, "")).await.unwrap();
     assert_eq!(page.entries.len(), 1);
-    let page2 = list(csi::ListSnapshotsRequest {
-        max_entries: 1,
-        starting_token: page.next_token,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner();
+    let page2 = c.list_snapshots(list_snapshots_req(1, &page.next_token));
+    let page2 = page2.await.unwrap();
     assert_eq!(page2.entries.len(), 1);
     assert_ne!(page.entries[0], page2.entries[0]);
-    let none = list(csi::ListSnapshotsRequest {
+    let none = c.list_snapshots(csi::ListSnapshotsRequest {
         snapshot_id: "no-such-snapshot".into(),
         ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner();
-    assert!(none.entries.is_empty());
+    });
+    assert!(none.await.unwrap().entries.is_empty());
 
-    c.client
-        .delete_snapshot(csi::DeleteSnapshotRequest {
-            snapshot_id: a.snapshot_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    c.client
-        .delete_snapshot(csi::DeleteSnapshotRequest {
-            snapshot_id: a.snapshot_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        list(csi::ListSnapshotsRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .entries
-            .len(),
-        1
-    );
+    c.delete_snapshot(&a.snapshot_id).await.unwrap();
+    c.delete_snapshot(&a.snapshot_id).await.unwrap();
+    let left = c.list_snapshots(Default::default()).await.unwrap();
+    assert_eq!(left.entries.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_after_disk_add_never_makes_a_duplicate_or_loses_the_disk() {
     let mut c = start().await;
     c.sim.fault("only=disk-add drop-after-exec=1");
-    let v = c
-        .client
-        .create_volume(create_req("pvc-lost", GI, rwo()))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = c.create(create_req("pvc-lost", GI, rwo())).await.unwrap();
     assert_eq!(v.capacity_bytes, GI);
-    let again = c
-        .client
-        .create_volume(create_req("pvc-lost", GI, rwo()))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let again = c.create(create_req("pvc-lost", GI, rwo())).await.unwrap();
     assert_eq!(again, v);
     assert_eq!(c.sim.disks().len(), 1);
     assert_eq!(c.disk_adds(), 1);
@@ -683,8 +384,7 @@ async fn a_full_pool_is_resource_exhausted_and_an_unreachable_rds_is_unavailable
     let mut c = start().await;
     c.sim.fault("disk-full=yes");
     let e = c
-        .client
-        .create_volume(create_req("pvc-full", GI, rwo()))
+        .create(create_req("pvc-full", GI, rwo()))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
@@ -696,8 +396,7 @@ async fn a_full_pool_is_resource_exhausted_and_an_unreachable_rds_is_unavailable
     let mut last = None;
     for _ in 0..8 {
         let e = c
-            .client
-            .create_volume(create_req("pvc-down", GI, rwo()))
+            .create(create_req("pvc-down", GI, rwo()))
             .await
             .unwrap_err();
         last = Some(e.code());
@@ -729,28 +428,14 @@ async fn a_second_operation_on_the_same_volume_is_aborted_at_once() {
         "answered at once"
     );
     first.await.unwrap().unwrap();
-    assert_eq!(metric(&c.metrics, "rds_csi_inflight_rejections_total"), 1.0);
+    assert_eq!(c.metric("rds_csi_inflight_rejections_total"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_volume_reports_condition_and_publication() {
     let mut c = start().await;
-    let v = c
-        .client
-        .create_volume(create_req("pvc-get", GI, rwo()))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    let r = c
-        .client
-        .controller_get_volume(csi::ControllerGetVolumeRequest {
-            volume_id: "pvc-get".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let v = c.create(create_req("pvc-get", GI, rwo())).await.unwrap();
+    let r = c.get_volume("pvc-get").await.unwrap();
     assert!(
         !r.status
             .as_ref()
@@ -760,45 +445,22 @@ async fn get_volume_reports_condition_and_publication() {
             .unwrap()
             .abnormal
     );
-    c.client
-        .controller_publish_volume(publish_req(&v, "node-a", rwo()))
-        .await
-        .unwrap();
-    let r = c
-        .client
-        .controller_get_volume(csi::ControllerGetVolumeRequest {
-            volume_id: "pvc-get".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    c.publish(&v, "node-a", rwo()).await.unwrap();
+    let r = c.get_volume("pvc-get").await.unwrap();
     assert_eq!(
         r.status.as_ref().unwrap().published_node_ids,
         vec!["node-a".to_string()]
     );
     // The disk vanishes on the RDS behind our back while published: abnormal, not NOT_FOUND.
     c.sim.ssh_exec("/disk remove [find slot=\"pvc-get\"]").await;
-    let r = c
-        .client
-        .controller_get_volume(csi::ControllerGetVolumeRequest {
-            volume_id: "pvc-get".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = c.get_volume("pvc-get").await.unwrap();
     let cond = r.status.unwrap().volume_condition.unwrap();
     assert!(
         cond.abnormal && cond.message.contains("missing"),
         "{}",
         cond.message
     );
-    let e = c
-        .client
-        .controller_get_volume(csi::ControllerGetVolumeRequest {
-            volume_id: "pvc-other".into(),
-        })
-        .await
-        .unwrap_err();
+    let e = c.get_volume("pvc-other").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 }
 
@@ -819,10 +481,7 @@ async fn the_grpc_deadline_bounds_create_volume_end_to_end() {
     assert!(e.message().contains("pvc-slow"), "names the volume: {e:?}");
     c.sim.fault("clear");
     // The retry the CO makes next finds no half-made volume to trip over.
-    c.client
-        .create_volume(create_req("pvc-slow", GI, rwo()))
-        .await
-        .unwrap();
+    c.create(create_req("pvc-slow", GI, rwo())).await.unwrap();
 }
 
 /// Issue 19.6: CreateVolume looks for its disk once before `/disk add` (the controller's look
@@ -842,28 +501,19 @@ async fn create_volume_looks_for_its_disk_once_before_adding_it() {
             .count()
     };
     let before = c.sim.commands().len();
-    c.client
-        .create_volume(create_req("pvc-onelook", GI, rwo()))
+    c.create(create_req("pvc-onelook", GI, rwo()))
         .await
         .unwrap();
     let cmds = c.sim.commands()[before..].to_vec();
     assert_eq!(looks_before_add(&cmds, "pvc-onelook"), 1, "{cmds:#?}");
 
     let before = c.sim.commands().len();
-    let mut clone = create_req("pvc-onelook-clone", GI, rwo());
-    clone.volume_content_source = Some(csi::VolumeContentSource {
-        r#type: Some(csi::volume_content_source::Type::Volume(
-            csi::volume_content_source::VolumeSource {
-                volume_id: "pvc-onelook".into(),
-            },
-        )),
-    });
-    c.client.create_volume(clone).await.unwrap();
+    let clone = from_volume(create_req("pvc-onelook-clone", GI, rwo()), "pvc-onelook");
+    c.create(clone).await.unwrap();
     let cmds = c.sim.commands()[before..].to_vec();
     assert_eq!(looks_before_add(&cmds, "pvc-onelook-clone"), 1, "{cmds:#?}");
     // A retry still finds the disk and adds nothing.
-    c.client
-        .create_volume(create_req("pvc-onelook", GI, rwo()))
+    c.create(create_req("pvc-onelook", GI, rwo()))
         .await
         .unwrap();
     assert_eq!(c.disk_adds(), 2);

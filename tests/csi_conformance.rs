@@ -17,8 +17,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use common::controller::{self as ctl, delete_req, snap_req, Ctl};
+use common::controller::{self as ctl, Ctl};
 use common::loop_node::{self as ln, Cleanup, Harness};
+use common::requests::*;
 use csi::volume_capability::access_mode::Mode;
 use csi_proto::v1 as csi;
 use rds_csi::rds::size::GIB;
@@ -45,14 +46,7 @@ fn refused<T: std::fmt::Debug>(
         Ok(v) => panic!("{case}: expected {code:?}, got OK {v:?}"),
         Err(s) => s,
     };
-    assert_eq!(s.code(), code, "{case}: {}", s.message());
-    for w in words {
-        assert!(
-            s.message().contains(w),
-            "{case}: {w:?} missing from {:?}",
-            s.message()
-        );
-    }
+    common::assert_refused(case, &s, code, words);
 }
 
 fn ok<T>(case: &str, r: Result<tonic::Response<T>, tonic::Status>) -> T {
@@ -68,43 +62,6 @@ async fn create(c: &mut Ctl, name: &str, bytes: i64, cap: csi::VolumeCapability)
         .create_volume(ctl::create_req(name, bytes, cap))
         .await;
     ok(&format!("CreateVolume {name}"), r).volume.unwrap()
-}
-
-fn expand_req(id: &str, bytes: i64) -> csi::ControllerExpandVolumeRequest {
-    csi::ControllerExpandVolumeRequest {
-        volume_id: id.into(),
-        capacity_range: Some(csi::CapacityRange {
-            required_bytes: bytes,
-            limit_bytes: 0,
-        }),
-        ..Default::default()
-    }
-}
-
-fn validate_req(
-    id: &str,
-    caps: Vec<csi::VolumeCapability>,
-) -> csi::ValidateVolumeCapabilitiesRequest {
-    csi::ValidateVolumeCapabilitiesRequest {
-        volume_id: id.into(),
-        volume_capabilities: caps,
-        ..Default::default()
-    }
-}
-
-fn list_volumes_req(max: i32, token: &str) -> csi::ListVolumesRequest {
-    csi::ListVolumesRequest {
-        max_entries: max,
-        starting_token: token.into(),
-    }
-}
-
-fn list_snapshots_req(max: i32, token: &str) -> csi::ListSnapshotsRequest {
-    csi::ListSnapshotsRequest {
-        max_entries: max,
-        starting_token: token.into(),
-        ..Default::default()
-    }
 }
 
 // ---- Controller and Identity (no root needed) ------------------------------------------------

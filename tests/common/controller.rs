@@ -20,6 +20,9 @@ use rds_csi::simulator::harness::{start_simulator, SimHandle, SimOptions};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Channel;
+use tonic::Status;
+
+pub use super::requests::*;
 
 pub const BASE: &str = "/storage-pool/csi";
 pub const NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik:";
@@ -47,6 +50,119 @@ impl Ctl {
             .iter()
             .filter(|x| x.starts_with("/disk add"))
             .count()
+    }
+}
+
+/// The controller's RPCs as a test calls them: the answer's payload, or the refusal.
+impl Ctl {
+    pub async fn create(&mut self, r: csi::CreateVolumeRequest) -> Result<csi::Volume, Status> {
+        let r = self.client.create_volume(r).await?;
+        Ok(r.into_inner().volume.unwrap())
+    }
+
+    pub async fn delete(&mut self, volume_id: &str) -> Result<(), Status> {
+        self.client.delete_volume(delete_req(volume_id)).await?;
+        Ok(())
+    }
+
+    pub async fn publish(
+        &mut self,
+        v: &csi::Volume,
+        node: &str,
+        cap: csi::VolumeCapability,
+    ) -> Result<csi::ControllerPublishVolumeResponse, Status> {
+        let r = self
+            .client
+            .controller_publish_volume(publish_req(v, node, cap));
+        Ok(r.await?.into_inner())
+    }
+
+    pub async fn unpublish(&mut self, v: &csi::Volume, node: &str) -> Result<(), Status> {
+        let r = self
+            .client
+            .controller_unpublish_volume(unpublish_req(v, node));
+        r.await?;
+        Ok(())
+    }
+
+    pub async fn get_volume(
+        &mut self,
+        volume_id: &str,
+    ) -> Result<csi::ControllerGetVolumeResponse, Status> {
+        let r = self
+            .client
+            .controller_get_volume(csi::ControllerGetVolumeRequest {
+                volume_id: volume_id.into(),
+            });
+        Ok(r.await?.into_inner())
+    }
+
+    pub async fn snapshot(&mut self, name: &str, source: &str) -> Result<csi::Snapshot, Status> {
+        let r = self.client.create_snapshot(snap_req(name, source)).await?;
+        Ok(r.into_inner().snapshot.unwrap())
+    }
+
+    pub async fn validate(
+        &mut self,
+        r: csi::ValidateVolumeCapabilitiesRequest,
+    ) -> Result<csi::ValidateVolumeCapabilitiesResponse, Status> {
+        Ok(self
+            .client
+            .validate_volume_capabilities(r)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn expand(
+        &mut self,
+        r: csi::ControllerExpandVolumeRequest,
+    ) -> Result<csi::ControllerExpandVolumeResponse, Status> {
+        Ok(self.client.controller_expand_volume(r).await?.into_inner())
+    }
+
+    pub async fn list_volumes(
+        &mut self,
+        max: i32,
+        token: &str,
+    ) -> Result<csi::ListVolumesResponse, Status> {
+        let r = self.client.list_volumes(list_volumes_req(max, token));
+        Ok(r.await?.into_inner())
+    }
+
+    pub async fn list_snapshots(
+        &mut self,
+        r: csi::ListSnapshotsRequest,
+    ) -> Result<csi::ListSnapshotsResponse, Status> {
+        Ok(self.client.list_snapshots(r).await?.into_inner())
+    }
+
+    pub async fn delete_snapshot(&mut self, snapshot_id: &str) -> Result<(), Status> {
+        let r = self.client.delete_snapshot(csi::DeleteSnapshotRequest {
+            snapshot_id: snapshot_id.into(),
+            ..Default::default()
+        });
+        r.await?;
+        Ok(())
+    }
+
+    /// GetCapacity's `available_capacity` for no particular topology or parameters.
+    pub async fn capacity(&mut self) -> i64 {
+        let r = self.client.get_capacity(csi::GetCapacityRequest::default());
+        r.await.unwrap().into_inner().available_capacity
+    }
+
+    /// The value of a metric line (see [`metric`]).
+    pub fn metric(&self, line_prefix: &str) -> f64 {
+        metric(&self.metrics, line_prefix)
+    }
+
+    /// The first event recorded with `reason`: (object, event).
+    pub fn event(&self, reason: &str) -> (String, rds_csi::attachment::Event) {
+        self.events
+            .all()
+            .into_iter()
+            .find(|(_, e)| e.reason.as_str() == reason)
+            .unwrap_or_else(|| panic!("no {reason} event in {:?}", self.events.reasons()))
     }
 }
 
@@ -213,84 +329,6 @@ async fn serve_controller(
     let client = ControllerClient::new(channel.clone());
     let identity = IdentityClient::new(channel);
     Ok((client, identity, controller, metrics, events, stop, running))
-}
-
-pub fn mount_cap(mode: csi::volume_capability::access_mode::Mode) -> csi::VolumeCapability {
-    csi::VolumeCapability {
-        access_type: Some(csi::volume_capability::AccessType::Mount(
-            csi::volume_capability::MountVolume {
-                fs_type: "ext4".into(),
-                ..Default::default()
-            },
-        )),
-        access_mode: Some(csi::volume_capability::AccessMode { mode: mode as i32 }),
-    }
-}
-
-pub fn block_cap(mode: csi::volume_capability::access_mode::Mode) -> csi::VolumeCapability {
-    csi::VolumeCapability {
-        access_type: Some(csi::volume_capability::AccessType::Block(
-            csi::volume_capability::BlockVolume {},
-        )),
-        access_mode: Some(csi::volume_capability::AccessMode { mode: mode as i32 }),
-    }
-}
-
-pub fn rwo() -> csi::VolumeCapability {
-    mount_cap(csi::volume_capability::access_mode::Mode::SingleNodeWriter)
-}
-
-pub fn rwx_block() -> csi::VolumeCapability {
-    block_cap(csi::volume_capability::access_mode::Mode::MultiNodeMultiWriter)
-}
-
-pub fn create_req(name: &str, bytes: i64, cap: csi::VolumeCapability) -> csi::CreateVolumeRequest {
-    csi::CreateVolumeRequest {
-        name: name.into(),
-        capacity_range: Some(csi::CapacityRange {
-            required_bytes: bytes,
-            limit_bytes: 0,
-        }),
-        volume_capabilities: vec![cap],
-        ..Default::default()
-    }
-}
-
-pub fn publish_req(
-    vol: &csi::Volume,
-    node: &str,
-    cap: csi::VolumeCapability,
-) -> csi::ControllerPublishVolumeRequest {
-    csi::ControllerPublishVolumeRequest {
-        volume_id: vol.volume_id.clone(),
-        node_id: node.into(),
-        volume_capability: Some(cap),
-        volume_context: vol.volume_context.clone(),
-        ..Default::default()
-    }
-}
-
-pub fn unpublish_req(vol: &csi::Volume, node: &str) -> csi::ControllerUnpublishVolumeRequest {
-    csi::ControllerUnpublishVolumeRequest {
-        volume_id: vol.volume_id.clone(),
-        node_id: node.into(),
-        ..Default::default()
-    }
-}
-
-pub fn delete_req(id: &str) -> csi::DeleteVolumeRequest {
-    csi::DeleteVolumeRequest {
-        volume_id: id.into(),
-        ..Default::default()
-    }
-}
-
-pub fn snap_req(name: &str, source: &str) -> csi::CreateSnapshotRequest {
-    csi::CreateSnapshotRequest {
-        name: name.into(),
-        source_volume_id: source.into(),
-        ..Default::default()
-    }
 }
 
 /// The value of a metric line (e.g. `rds_csi_migration_active_migrations`) in the exposition.

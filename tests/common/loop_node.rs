@@ -407,14 +407,7 @@ pub fn first_bytes(p: &Path, n: usize) -> Vec<u8> {
 
 pub fn expect_code(r: Result<(), tonic::Status>, code: Code, words: &[&str]) -> String {
     let s = r.expect_err("the call should have been refused");
-    assert_eq!(s.code(), code, "{}", s.message());
-    for w in words {
-        assert!(
-            s.message().contains(w),
-            "{w:?} missing from: {}",
-            s.message()
-        );
-    }
+    super::assert_refused("refused", &s, code, words);
     s.message().to_owned()
 }
 

@@ -4,6 +4,7 @@
 pub mod controller;
 pub mod logs;
 pub mod loop_node;
+pub mod requests;
 
 use std::path::{Path, PathBuf};
 
@@ -111,4 +112,17 @@ pub async fn with_driver_metrics<T>(f: impl FnOnce(&rds_csi::observability::Metr
     let _att = rds_csi::attachment::AttachmentMetrics::new(&m);
     let _node = rds_csi::node::metrics::NodeMetrics::new(&m);
     f(&m)
+}
+
+/// Asserts `s` carries `code` and a message holding every one of `words`; `case` names what
+/// was checked.
+pub fn assert_refused(case: &str, s: &tonic::Status, code: tonic::Code, words: &[&str]) {
+    assert_eq!(s.code(), code, "{case}: {}", s.message());
+    for w in words {
+        assert!(
+            s.message().contains(w),
+            "{case}: {w:?} missing from {:?}",
+            s.message()
+        );
+    }
 }
