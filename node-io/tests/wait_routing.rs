@@ -118,6 +118,58 @@ fn a_renumbered_controller_is_found_through_the_event_that_names_it() {
 }
 
 #[test]
+fn a_controller_number_reused_by_another_nqn_routes_its_namespaces_to_the_new_one() {
+    // The hub answers events about a known controller's namespaces from its routing table
+    // (no sysfs read per event); the table follows the controller's own remove and add, so
+    // a number the kernel reuses for another volume routes that volume's namespace to it.
+    let s = FakeSys::new();
+    s.controller(3, OTHER_NQN, 4420, "live")
+        .private_ns(3, &Ns { minor: 3, ..NS1 });
+    let (tx, rx) = mpsc::channel();
+    let root = s.root().to_path_buf();
+    let kernel = std::thread::spawn(move || {
+        let ctl = "/devices/virtual/nvme-fabrics/ctl/nvme3";
+        std::thread::sleep(Duration::from_millis(100));
+        // The hub learns that nvme3 serves OTHER_NQN.
+        tx.send(uevent("change", &format!("{ctl}/nvme3n1"), "block"))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // nvme3 goes (disconnected) ...
+        let s = FakeSys::at(&root);
+        for link in ["class/nvme/nvme3", "block/nvme3n1"] {
+            std::fs::remove_file(root.join(link)).unwrap();
+        }
+        std::fs::remove_dir_all(s.ctl_dir(3)).unwrap();
+        tx.send(uevent("remove", ctl, "nvme")).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // ... and its number comes back for NQN, then its namespace appears.
+        s.controller(3, NQN, 4420, "live");
+        tx.send(uevent("add", ctl, "nvme")).unwrap();
+        s.private_ns(3, &Ns { minor: 9, ..NS1 });
+        tx.send(uevent("add", &format!("{ctl}/nvme3n1"), "block"))
+            .unwrap();
+        tx
+    });
+    let mut waker = Waker::forwarded(rx);
+    let found = wait_for_block_device(
+        s.root(),
+        NQN,
+        Instant::now() + Duration::from_secs(5),
+        &mut waker,
+    )
+    .unwrap();
+    let _tx = kernel.join().unwrap();
+    assert_eq!(found.device.name, "nvme3n1");
+    assert_eq!(found.device.dev.minor, 9);
+    // Woken by the events (the safety poll would come after 1 s).
+    assert!(
+        found.waited < Duration::from_millis(900),
+        "{:?}",
+        found.waited
+    );
+}
+
+#[test]
 fn a_remove_of_a_controller_already_gone_reaches_the_wait_of_its_nqn() {
     let s = FakeSys::new();
     s.controller(0, NQN, 4420, "live")
