@@ -314,26 +314,37 @@ pub(super) fn read_subsystem(
     dir: &SysDir,
     nqn: Option<&str>,
 ) -> Result<Option<Subsystem>, SysfsError> {
+    Ok(read_subsystem_listed(instance, dir, nqn)?.map(|(s, _)| s))
+}
+
+/// [`read_subsystem`] and the names in `dir` it listed (its controller links and namespace
+/// heads), for a caller that needs both from one listing.
+pub(super) fn read_subsystem_listed(
+    instance: u32,
+    dir: &SysDir,
+    nqn: Option<&str>,
+) -> Result<Option<(Subsystem, Vec<String>)>, SysfsError> {
     let Some(subsysnqn) = dir.read("subsysnqn")? else {
         return Ok(None);
     };
     if nqn.is_some_and(|n| n != subsysnqn) {
         return Ok(None);
     }
-    let mut controllers: Vec<u32> = dir
-        .names()?
-        .into_iter()
-        .filter_map(|n| match NvmeDevice::parse(&n) {
+    let names = dir.names()?;
+    let mut controllers: Vec<u32> = names
+        .iter()
+        .filter_map(|n| match NvmeDevice::parse(n) {
             Ok(NvmeDevice::Controller { ctrl }) => Some(ctrl),
             _ => None,
         })
         .collect();
     controllers.sort_unstable();
-    Ok(Some(Subsystem {
+    let sub = Subsystem {
         instance,
         subsysnqn,
         controllers,
-    }))
+    };
+    Ok(Some((sub, names)))
 }
 
 /// The controller at `dir`, `None` if it is gone or (with `nqn`) serves another NQN.

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::attr::{read_attr, SysDir};
-use super::controller::{controller_dir, read_controller_state, read_subsystem, subsystem_dir};
+use super::controller::{
+    controller_dir, read_controller_state, read_subsystem_listed, subsystem_dir,
+};
 use super::{choose, devices_from, scan, BlockDevice, ControllerState, Subsystem, SysfsError};
 use crate::dev_num::parse_decimal;
 use crate::device_path::NvmeDevice;
@@ -144,15 +146,16 @@ impl SubsystemHint {
             block,
         } = dirs;
         let mut subsystems = BTreeMap::new();
-        let mut subsystem_dirs = Vec::new();
+        // Each subsystem directory's names, listed once: its controller links and its heads.
+        let mut subsystem_names = Vec::new();
         for &s in &self.subsystems {
             let Some(class) = subsys_class else { break };
             let Some(dir) = class.at(&format!("nvme-subsys{s}"))? else {
                 continue;
             };
-            if let Some(sub) = read_subsystem(s, &dir, Some(nqn))? {
+            if let Some((sub, names)) = read_subsystem_listed(s, &dir, Some(nqn))? {
                 subsystems.insert(s, sub);
-                subsystem_dirs.push((s, dir));
+                subsystem_names.push((s, names));
             }
         }
         let wanted: BTreeSet<u32> = self
@@ -175,9 +178,9 @@ impl SubsystemHint {
         // nodes and private namespaces under the controller. They are read through
         // /sys/block, as the full scan reads them.
         let mut names = BTreeSet::new();
-        for (s, dir) in &subsystem_dirs {
-            for name in dir.names()? {
-                if matches!(NvmeDevice::parse(&name), Ok(NvmeDevice::Namespace { instance, .. }) if instance == *s)
+        for (s, listed) in subsystem_names {
+            for name in listed {
+                if matches!(NvmeDevice::parse(&name), Ok(NvmeDevice::Namespace { instance, .. }) if instance == s)
                 {
                     names.insert(name);
                 }
