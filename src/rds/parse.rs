@@ -86,6 +86,26 @@ pub fn parse_items(text: &str) -> Result<Vec<Item>, ParseError> {
     Ok(items)
 }
 
+/// The typed getters [`Item`] and [`ItemRef`] share, each over the type's own `get_str`.
+macro_rules! typed_getters {
+    () => {
+        /// An integer, plain or space-grouped (`53 687 091 200`).
+        pub fn get_u64(&self, key: &str) -> Result<u64, FieldError> {
+            typed_u64(key, self.get_str(key))
+        }
+
+        /// A byte count: a plain or grouped integer, or an exact human size (`50.0GiB`).
+        pub fn get_bytes(&self, key: &str) -> Result<u64, FieldError> {
+            typed_bytes(key, self.get_str(key))
+        }
+
+        /// `yes`/`no`/`true`/`false`, in any case.
+        pub fn get_bool(&self, key: &str) -> Result<bool, FieldError> {
+            typed_bool(key, self.get_str(key))
+        }
+    };
+}
+
 /// One printed item, lent by [`visit_items`]: its list number (if numbered), flag letters,
 /// comment, and fields in the order printed (keys unique).
 pub struct ItemRef<'a> {
@@ -142,20 +162,7 @@ impl<'a> ItemRef<'a> {
         }
     }
 
-    /// See [`Item::get_u64`].
-    pub fn get_u64(&self, key: &str) -> Result<u64, FieldError> {
-        typed_u64(key, self.get_str(key))
-    }
-
-    /// See [`Item::get_bytes`].
-    pub fn get_bytes(&self, key: &str) -> Result<u64, FieldError> {
-        typed_bytes(key, self.get_str(key))
-    }
-
-    /// See [`Item::get_bool`].
-    pub fn get_bool(&self, key: &str) -> Result<bool, FieldError> {
-        typed_bool(key, self.get_str(key))
-    }
+    typed_getters!();
 }
 
 /// One printed item, owned: its list number (if numbered), flag letters, comment, and fields
@@ -198,20 +205,7 @@ impl Item {
             .map(|(_, v)| v.as_str())
     }
 
-    /// An integer, plain or space-grouped (`53 687 091 200`).
-    pub fn get_u64(&self, key: &str) -> Result<u64, FieldError> {
-        typed_u64(key, self.get_str(key))
-    }
-
-    /// A byte count: a plain or grouped integer, or an exact human size (`50.0GiB`).
-    pub fn get_bytes(&self, key: &str) -> Result<u64, FieldError> {
-        typed_bytes(key, self.get_str(key))
-    }
-
-    /// `yes`/`no`/`true`/`false`, in any case.
-    pub fn get_bool(&self, key: &str) -> Result<bool, FieldError> {
-        typed_bool(key, self.get_str(key))
-    }
+    typed_getters!();
 }
 
 // The typed getters, shared by `Item` and `ItemRef`: `value` is the field's raw value, if
