@@ -231,6 +231,18 @@ struct Worker {
     inflight: usize,
 }
 
+/// The time left before `read`'s deadline as a kernel timespec, or `None` once the deadline
+/// has passed (the read is then answered `TimedOut`).
+fn time_left(read: &mut ReadReq) -> Option<Box<types::Timespec>> {
+    match read.deadline.checked_duration_since(Instant::now()) {
+        Some(left) => Some(timespec(left)),
+        None => {
+            read.answer(ReadOutcome::TimedOut);
+            None
+        }
+    }
+}
+
 fn timespec(d: Duration) -> Box<types::Timespec> {
     Box::new(
         types::Timespec::new()
@@ -294,22 +306,25 @@ impl Worker {
         }
     }
 
+    /// Queues `sqe` under `token`, linked to a timeout of `ts` (which must outlive the
+    /// operation: the caller keeps it in the op), so the kernel cancels it at the deadline.
+    fn push_linked(&mut self, sqe: squeue::Entry, token: u64, ts: &types::Timespec) {
+        let sqe = sqe.flags(squeue::Flags::IO_LINK).user_data(token);
+        let timeout = opcode::LinkTimeout::new(ts)
+            .build()
+            .user_data(token | TIMEOUT_BIT);
+        self.backlog.push_back(vec![sqe, timeout]);
+    }
+
     fn queue_open(&mut self, path: CString, mut read: ReadReq) {
-        let Some(left) = read.deadline.checked_duration_since(Instant::now()) else {
-            read.answer(ReadOutcome::TimedOut);
+        let Some(ts) = time_left(&mut read) else {
             return;
         };
         let token = self.token();
-        let ts = timespec(left);
         let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
             .flags(libc::O_RDONLY | libc::O_DIRECT | libc::O_CLOEXEC)
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(token);
-        let timeout = opcode::LinkTimeout::new(&*ts)
-            .build()
-            .user_data(token | TIMEOUT_BIT);
-        self.backlog.push_back(vec![open, timeout]);
+            .build();
+        self.push_linked(open, token, &ts);
         self.ops.insert(
             token,
             Op::Open {
@@ -321,23 +336,16 @@ impl Worker {
     }
 
     fn queue_read(&mut self, fd: OwnedFd, mut read: ReadReq) {
-        let Some(left) = read.deadline.checked_duration_since(Instant::now()) else {
-            read.answer(ReadOutcome::TimedOut);
+        let Some(ts) = time_left(&mut read) else {
             return;
         };
         let token = self.token();
-        let ts = timespec(left);
         let mut buf = AlignedBuf::new(read.len);
         let len = u32::try_from(read.len).unwrap_or(u32::MAX);
         let rd = opcode::Read::new(types::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), len)
             .offset(read.offset)
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(token);
-        let timeout = opcode::LinkTimeout::new(&*ts)
-            .build()
-            .user_data(token | TIMEOUT_BIT);
-        self.backlog.push_back(vec![rd, timeout]);
+            .build();
+        self.push_linked(rd, token, &ts);
         self.ops.insert(
             token,
             Op::Read {
