@@ -15,7 +15,7 @@ use crate::node::error::NodeError;
 use crate::node::host_identity::HostIdentity;
 use crate::node::metrics::NodeMetrics;
 use crate::node::stage_record::{Boot, StageRecord};
-use crate::node::transport::Transport;
+use crate::node::transport::{Device, Transport};
 
 /// The one volume-id rule (`crate::volume::VolumeId`: ids are RDS slots). Volume ids become
 /// file names under the state dir, which the rule makes safe (no `/`, no leading `.`).
@@ -89,6 +89,18 @@ impl Node {
     /// The stage record of `volume_id` in the running boot; NotStaged without one.
     pub(super) fn staged(&self, volume_id: &str) -> Result<StageRecord, NodeError> {
         self.record(volume_id)?.ok_or(NodeError::NotStaged)
+    }
+}
+
+/// The staging path `path` holds mount `m`, not the volume's `device` (a mount left from
+/// before a renumbering, or put there by something else).
+pub(super) fn staging_mounted_elsewhere(path: &Path, m: &MountInfo, device: Device) -> NodeError {
+    NodeError::StagingMountedElsewhere {
+        path: path.to_path_buf(),
+        mounted: m.dev,
+        source_name: m.source.to_string_lossy().into_owned(),
+        device: device.name,
+        dev: device.dev,
     }
 }
 

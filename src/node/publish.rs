@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::node::error::NodeError;
 use crate::node::mount::{self, parse_mount_options};
-use crate::node::ops::{dev_of, Node};
+use crate::node::ops::{dev_of, staging_mounted_elsewhere, Node};
 use crate::node::stage_record::{AccessType, StageRecord};
 
 pub struct PublishRequest {
@@ -63,21 +63,9 @@ impl Node {
         };
         // The staging mount is bound into the pod only if it is the volume's device now: a
         // mount left from before a renumbering (or put there by something else) is not.
-        let d =
-            self.transport
-                .resolve(&rec.target)
-                .await?
-                .ok_or_else(|| NodeError::DeviceMissing {
-                    target: rec.target.to_string(),
-                })?;
+        let d = self.transport.resolve_present(&rec.target).await?;
         if staged.dev != d.dev {
-            return Err(NodeError::StagingMountedElsewhere {
-                path: r.staging_path.clone(),
-                mounted: staged.dev,
-                source_name: staged.source.to_string_lossy().into_owned(),
-                device: d.name,
-                dev: d.dev,
-            });
+            return Err(staging_mounted_elsewhere(&r.staging_path, &staged, d));
         }
         if let Some(m) = self.mounts_at(&r.target_path)?.last() {
             if m.dev != staged.dev {
@@ -102,13 +90,7 @@ impl Node {
 
     async fn publish_block(&self, r: &PublishRequest, rec: &StageRecord) -> Result<(), NodeError> {
         let v = r.volume_id.as_str();
-        let d =
-            self.transport
-                .resolve(&rec.target)
-                .await?
-                .ok_or_else(|| NodeError::DeviceMissing {
-                    target: rec.target.to_string(),
-                })?;
+        let d = self.transport.resolve_present(&rec.target).await?;
         if let Some(parent) = r.target_path.parent() {
             mount::ensure_dir(parent)?;
         }

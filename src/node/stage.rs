@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::node::error::NodeError;
 use crate::node::fs_plan::{plan_filesystem, FsPlan};
 use crate::node::mount::{self, parse_mount_options, MountOptions};
-use crate::node::ops::Node;
+use crate::node::ops::{staging_mounted_elsewhere, Node};
 use crate::node::stage_record::{AccessType, StageRecord, StagedDevice};
 use crate::node::transport::{Device, Target};
 use crate::volume::context::VolumeContext;
@@ -128,13 +128,7 @@ impl Node {
                     .new_record(&r, &t, Some(&device), fs, None)
                     .save(&self.state_dir);
             }
-            return Err(NodeError::StagingMountedElsewhere {
-                path: r.staging_path.clone(),
-                mounted: m.dev,
-                source_name: m.source.to_string_lossy().into_owned(),
-                device: device.name,
-                dev: device.dev,
-            });
+            return Err(staging_mounted_elsewhere(&r.staging_path, m, device));
         }
         let (fs, formatted) = self
             .prepare_filesystem(&r, &t, &device, &opts, formatting, deadline)

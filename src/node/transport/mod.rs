@@ -127,6 +127,11 @@ impl Transport {
         }
     }
 
+    /// The device now; `DeviceMissing` naming the target when it is not present.
+    pub async fn resolve_present(&self, t: &Target) -> Result<Device, NodeError> {
+        self.resolve(t).await?.ok_or_else(|| not_attached(t))
+    }
+
     /// The device now, or None when it is not present.
     pub async fn resolve(&self, t: &Target) -> Result<Option<Device>, NodeError> {
         let (this, target) = (self.clone(), t.clone());
