@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use node_io::holders::{self, HolderReport, ScanMode};
+use node_io::holders::{self, HolderError, HolderReport, ScanMode};
 use tokio::time::Instant;
 
 use crate::node::error::NodeError;
@@ -16,32 +16,42 @@ impl Node {
         d: &Device,
         deadline: Instant,
     ) -> Result<HolderReport, NodeError> {
-        let (proc_root, sys_root, name, path) = (
-            self.proc_root.clone(),
-            self.sys_root.clone(),
-            d.name.clone(),
-            d.path.clone(),
-        );
-        // The scan reads /proc and two mount namespaces; the kernel's exclusive-open claim
-        // covers every namespace.
+        let scan = self.holder_scan(d);
+        let name = d.name.clone();
         blocking_until(
             format!("scanning holders of {}", d.name),
             deadline,
             move || {
-                holders::holder_report_with_claim(
-                    &proc_root,
-                    &sys_root,
-                    &name,
-                    &path,
-                    ScanMode::default(),
-                )
-                .map_err(|source| NodeError::HolderScan {
+                scan().map_err(|source| NodeError::HolderScan {
                     device: name,
                     source,
                 })
             },
         )
         .await
+    }
+
+    /// The blocking scan of who holds `d`, to run off the async threads. It reads /proc and
+    /// two mount namespaces; the kernel's exclusive-open claim covers every namespace.
+    pub(super) fn holder_scan(
+        &self,
+        d: &Device,
+    ) -> impl FnOnce() -> Result<HolderReport, HolderError> + Send + 'static {
+        let (proc_root, sys_root, name, path) = (
+            self.proc_root.clone(),
+            self.sys_root.clone(),
+            d.name.clone(),
+            d.path.clone(),
+        );
+        move || {
+            holders::holder_report_with_claim(
+                &proc_root,
+                &sys_root,
+                &name,
+                &path,
+                ScanMode::default(),
+            )
+        }
     }
 }
 

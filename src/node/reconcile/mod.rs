@@ -17,7 +17,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use node_io::holders::{self, ScanMode};
 use node_io::sysfs;
 use tokio_util::sync::CancellationToken;
 
@@ -210,22 +209,7 @@ impl Reconciler {
             Err(e) => return tracing::warn!(nqn, "reconciler: orphan: {e}"),
         };
         if let Some(d) = device {
-            let (proc_root, sys_root, name, path) = (
-                self.node.proc_root.clone(),
-                self.node.sys_root.clone(),
-                d.name.clone(),
-                d.path.clone(),
-            );
-            let report = tokio::task::spawn_blocking(move || {
-                holders::holder_report_with_claim(
-                    &proc_root,
-                    &sys_root,
-                    &name,
-                    &path,
-                    ScanMode::default(),
-                )
-            })
-            .await;
+            let report = tokio::task::spawn_blocking(self.node.holder_scan(&d)).await;
             match report {
                 Ok(Ok(r)) if r.is_empty() && r.is_complete() => {}
                 Ok(Ok(r)) => {
