@@ -59,17 +59,22 @@ impl BootId {
     /// The running boot's id, from `<proc_root>/sys/kernel/random/boot_id`.
     pub fn current(proc_root: &Path) -> Result<Self, NodeError> {
         let path = proc_root.join("sys/kernel/random/boot_id");
-        let text = std::fs::read_to_string(&path).map_err(|source| NodeError::Io {
-            what: "cannot read the boot id",
-            path: path.clone(),
-            source,
-        })?;
+        let text = read_proc(&path, "cannot read the boot id")?;
         Self::parse(&text).map_err(|what| NodeError::RecordDamaged { path, what })
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A /proc file's text; `Io` naming it and `what` failed otherwise.
+fn read_proc(path: &Path, what: &'static str) -> Result<String, NodeError> {
+    std::fs::read_to_string(path).map_err(|source| NodeError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The running boot, as the node checks records against it.
@@ -85,11 +90,7 @@ impl Boot {
     pub fn current(proc_root: &Path) -> Result<Self, NodeError> {
         let id = BootId::current(proc_root)?;
         let path = proc_root.join("stat");
-        let stat = std::fs::read_to_string(&path).map_err(|source| NodeError::Io {
-            what: "cannot read",
-            path: path.clone(),
-            source,
-        })?;
+        let stat = read_proc(&path, "cannot read")?;
         let btime = stat
             .lines()
             .find_map(|l| l.strip_prefix("btime "))
