@@ -86,6 +86,19 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// `pid`'s fd directory; `None` when the process is gone (nothing to scan) or when the
+    /// directory cannot be opened (recorded as a skipped pid).
+    fn fd_dir(&mut self, pid: u32) -> Option<OwnedFd> {
+        match open_fd_dir(self.proc_root, pid) {
+            Ok(d) => Some(d),
+            Err(e) if vanished(&e) => None,
+            Err(e) => {
+                self.skip(pid, &e);
+                None
+            }
+        }
+    }
+
     fn skip(&mut self, pid: u32, e: &io::Error) {
         self.scan.skipped_pids.push(SkippedPid {
             pid,
@@ -148,13 +161,8 @@ pub(super) fn scan_sequential(proc_root: &Path, pids: &[u32], devs: &[DevNum]) -
     let mut c = Collector::new(proc_root, devs);
     let mut buf = vec![MaybeUninit::<u8>::uninit(); LIST_BUF];
     for &pid in pids {
-        let dir = match open_fd_dir(proc_root, pid) {
-            Ok(d) => d,
-            Err(e) if vanished(&e) => continue,
-            Err(e) => {
-                c.skip(pid, &e);
-                continue;
-            }
+        let Some(dir) = c.fd_dir(pid) else {
+            continue;
         };
         let mut p = c.pid(pid);
         let mut entries = RawDir::new(&dir, &mut buf);
@@ -263,13 +271,8 @@ pub(super) fn scan_uring(
         Ok(())
     };
     for &pid in pids {
-        let dir = match open_fd_dir(proc_root, pid) {
-            Ok(d) => d,
-            Err(e) if vanished(&e) => continue,
-            Err(e) => {
-                c.skip(pid, &e);
-                continue;
-            }
+        let Some(dir) = c.fd_dir(pid) else {
+            continue;
         };
         let mut names = Vec::new();
         let mut failed = None;
