@@ -199,25 +199,46 @@ pub(super) fn list_controllers_of(
     sys_root: &Path,
     nqn: Option<&str>,
 ) -> Result<Vec<Controller>, SysfsError> {
+    let controller = |name: &str| match NvmeDevice::parse(name) {
+        Ok(NvmeDevice::Controller { ctrl }) => Some(ctrl),
+        _ => None,
+    };
+    list_class(sys_root, "class/nvme", nqn, controller, read_controller)
+}
+
+/// Reads one class object (instance, its directory, the NQN it must serve): `None` if gone
+/// or serving another NQN.
+type ReadObject<T> = fn(u32, &SysDir, Option<&str>) -> Result<Option<T>, SysfsError>;
+
+/// The objects of the sysfs class directory `class` that serve `nqn` (all without one), read
+/// by `read` from their directories, sorted by instance. A name `instance_of` does not take is
+/// not one of the class's objects; an object gone before its read is left out.
+fn list_class<T>(
+    sys_root: &Path,
+    class: &str,
+    nqn: Option<&str>,
+    instance_of: impl Fn(&str) -> Option<u32>,
+    read: ReadObject<T>,
+) -> Result<Vec<T>, SysfsError> {
     let mut out = Vec::new();
-    let Some(class) = SysDir::open(sys_root.join("class/nvme"))? else {
-        return Ok(out);
+    let Some(class) = SysDir::open(sys_root.join(class))? else {
+        return Ok(Vec::new());
     };
     for name in class.names()? {
-        let Ok(NvmeDevice::Controller { ctrl }) = NvmeDevice::parse(&name) else {
+        let Some(instance) = instance_of(&name) else {
             continue;
         };
         if !serves(&class, &name, nqn)? {
             continue;
         }
         if let Some(dir) = class.at(&name)? {
-            if let Some(c) = read_controller(ctrl, &dir, nqn)? {
-                out.push(c);
+            if let Some(object) = read(instance, &dir, nqn)? {
+                out.push((instance, object));
             }
         }
     }
-    out.sort_by_key(|c| c.instance);
-    Ok(out)
+    out.sort_by_key(|(instance, _)| *instance);
+    Ok(out.into_iter().map(|(_, object)| object).collect())
 }
 
 /// Whether the object `name` in `class` serves `nqn` (always true without one): ONE read
@@ -238,25 +259,14 @@ pub(super) fn list_subsystems_of(
     sys_root: &Path,
     nqn: Option<&str>,
 ) -> Result<Vec<Subsystem>, SysfsError> {
-    let mut out = Vec::new();
-    let Some(class) = SysDir::open(sys_root.join("class/nvme-subsystem"))? else {
-        return Ok(out);
-    };
-    for name in class.names()? {
-        let Some(instance) = name.strip_prefix("nvme-subsys").and_then(parse_decimal) else {
-            continue;
-        };
-        if !serves(&class, &name, nqn)? {
-            continue;
-        }
-        if let Some(dir) = class.at(&name)? {
-            if let Some(s) = read_subsystem(instance, &dir, nqn)? {
-                out.push(s);
-            }
-        }
-    }
-    out.sort_by_key(|s| s.instance);
-    Ok(out)
+    let subsystem = |name: &str| name.strip_prefix("nvme-subsys").and_then(parse_decimal);
+    list_class(
+        sys_root,
+        "class/nvme-subsystem",
+        nqn,
+        subsystem,
+        read_subsystem,
+    )
 }
 
 /// The state of every controller of `nqn`, by instance: two small reads per controller of
