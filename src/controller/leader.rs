@@ -283,6 +283,25 @@ impl Persistence {
     }
 }
 
+impl LeaderGate {
+    /// A fencing RPC: refused unless this replica leads; once answered, the attachment table
+    /// is saved (when kept on disk) before the answer is given.
+    async fn fenced<T>(
+        &self,
+        rpc: &'static str,
+        call: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        if !self.leadership.is_leader() {
+            return Err(self.leadership.refusal(rpc));
+        }
+        let answer = call.await?;
+        if let Some(p) = &self.persistence {
+            p.save(&self.inner, rpc).await?;
+        }
+        Ok(answer)
+    }
+}
+
 #[tonic::async_trait]
 impl CsiController for LeaderGate {
     async fn create_volume(
@@ -303,28 +322,22 @@ impl CsiController for LeaderGate {
         &self,
         req: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
-        if !self.leadership.is_leader() {
-            return Err(self.leadership.refusal("ControllerPublishVolume"));
-        }
-        let answer = CsiController::controller_publish_volume(self.inner.as_ref(), req).await?;
-        if let Some(p) = &self.persistence {
-            p.save(&self.inner, "ControllerPublishVolume").await?;
-        }
-        Ok(answer)
+        self.fenced(
+            "ControllerPublishVolume",
+            CsiController::controller_publish_volume(self.inner.as_ref(), req),
+        )
+        .await
     }
 
     async fn controller_unpublish_volume(
         &self,
         req: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
-        if !self.leadership.is_leader() {
-            return Err(self.leadership.refusal("ControllerUnpublishVolume"));
-        }
-        let answer = CsiController::controller_unpublish_volume(self.inner.as_ref(), req).await?;
-        if let Some(p) = &self.persistence {
-            p.save(&self.inner, "ControllerUnpublishVolume").await?;
-        }
-        Ok(answer)
+        self.fenced(
+            "ControllerUnpublishVolume",
+            CsiController::controller_unpublish_volume(self.inner.as_ref(), req),
+        )
+        .await
     }
 
     async fn validate_volume_capabilities(
