@@ -215,30 +215,32 @@ async fn kube_seams(args: &ControllerArgs, metrics: &Metrics) -> Result<Kubernet
 /// namespace file, else `default`.
 #[cfg(feature = "kubernetes")]
 fn own_namespace() -> String {
-    std::env::var("POD_NAMESPACE")
-        .ok()
-        .filter(|n| !n.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                .ok()
-                .map(|n| n.trim().to_owned())
-                .filter(|n| !n.is_empty())
-        })
-        .unwrap_or_else(|| "default".to_owned())
+    env_or_file(
+        "POD_NAMESPACE",
+        "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+    )
+    .unwrap_or_else(|| "default".to_owned())
 }
 
 /// The host name (a pod's name), which the sidecars use as their Lease identity.
 #[cfg(feature = "kubernetes")]
 fn own_hostname() -> String {
-    std::env::var("HOSTNAME")
+    env_or_file("HOSTNAME", "/proc/sys/kernel/hostname").unwrap_or_default()
+}
+
+/// The variable `var` if set and not empty, else the trimmed text of `file` if readable and
+/// not empty.
+#[cfg(feature = "kubernetes")]
+fn env_or_file(var: &str, file: &str) -> Option<String> {
+    std::env::var(var)
         .ok()
-        .filter(|h| !h.is_empty())
+        .filter(|v| !v.is_empty())
         .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
+            std::fs::read_to_string(file)
                 .ok()
-                .map(|h| h.trim().to_owned())
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
         })
-        .unwrap_or_default()
 }
 
 async fn serve(args: ControllerArgs) -> Result<(), RoleError> {
