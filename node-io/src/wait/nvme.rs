@@ -37,51 +37,79 @@ fn target(nqn: &str) -> String {
     format!("NVMe subsystem {nqn}")
 }
 
-/// Resolves `nqn`'s device as the trigger asks: a full scan (which refreshes the hint and
-/// tells the hub who owns the objects) or a read of the hinted objects plus those named.
-fn resolve(
-    w: &Watch<'_>,
-    sys_root: &Path,
-    nqn: &str,
-    hint: &mut SubsystemHint,
-    dirs: &mut Option<ClassDirs>,
-    trigger: Trigger,
-) -> Result<Option<BlockDevice>, SysfsError> {
-    let trigger = match trigger {
-        // Nothing known to re-read: only a full scan can find anything.
-        Trigger::Named(named) if named.is_empty() && hint.is_empty() => Trigger::Full,
-        t => t,
-    };
-    match trigger {
-        Trigger::Full => {
-            let (devices, h) = SubsystemHint::scan(sys_root, nqn)?;
-            *hint = h;
-            if let Some(hub) = w.hub() {
-                for o in hint.objects() {
-                    hub.note_owner(sys_root, o, nqn);
-                }
-            }
-            choose(nqn, devices)
-        }
-        Trigger::Named(objects) => {
-            for o in objects {
-                hint.learn(o);
-            }
-            if dirs.is_none() {
-                *dirs = ClassDirs::open(sys_root)?;
-            }
-            let Some(d) = dirs.as_ref() else {
-                return Ok(None);
-            };
-            let found = hint.resolve_in(d, nqn)?;
-            if found.is_none() {
-                // Reopen next time: a class directory held across an nvme module reload
-                // would show nothing forever (the safety poll would still find the device).
-                *dirs = None;
-            }
-            Ok(found)
+/// A wait on NVMe subsystem `nqn`: its wake-ups and where the subsystem's objects were last
+/// seen.
+struct SubsystemWait<'a> {
+    w: Watch<'a>,
+    sys_root: &'a Path,
+    nqn: &'a str,
+    hint: SubsystemHint,
+    /// The class directories, held open between hinted reads.
+    dirs: Option<ClassDirs>,
+}
+
+impl<'a> SubsystemWait<'a> {
+    /// Subscribes to `nqn`'s events before the first check (see [`Watch::new`]).
+    fn new(waker: &'a mut Waker, sys_root: &'a Path, nqn: &'a str) -> Self {
+        Self {
+            w: watch_subsystem(waker, sys_root, nqn),
+            sys_root,
+            nqn,
+            hint: SubsystemHint::default(),
+            dirs: None,
         }
     }
+
+    /// Resolves `nqn`'s device as the trigger asks: a full scan (which refreshes the hint
+    /// and tells the hub who owns the objects) or a read of the hinted objects plus those
+    /// named.
+    fn resolve(&mut self, trigger: Trigger) -> Result<Option<BlockDevice>, SysfsError> {
+        let (sys_root, nqn) = (self.sys_root, self.nqn);
+        let trigger = match trigger {
+            // Nothing known to re-read: only a full scan can find anything.
+            Trigger::Named(named) if named.is_empty() && self.hint.is_empty() => Trigger::Full,
+            t => t,
+        };
+        match trigger {
+            Trigger::Full => {
+                let (devices, h) = SubsystemHint::scan(sys_root, nqn)?;
+                self.hint = h;
+                if let Some(hub) = self.w.hub() {
+                    for o in self.hint.objects() {
+                        hub.note_owner(sys_root, o, nqn);
+                    }
+                }
+                choose(nqn, devices)
+            }
+            Trigger::Named(objects) => {
+                for o in objects {
+                    self.hint.learn(o);
+                }
+                if self.dirs.is_none() {
+                    self.dirs = ClassDirs::open(sys_root)?;
+                }
+                let Some(d) = self.dirs.as_ref() else {
+                    return Ok(None);
+                };
+                let found = self.hint.resolve_in(d, nqn)?;
+                if found.is_none() {
+                    // Reopen next time: a class directory held across an nvme module reload
+                    // would show nothing forever (the safety poll would still find the
+                    // device).
+                    self.dirs = None;
+                }
+                Ok(found)
+            }
+        }
+    }
+}
+
+/// A [`Watch`] on NVMe subsystem `nqn`'s events.
+fn watch_subsystem<'a>(waker: &'a mut Waker, sys_root: &Path, nqn: &str) -> Watch<'a> {
+    let interest = Interest::Subsystem {
+        nqn: nqn.to_string(),
+    };
+    Watch::new(waker, sys_root, interest)
 }
 
 /// Waits until the block device of `nqn` ([`crate::sysfs::resolve_block_device`]) exists,
@@ -96,18 +124,13 @@ pub fn wait_for_block_device(
     deadline: Instant,
     waker: &mut Waker,
 ) -> Result<Found, WaitError> {
-    let interest = Interest::Subsystem {
-        nqn: nqn.to_string(),
-    };
-    let mut w = Watch::new(waker, sys_root, interest);
-    let mut hint = SubsystemHint::default();
-    let mut dirs = None;
+    let mut sw = SubsystemWait::new(waker, sys_root, nqn);
     let mut trigger = Trigger::Full;
     let mut last_error: Option<String>;
     loop {
-        w.check();
-        match resolve(&w, sys_root, nqn, &mut hint, &mut dirs, trigger) {
-            Ok(Some(device)) => return Ok(Found::new(device, w.waited())),
+        sw.w.check();
+        match sw.resolve(trigger) {
+            Ok(Some(device)) => return Ok(Found::new(device, sw.w.waited())),
             Ok(None) => last_error = None,
             Err(source @ SysfsError::AmbiguousNamespaces { .. }) => {
                 return Err(WaitError::Sysfs {
@@ -118,12 +141,12 @@ pub fn wait_for_block_device(
             // Attributes vanish or are half-written while controllers come and go.
             Err(e) => last_error = Some(e.to_string()),
         }
-        match w.next(deadline) {
+        match sw.w.next(deadline) {
             Some(t) => trigger = t,
             None => {
                 return Err(WaitError::Timeout {
                     nqn: nqn.to_string(),
-                    waited: w.waited(),
+                    waited: sw.w.waited(),
                     seen: describe_state(sys_root, nqn, last_error),
                 })
             }
@@ -144,43 +167,37 @@ pub fn wait_for_size(
     deadline: Instant,
     waker: &mut Waker,
 ) -> Result<Found, SizeError> {
-    let interest = Interest::Subsystem {
-        nqn: nqn.to_string(),
-    };
-    let mut w = Watch::new(waker, sys_root, interest);
-    let mut hint = SubsystemHint::default();
-    let mut dirs = None;
+    let mut sw = SubsystemWait::new(waker, sys_root, nqn);
     let mut trigger = Trigger::Full;
     let sysfs = |source| SizeError::Sysfs {
         target: target(nqn),
         source,
     };
     loop {
-        w.check();
+        sw.w.check();
         let full = trigger == Trigger::Full;
-        let device =
-            match resolve(&w, sys_root, nqn, &mut hint, &mut dirs, trigger).map_err(sysfs)? {
-                Some(d) => d,
-                // A hinted read that finds nothing is confirmed by a full scan first.
-                None if !full => {
-                    trigger = Trigger::Full;
-                    continue;
-                }
-                None => {
-                    return Err(SizeError::NoDevice {
-                        nqn: nqn.to_string(),
-                    })
-                }
-            };
+        let device = match sw.resolve(trigger).map_err(sysfs)? {
+            Some(d) => d,
+            // A hinted read that finds nothing is confirmed by a full scan first.
+            None if !full => {
+                trigger = Trigger::Full;
+                continue;
+            }
+            None => {
+                return Err(SizeError::NoDevice {
+                    nqn: nqn.to_string(),
+                })
+            }
+        };
         if device.size_bytes >= want_bytes {
-            return Ok(Found::new(device, w.waited()));
+            return Ok(Found::new(device, sw.w.waited()));
         }
-        match w.next(deadline) {
+        match sw.w.next(deadline) {
             Some(t) => trigger = t,
             None => {
                 return Err(SizeError::TooSmall {
                     nqn: nqn.to_string(),
-                    waited: w.waited(),
+                    waited: sw.w.waited(),
                     want_bytes,
                     seen: format!("{} is {} bytes", device.name, device.size_bytes),
                 })
@@ -200,10 +217,7 @@ pub fn wait_for_controllers_gone(
     deadline: Instant,
     waker: &mut Waker,
 ) -> Result<Waited, DetachError> {
-    let interest = Interest::Subsystem {
-        nqn: nqn.to_string(),
-    };
-    let mut w = Watch::new(waker, sys_root, interest);
+    let mut w = watch_subsystem(waker, sys_root, nqn);
     let sysfs = |source| DetachError::Sysfs {
         target: target(nqn),
         source,
