@@ -122,12 +122,17 @@ fn paginated_listing(c: &mut Criterion) {
 
 const CONCURRENT: usize = 32;
 
-fn concurrent_prints(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// A multi-thread tokio runtime with two workers.
+fn two_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn concurrent_prints(c: &mut Criterion) {
+    let rt = two_worker_runtime();
     let dir = tempfile::tempdir().unwrap();
     let sim = rt.block_on(start_simulator(dir.path(), SimOptions::default()));
     let base = "/storage-pool/csi";
@@ -193,11 +198,7 @@ fn concurrent_prints(c: &mut Criterion) {
 }
 
 fn concurrent_creates(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_worker_runtime();
     // The simulator persists its state with an fsync per `/disk add` and `/disk remove`: on
     // this machine's shared virtual disk that is ~3 ms, which would time the disk, not SSH.
     // Its state lives on tmpfs when there is one (an RDS commits its own way; unknown here).

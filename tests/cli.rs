@@ -2,6 +2,15 @@
 
 use std::process::{Command, Output};
 
+const SUBCOMMANDS: [&str; 6] = [
+    "controller",
+    "node",
+    "simulator",
+    "demo",
+    "doctor",
+    "version",
+];
+
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rds-csi"))
         .args(args)
@@ -16,28 +25,14 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in [
-        "controller",
-        "node",
-        "simulator",
-        "demo",
-        "doctor",
-        "version",
-    ] {
+    for sub in SUBCOMMANDS {
         let o = run(&[sub, "--help"]);
         assert!(o.status.success(), "{sub} --help failed: {}", stderr(&o));
         assert!(!o.stdout.is_empty());
     }
     let o = run(&["--help"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    for sub in [
-        "controller",
-        "node",
-        "simulator",
-        "demo",
-        "doctor",
-        "version",
-    ] {
+    for sub in SUBCOMMANDS {
         assert!(out.contains(sub), "{sub} missing from --help");
     }
 }
@@ -55,36 +50,17 @@ fn version_names_the_csi_spec() {
 
 #[test]
 fn bad_configuration_names_flag_value_and_expectation() {
-    let cases: &[(&[&str], &str, &str)] = &[
-        (
-            &["controller", "--endpoint", "csi.sock"],
-            "--endpoint",
-            "csi.sock",
-        ),
-        (
-            &["node", "--endpoint", "tcp://nohost"],
-            "--endpoint",
-            "tcp://nohost",
-        ),
-        (
-            &["controller", "--metrics-address", "abc"],
-            "--metrics-address",
-            "abc",
-        ),
-        (&["node", "--log-format", "xml"], "--log-format", "xml"),
-        (&["node", "--transport", "iscsi"], "--transport", "iscsi"),
-        (
-            &["controller", "--log-level", "info,=[x"],
-            "--log-level",
-            "info,=[x",
-        ),
-        (
-            &["controller", "--driver-name", "bad_name"],
-            "--driver-name",
-            "bad_name",
-        ),
+    // [role, flag, value]: the error names the flag and the value.
+    let cases: &[[&str; 3]] = &[
+        ["controller", "--endpoint", "csi.sock"],
+        ["node", "--endpoint", "tcp://nohost"],
+        ["controller", "--metrics-address", "abc"],
+        ["node", "--log-format", "xml"],
+        ["node", "--transport", "iscsi"],
+        ["controller", "--log-level", "info,=[x"],
+        ["controller", "--driver-name", "bad_name"],
     ];
-    for (args, flag, value) in cases {
+    for args @ [_, flag, value] in cases {
         let o = run(args);
         assert!(!o.status.success(), "{args:?} accepted");
         let e = stderr(&o);

@@ -2,6 +2,8 @@
 //! fake tool directory, on this machine's own roots, and against the simulator over real SSH
 //! on loopback. Asserts the lines (verdict, check, key words of the remedy) and the exit code.
 
+mod common;
+
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -34,6 +36,10 @@ impl Run {
             .collect();
         assert_eq!(found.len(), 1, "one line for {name} in:\n{}", self.stdout);
         found[0]
+    }
+
+    fn assert_stderr_has(&self, text: &str) {
+        assert!(self.stderr.contains(text), "{}", self.stderr);
     }
 
     fn assert_line(&self, name: &str, verdict: &str, words: &[&str]) {
@@ -252,11 +258,7 @@ fn a_broken_fake_node_fails_each_check_with_its_remedy() {
         "FAIL",
         &["mkfs.xfs, xfs_growfs not found", "install xfsprogs"],
     );
-    assert!(
-        r.stderr.contains("rds-csi doctor node: 7 check(s) failed: nvme-tcp, nvme-fabrics, host-pid, holder-scan, host-nqn, ext4-tools, xfs-tools"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has("rds-csi doctor node: 7 check(s) failed: nvme-tcp, nvme-fabrics, host-pid, holder-scan, host-nqn, ext4-tools, xfs-tools");
 }
 
 #[test]
@@ -383,8 +385,7 @@ async fn doctor_async(args: Vec<String>) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_the_simulator_the_controller_doctor_checks_ssh_pin_and_pool() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let r = doctor_async(controller_args(&sim, &sim.address(), sim.host_key_line())).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     r.assert_line("rds-ssh", "PASS", &["\"rds-simulator\"", "pinned host key"]);
@@ -464,25 +465,17 @@ async fn a_nearly_full_pool_fails_the_controller_doctor() {
         "FAIL",
         &["0.5 GiB free", "remedy: free space on the pool"],
     );
-    assert!(
-        r.stderr.contains("1 check(s) failed: rds-pool"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has("1 check(s) failed: rds-pool");
 }
 
 #[test]
 fn flags_that_describe_nothing_to_check_exit_2() {
     let r = doctor(&["controller"], None);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("--rds-address is required"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has("--rds-address is required");
     let r = doctor(&["node", "--transport", "loop"], None);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("--loop-data-dir"), "{}", r.stderr);
+    r.assert_stderr_has("--loop-data-dir");
 }
 
 #[test]

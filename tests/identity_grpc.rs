@@ -183,28 +183,20 @@ impl HealthCheck for Slow {
 type ProbeCall =
     tokio::task::JoinHandle<Result<tonic::Response<csi::ProbeResponse>, tonic::Status>>;
 
-/// A server whose Probe takes `takes` and whose shutdown drains for at most `drain`, with a
-/// Probe call in flight for `after` already.
-async fn probe_in_flight(
-    takes: Duration,
-    drain: Duration,
-    after: Duration,
-) -> (Running, ProbeCall) {
-    let r = start(Arc::new(Slow(takes)), true, drain).await;
+/// A server whose Probe takes `takes_ms` and whose shutdown drains for at most `drain_ms`,
+/// with a Probe call in flight for `after_ms` already.
+async fn probe_in_flight(takes_ms: u64, drain_ms: u64, after_ms: u64) -> (Running, ProbeCall) {
+    let ms = Duration::from_millis;
+    let r = start(Arc::new(Slow(ms(takes_ms))), true, ms(drain_ms)).await;
     let mut c = IdentityClient::new(common::unix_channel(&r.sock).await);
     let call = tokio::spawn(async move { c.probe(csi::ProbeRequest {}).await });
-    tokio::time::sleep(after).await;
+    tokio::time::sleep(ms(after_ms)).await;
     (r, call)
 }
 
 #[tokio::test]
 async fn graceful_shutdown_lets_an_in_flight_call_complete() {
-    let (r, call) = probe_in_flight(
-        Duration::from_millis(800),
-        Duration::from_secs(10),
-        Duration::from_millis(200),
-    )
-    .await;
+    let (r, call) = probe_in_flight(800, 10_000, 200).await;
     r.stop.cancel();
     let resp = call
         .await
@@ -218,12 +210,7 @@ async fn graceful_shutdown_lets_an_in_flight_call_complete() {
 
 #[tokio::test]
 async fn shutdown_is_bounded_when_a_call_never_finishes() {
-    let (r, _call) = probe_in_flight(
-        Duration::from_secs(3600),
-        Duration::from_millis(300),
-        Duration::from_millis(100),
-    )
-    .await;
+    let (r, _call) = probe_in_flight(3_600_000, 300, 100).await;
     let t = Instant::now();
     r.stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), r.task)

@@ -177,8 +177,10 @@ async fn outage(w: &Watched, rds: &str, cause: &str) -> Seen {
     seen
 }
 
-/// After the RDS answers again: ready, up, breaker closed, and recovery logged at info.
-async fn recovery(w: &Watched, rds: &str) {
+/// The RDS answers again (the simulator keyed in `dir`, now on `addr`): ready, up, breaker
+/// closed, and recovery logged at info.
+async fn recovery_on(dir: &std::path::Path, addr: SocketAddr, w: &Watched, rds: &str) {
+    let _sim = simulator_on(dir, addr).await;
     tokio::time::timeout(Duration::from_secs(15), w.monitor.wait_for(|r| r.is_up()))
         .await
         .expect("ready within 15 s of the RDS answering")
@@ -254,8 +256,7 @@ async fn a_hung_rds_is_not_ready_at_once_opens_the_breaker_and_recovers() {
 
     holder.abort();
     let _ = holder.await;
-    let _sim = simulator_on(dir.path(), addr).await;
-    recovery(&w, &rds).await;
+    recovery_on(dir.path(), addr, &w, &rds).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,8 +276,7 @@ async fn a_refused_port_is_not_ready_opens_the_breaker_and_recovers() {
     report("refused port", &seen);
     assert!(seen.slowest_readyz < CHECK_TIMEOUT / 4);
 
-    let _sim = simulator_on(dir.path(), addr).await;
-    recovery(&w, &rds).await;
+    recovery_on(dir.path(), addr, &w, &rds).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,6 +299,5 @@ async fn a_host_key_that_differs_from_the_pin_is_not_ready_and_recovers() {
     );
 
     other.shutdown().await;
-    let _sim = simulator_on(pinned_dir.path(), addr).await;
-    recovery(&w, &rds).await;
+    recovery_on(pinned_dir.path(), addr, &w, &rds).await;
 }

@@ -2,6 +2,8 @@
 //! byte-exact sizes, lost answers resolved by looking, host-key pinning, deadlines, the
 //! circuit breaker, fault injection, persistence and nvmet export on a fake configfs.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -59,8 +61,7 @@ async fn create(c: &RdsClient, name: &str, size: u64) -> rds_csi::rds::Disk {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_volume_lifecycle_create_get_list_resize_copy_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let (c, metrics) = client(&sim);
 
     assert_eq!(c.health(soon()).await.unwrap(), "rds-simulator");
@@ -177,8 +178,7 @@ async fn full_volume_lifecycle_create_get_list_resize_copy_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_and_a_half_gib_request_yields_exactly_the_planned_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let (c, _m) = client(&sim);
     let request = 3 * GIB / 2;
     let planned = plan_volume_size(request, 0).unwrap();
@@ -201,8 +201,7 @@ async fn a_one_and_a_half_gib_request_yields_exactly_the_planned_size() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_lost_after_disk_add_yields_one_disk_and_create_succeeds_by_looking() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let (c, _m) = client(&sim);
     let s = slot("pvc-lost");
     assert_eq!(c.get_disk(&s, soon()).await.unwrap(), None);
@@ -226,8 +225,7 @@ async fn an_answer_lost_after_disk_add_yields_one_disk_and_create_succeeds_by_lo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_key_mismatch_is_refused_naming_both_fingerprints() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let wrong = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIILNkQ4AIqQFHFKn5zBls6OM2C9F4FzwzywxTjPjXIS9";
     let mut cfg = sim.client_config(BASE);
     cfg.host_key = HostKeyPolicy::Pinned(format!("rds.example {wrong}"));
@@ -253,8 +251,7 @@ async fn a_host_key_mismatch_is_refused_naming_both_fingerprints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unauthorized_key_is_refused_with_a_next_step() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let other = tempfile::tempdir().unwrap();
     // A second simulator directory generates a different client key.
     let stranger = start_simulator(other.path(), SimOptions::default()).await;
@@ -295,8 +292,7 @@ async fn an_rsa_key_logs_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injection_attempts_are_refused_before_anything_is_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let (c, _m) = client(&sim);
     for hostile in [
         "pvc-1\"] ; /system reboot",
@@ -329,8 +325,7 @@ async fn injection_attempts_are_refused_before_anything_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_expiry_returns_promptly_under_injected_latency() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let (c, metrics) = client(&sim);
     c.health(soon()).await.unwrap();
     // Over SSH, as an operator would.
@@ -357,8 +352,7 @@ async fn deadline_expiry_returns_promptly_under_injected_latency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_breaker_opens_after_transport_failures_fails_fast_then_probes() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let mut cfg = sim.client_config(BASE);
     cfg.breaker_threshold = 3;
     cfg.breaker_cooldown = Duration::from_millis(800);
@@ -391,8 +385,7 @@ async fn the_breaker_opens_after_transport_failures_fails_fast_then_probes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_read_is_retried_on_a_new_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let (c, _m) = client(&sim);
     c.health(soon()).await.unwrap();
     sim.fault("drop-next=1");
@@ -439,8 +432,7 @@ async fn a_full_pool_is_no_space() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_a_simulator_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (dir, sim) = common::simulator().await;
     let host_key = sim.host_key_line().to_string();
     let (c, _m) = client(&sim);
     let disk = create(&c, "pvc-keep", 2 * GIB).await;
@@ -458,8 +450,7 @@ async fn state_survives_a_simulator_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commands_share_one_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let (c, _m) = client(&sim);
     create(&c, "pvc-c", GIB).await;
     // With 100 ms per command and 8 channels at once, 32 commands take ~0.4 s, not 3.2 s.
@@ -480,8 +471,7 @@ async fn concurrent_commands_share_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routeros_errors_come_back_over_the_wire() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let (out, _, status) = sim.ssh_exec("/disk frobnicate").await;
     assert_eq!(out, "bad command name frobnicate (line 1 column 7)\n");
     assert_eq!(status, Some(1));
@@ -542,8 +532,7 @@ async fn nvmet_export_follows_the_disk_on_a_fake_configfs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runaway_answer_is_an_error_not_a_memory_hog() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(dir.path(), SimOptions::default()).await;
+    let (_dir, sim) = common::simulator().await;
     let (c, _m) = client(&sim);
     for i in 0..4 {
         create(&c, &format!("pvc-big-{i}"), GIB).await;

@@ -17,26 +17,27 @@ use routeros_reference as old;
 
 type Shape = (Option<u64>, String, Option<String>, Vec<(String, String)>);
 
+/// The same accessors on both parsers' item types (the reference is a copy, not a trait impl).
+macro_rules! shape {
+    ($item:expr) => {
+        (
+            $item.number(),
+            $item.flags().to_string(),
+            $item.comment().map(str::to_string),
+            $item
+                .fields()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    };
+}
+
 fn shape_new(item: &Item) -> Shape {
-    (
-        item.number(),
-        item.flags().to_string(),
-        item.comment().map(str::to_string),
-        item.fields()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
+    shape!(item)
 }
 
 fn shape_old(item: &old::Item) -> Shape {
-    (
-        item.number(),
-        item.flags().to_string(),
-        item.comment().map(str::to_string),
-        item.fields()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
+    shape!(item)
 }
 
 /// Panics with the input when the two parsers disagree on anything.

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::logs::Captured;
+use common::requests::*;
 use csi_proto::v1 as csi;
 use csi_proto::v1::node_client::NodeClient;
 use rds_csi::node::{NodeConfig, NodePlugin, TransportConfig};
@@ -36,38 +37,22 @@ async fn failed_rpcs_are_logged_with_rpc_volume_node_code_and_duration() {
     // Controller: a refused publish to a node that does not exist, and a bad create.
     let mut c = common::controller::start().await;
     let name = "pvc-logged-1";
-    let created = c
-        .client
-        .create_volume(csi::CreateVolumeRequest {
-            name: name.into(),
-            capacity_range: Some(csi::CapacityRange {
-                required_bytes: 1 << 30,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![common::controller::mount_cap(
-                csi::volume_capability::access_mode::Mode::SingleNodeWriter,
-            )],
-            ..Default::default()
-        })
-        .await
-        .expect("create")
-        .into_inner();
-    let volume_id = created.volume.unwrap().volume_id;
+    let created = c.create(create_req(name, 1 << 30, rwo())).await;
+    let v = created.expect("create");
+    let volume_id = v.volume_id.clone();
     assert!(
         logs.failures_of("CreateVolume").is_empty(),
         "a success is not a failure: {}",
         logs.text()
     );
+    // No volume context in this request.
+    let publish = csi::ControllerPublishVolumeRequest {
+        volume_context: Default::default(),
+        ..publish_req(&v, "node-z", rwo())
+    };
     let e = c
         .client
-        .controller_publish_volume(csi::ControllerPublishVolumeRequest {
-            volume_id: volume_id.clone(),
-            node_id: "node-z".into(),
-            volume_capability: Some(common::controller::mount_cap(
-                csi::volume_capability::access_mode::Mode::SingleNodeWriter,
-            )),
-            ..Default::default()
-        })
+        .controller_publish_volume(publish)
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
@@ -81,18 +66,11 @@ async fn failed_rpcs_are_logged_with_rpc_volume_node_code_and_duration() {
             "node-z",
         ],
     );
-    let e = c
-        .client
-        .create_volume(csi::CreateVolumeRequest {
-            name: "pvc-logged-2".into(),
-            parameters: [("noSuchKey".to_string(), "x".to_string())].into(),
-            volume_capabilities: vec![common::controller::mount_cap(
-                csi::volume_capability::access_mode::Mode::SingleNodeWriter,
-            )],
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let bad = csi::CreateVolumeRequest {
+        capacity_range: None,
+        ..with_param(create_req("pvc-logged-2", 0, rwo()), "noSuchKey", "x")
+    };
+    let e = c.create(bad).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert_one_line_with(
         &logs.failures_of("CreateVolume"),

@@ -126,3 +126,10 @@ pub fn assert_refused(case: &str, s: &tonic::Status, code: tonic::Code, words: &
         );
     }
 }
+
+/// A simulator with default options in a fresh directory (dropped after the simulator).
+pub async fn simulator() -> (tempfile::TempDir, rds_csi::simulator::harness::SimHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = rds_csi::simulator::harness::start_simulator(dir.path(), Default::default()).await;
+    (dir, sim)
+}
