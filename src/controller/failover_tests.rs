@@ -32,7 +32,7 @@ use crate::k8s::{
 };
 use crate::observability::Metrics;
 use crate::rds::RdsClient;
-use crate::simulator::harness::{start_simulator, SimOptions};
+use crate::simulator::harness::{start_simulator, SimHandle, SimOptions};
 
 struct Va {
     volume: String,
@@ -306,14 +306,19 @@ async fn attach(
     }
 }
 
+/// The ControllerUnpublish of `v` from `node`, as the external-attacher sends it.
+pub(super) fn unpublish_req(v: &csi::Volume, node: &str) -> csi::ControllerUnpublishVolumeRequest {
+    csi::ControllerUnpublishVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        node_id: node.into(),
+        ..Default::default()
+    }
+}
+
 /// The external-attacher detaching `node`: ControllerUnpublish, then the object goes.
 async fn detach(r: &Replica, cluster: &Cluster, v: &csi::Volume, node: &str) {
     r.gate
-        .controller_unpublish_volume(req(csi::ControllerUnpublishVolumeRequest {
-            volume_id: v.volume_id.clone(),
-            node_id: node.into(),
-            ..Default::default()
-        }))
+        .controller_unpublish_volume(req(unpublish_req(v, node)))
         .await
         .unwrap();
     cluster.delete(&v.volume_id, node);
@@ -347,12 +352,14 @@ fn lease_settings() -> (Duration, Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leader_killed_mid_migration_the_new_leader_fences_keeps_the_deadline_and_completes_it() {
-    let (lease_duration, retry) = lease_settings();
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
-    let cluster = Arc::new(Cluster::default());
+/// Two replicas over one RDS and cluster sharing one Lease: pod-a started first and leads,
+/// pod-b started once pod-a leads.
+async fn two_replicas(
+    sim: &SimHandle,
+    cluster: &Arc<Cluster>,
+    lease_duration: Duration,
+    retry: Duration,
+) -> (Replica, Replica) {
     let lease = Lease::new(lease_duration);
     let m = Metrics::new("controller");
     let rds = RdsClient::new(sim.client_config("/storage-pool/csi"), &m).unwrap();
@@ -362,6 +369,16 @@ async fn leader_killed_mid_migration_the_new_leader_fences_keeps_the_deadline_an
     })
     .await;
     let b = replica("pod-b", rds, cluster.clone(), &lease, retry).await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_migration_the_new_leader_fences_keeps_the_deadline_and_completes_it() {
+    let (lease_duration, retry) = lease_settings();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
+    let cluster = Arc::new(Cluster::default());
+    let (a, b) = two_replicas(&sim, &cluster, lease_duration, retry).await;
     assert!(!b.running.leadership.is_leader());
 
     // Not the leader: attachments are refused, retryably, naming the leader.
@@ -486,15 +503,7 @@ async fn a_migration_timeout_is_reported_by_the_leader_only() {
     cluster.set_attached("pvc-vm", "node-a");
     cluster.create_at("pvc-vm", "node-b", deadline - window);
     cluster.set_attached("pvc-vm", "node-b");
-    let lease = Lease::new(lease_duration);
-    let m = Metrics::new("controller");
-    let rds = RdsClient::new(sim.client_config("/storage-pool/csi"), &m).unwrap();
-    let a = replica("pod-a", rds.clone(), cluster.clone(), &lease, retry).await;
-    wait_for("pod-a leads", Duration::from_secs(5), || {
-        a.running.leadership.is_leader()
-    })
-    .await;
-    let b = replica("pod-b", rds, cluster.clone(), &lease, retry).await;
+    let (a, b) = two_replicas(&sim, &cluster, lease_duration, retry).await;
     assert!(Instant::now() < deadline, "the set-up took too long");
     assert_eq!((metric(&a, ACTIVE), metric(&b, ACTIVE)), (1, 0));
 

@@ -433,11 +433,7 @@ async fn node_watch_clears_deleted_nodes_after_the_grace_period_and_never_update
 async fn unpublish(r: &Rig, v: &csi::Volume, node: &str) {
     use csi_proto::v1::controller_server::Controller as _;
     r.ctl
-        .controller_unpublish_volume(request(csi::ControllerUnpublishVolumeRequest {
-            volume_id: v.volume_id.clone(),
-            node_id: node.into(),
-            ..Default::default()
-        }))
+        .controller_unpublish_volume(request(super::failover_tests::unpublish_req(v, node)))
         .await
         .unwrap();
 }
@@ -451,17 +447,11 @@ async fn describe_pvc_shows_every_attach_and_both_migration_directions() {
     use crate::k8s::fake_api::{not_found, pv, Answer, EventsApi, FakeApi, DRIVER};
     use crate::k8s::kube::KubeEvents;
     let events_api = EventsApi::default();
-    let model = events_api.clone();
-    let api = FakeApi::start(move |s| {
-        if let Some(a) = model.answer(s) {
-            return a;
+    let api = FakeApi::with_events(&events_api, |s| match s.path.as_str() {
+        "/api/v1/persistentvolumes/pvc-vm" => {
+            Answer::Json(200, pv("pvc-vm", "pvc-vm", &["ReadWriteMany"], "Block"))
         }
-        match s.path.as_str() {
-            "/api/v1/persistentvolumes/pvc-vm" => {
-                Answer::Json(200, pv("pvc-vm", "pvc-vm", &["ReadWriteMany"], "Block"))
-            }
-            p => not_found("x", p),
-        }
+        p => not_found("x", p),
     })
     .await;
     let metrics = Metrics::new("controller");

@@ -53,6 +53,16 @@ impl Drop for FakeApi {
 }
 
 impl FakeApi {
+    /// An API server whose events.k8s.io requests `events` answers, and every other one
+    /// `handler`.
+    pub(crate) async fn with_events(
+        events: &EventsApi,
+        handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
+    ) -> FakeApi {
+        let model = events.clone();
+        FakeApi::start(move |s| model.answer(s).unwrap_or_else(|| handler(s))).await
+    }
+
     pub(crate) async fn start(
         handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
     ) -> FakeApi {

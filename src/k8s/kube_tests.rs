@@ -152,18 +152,12 @@ async fn before_its_first_list_the_cache_answers_unavailable_naming_the_rbac_rul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_claims_come_from_the_pv_store_and_the_api_only_for_a_pv_it_lacks() {
     let events_api = EventsApi::default();
-    let model = events_api.clone();
-    let api = FakeApi::start(move |s| {
-        if let Some(a) = model.answer(s) {
-            return a;
-        }
-        match s.path.as_str() {
-            "/api/v1/persistentvolumes/pvc-late" => Answer::Json(
-                200,
-                pv("pvc-late", "pvc-late", &["ReadWriteOnce"], "Filesystem"),
-            ),
-            _ => cluster_with_attachments(s),
-        }
+    let api = FakeApi::with_events(&events_api, |s| match s.path.as_str() {
+        "/api/v1/persistentvolumes/pvc-late" => Answer::Json(
+            200,
+            pv("pvc-late", "pvc-late", &["ReadWriteOnce"], "Filesystem"),
+        ),
+        _ => cluster_with_attachments(s),
     })
     .await;
     let (cache, stop) = synced_cache(&api).await;

@@ -15,9 +15,15 @@ const ORPHAN: &str = "nqn.2000-02.com.mikrotik:pvc-orphan";
 const EARLIER_BOOT: &str = "11111111-2222-4333-8444-555555555555";
 
 fn rec(node: &Node, vol: &str, nqn: &str) -> StageRecord {
+    nvme_record(vol, nqn, node.boot.id.clone())
+}
+
+/// The stage record of a filesystem volume on the NVMe/TCP target `nqn` at 127.0.0.1:4420,
+/// staged in boot `boot_id` (shared with the plan's tests).
+pub(super) fn nvme_record(vol: &str, nqn: &str, boot_id: BootId) -> StageRecord {
     StageRecord {
         volume_id: vol.into(),
-        boot_id: Some(node.boot.id.clone()),
+        boot_id: Some(boot_id),
         target: Target::NvmeTcp(NvmeTarget {
             nqn: Nqn::new(nqn).unwrap(),
             address: NvmeAddress::parse("127.0.0.1").unwrap(),

@@ -1,9 +1,5 @@
 use super::*;
-use crate::node::stage_record::{AccessType, BootId};
-use crate::node::transport::NvmeTarget;
-use crate::volume::context::Tunables;
-use crate::volume::NvmeAddress;
-use node_io::nqn::Nqn;
+use crate::node::stage_record::BootId;
 use node_io::sysfs;
 use node_io::testing::{FakeSys, NS1};
 
@@ -17,21 +13,7 @@ const THIS_BOOT: &str = "6f1c0a4e-8a3b-4c1d-9e2f-0123456789ab";
 const EARLIER_BOOT: &str = "11111111-2222-4333-8444-555555555555";
 
 fn rec(vol: &str, nqn: &str) -> StageRecord {
-    StageRecord {
-        volume_id: vol.into(),
-        boot_id: Some(BootId::parse(THIS_BOOT).unwrap()),
-        target: Target::NvmeTcp(NvmeTarget {
-            nqn: Nqn::new(nqn).unwrap(),
-            address: NvmeAddress::parse("127.0.0.1").unwrap(),
-            port: 4420,
-            tunables: Tunables::default(),
-        }),
-        access: AccessType::Mount,
-        staging_path: "/staging".into(),
-        device: None,
-        fs_type: None,
-        formatting: None,
-    }
+    super::super::tests::nvme_record(vol, nqn, BootId::parse(THIS_BOOT).unwrap())
 }
 
 /// One pass's decision over `records` and `controllers`, in the running boot.
@@ -55,6 +37,19 @@ fn plan_of(
     })
 }
 
+/// The first pass's decision (no orphans seen before, no backoff) over `records` and the
+/// controllers in `s`.
+fn first_plan(records: &[StageRecord], s: &FakeSys) -> Plan {
+    let no_orphans = BTreeSet::new();
+    plan_of(
+        records,
+        &controllers(s),
+        &no_orphans,
+        &HashMap::new(),
+        Instant::now(),
+    )
+}
+
 fn controllers(s: &FakeSys) -> Vec<Controller> {
     sysfs::list_controllers(s.root()).unwrap()
 }
@@ -66,13 +61,7 @@ fn a_staged_volume_without_controller_is_reconnected_and_a_live_one_is_left_alon
         .subsystem(0, B, &[0])
         .private_ns(0, &NS1);
     let recs = [rec("pvc-a", A), rec("pvc-b", B)];
-    let p = plan_of(
-        &recs,
-        &controllers(&s),
-        &BTreeSet::new(),
-        &HashMap::new(),
-        Instant::now(),
-    );
+    let p = first_plan(&recs, &s);
     assert_eq!(
         p.actions,
         vec![Action::Reconnect {
@@ -88,13 +77,7 @@ fn a_controller_being_deleted_counts_as_lost_and_a_connecting_one_as_present() {
     s.controller(0, A, 4420, "deleting")
         .controller(1, B, 4420, "connecting");
     let recs = [rec("pvc-a", A), rec("pvc-b", B)];
-    let p = plan_of(
-        &recs,
-        &controllers(&s),
-        &BTreeSet::new(),
-        &HashMap::new(),
-        Instant::now(),
-    );
+    let p = first_plan(&recs, &s);
     assert_eq!(
         p.actions,
         vec![Action::Reconnect {
