@@ -120,6 +120,15 @@ fn host_triple() -> String {
         .to_owned()
 }
 
+/// The strings of a JSON array.
+fn strings(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x.as_str())
+        .collect()
+}
+
 fn metadata(dir: &Path, extra: &[&str]) -> Result<serde_json::Value, String> {
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1"])
@@ -190,12 +199,7 @@ fn load_workspace(text: &str) -> Result<serde_json::Value, String> {
             continue; // a registry dependency
         }
         for t in p["targets"].as_array().unwrap() {
-            let kinds: Vec<&str> = t["kind"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|k| k.as_str())
-                .collect();
+            let kinds = strings(&t["kind"]);
             let src = Path::new(t["src_path"].as_str().unwrap());
             let needed = kinds
                 .iter()
@@ -218,12 +222,7 @@ fn the_dockerfile_build_stage_copies_everything_cargo_needs() {
     let meta = load_workspace(&dockerfile()).unwrap_or_else(|e| {
         panic!("the workspace does not load from what the Dockerfile's build stage copies:\n{e}")
     });
-    let members: Vec<&str> = meta["workspace_members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m.as_str())
-        .collect();
+    let members = strings(&meta["workspace_members"]);
     for want in ["rds-csi", "csi-proto", "node-io"] {
         assert!(
             members.iter().any(|m| m.contains(&format!("#{want}@"))

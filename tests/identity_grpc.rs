@@ -39,6 +39,12 @@ async fn start(health: Arc<dyn HealthCheck>, controller: bool, drain: Duration) 
     }
 }
 
+impl Running {
+    async fn client(&self) -> IdentityClient<tonic::transport::Channel> {
+        IdentityClient::new(common::unix_channel(&self.sock).await)
+    }
+}
+
 fn ready() -> Arc<dyn HealthCheck> {
     Arc::new(ReadinessFlag::new(Health::ready()))
 }
@@ -46,7 +52,7 @@ fn ready() -> Arc<dyn HealthCheck> {
 #[tokio::test]
 async fn go_style_client_with_authority_localhost_gets_plugin_info() {
     let r = start(ready(), true, Duration::from_secs(5)).await;
-    let mut c = IdentityClient::new(common::unix_channel(&r.sock).await);
+    let mut c = r.client().await;
     let info = c
         .get_plugin_info(csi::GetPluginInfoRequest {})
         .await
@@ -63,7 +69,7 @@ async fn capabilities_name_controller_only_when_it_runs() {
     use csi::plugin_capability::{service::Type as Svc, volume_expansion::Type as Exp, Type};
     for controller in [true, false] {
         let r = start(ready(), controller, Duration::from_secs(5)).await;
-        let mut c = IdentityClient::new(common::unix_channel(&r.sock).await);
+        let mut c = r.client().await;
         let caps = c
             .get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {})
             .await
@@ -93,7 +99,7 @@ async fn capabilities_name_controller_only_when_it_runs() {
 async fn probe_reflects_real_readiness() {
     let flag = ReadinessFlag::new(Health::not_ready("RDS unreachable"));
     let r = start(Arc::new(flag.clone()), true, Duration::from_secs(5)).await;
-    let mut c = IdentityClient::new(common::unix_channel(&r.sock).await);
+    let mut c = r.client().await;
     let probe = c.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
     assert_eq!(probe.ready, Some(false));
     flag.set(Health::ready());
@@ -148,7 +154,7 @@ async fn a_second_server_on_a_socket_a_live_server_answers_on_refuses_and_the_fi
         "{text}"
     );
     assert_eq!(inode(&r.sock), before, "the live socket was replaced");
-    let mut c = IdentityClient::new(common::unix_channel(&r.sock).await);
+    let mut c = r.client().await;
     let probe = c.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
     assert_eq!(probe.ready, Some(true), "the first server still answers");
     r.stop.cancel();
@@ -188,7 +194,7 @@ type ProbeCall =
 async fn probe_in_flight(takes_ms: u64, drain_ms: u64, after_ms: u64) -> (Running, ProbeCall) {
     let ms = Duration::from_millis;
     let r = start(Arc::new(Slow(ms(takes_ms))), true, ms(drain_ms)).await;
-    let mut c = IdentityClient::new(common::unix_channel(&r.sock).await);
+    let mut c = r.client().await;
     let call = tokio::spawn(async move { c.probe(csi::ProbeRequest {}).await });
     tokio::time::sleep(ms(after_ms)).await;
     (r, call)

@@ -112,9 +112,10 @@ struct Seen {
     saw_half_open: bool,
 }
 
-/// Drives an outage whose check fails with `cause`: asserts /readyz, the gauges and the
-/// warn lines until the breaker has opened and one half-open probe has failed.
-async fn outage(w: &Watched, rds: &str, cause: &str) -> Seen {
+/// Drives an outage (`what`) whose check fails with `cause`: asserts /readyz, the gauges and
+/// the warn lines until the breaker has opened and one half-open probe has failed; reports
+/// what it saw.
+async fn outage(what: &str, w: &Watched, rds: &str, cause: &str) -> Seen {
     let first = tokio::time::timeout(
         Duration::from_secs(15),
         w.monitor
@@ -174,6 +175,7 @@ async fn outage(w: &Watched, rds: &str, cause: &str) -> Seen {
     assert!(!opened.is_empty(), "no warn line for the breaker opening");
     assert!(opened[0].contains(cause), "{}", opened[0]);
     eprintln!("{}\n{}", first[0], opened[0]);
+    report(what, &seen);
     seen
 }
 
@@ -241,8 +243,7 @@ async fn a_hung_rds_is_not_ready_at_once_opens_the_breaker_and_recovers() {
     cfg.address = addr.to_string();
     let w = watch(cfg).await;
     let rds = addr.to_string();
-    let seen = outage(&w, &rds, "no SSH session").await;
-    report("hung RDS", &seen);
+    let seen = outage("hung RDS", &w, &rds, "no SSH session").await;
     // A readiness answer that waited for a check would take the whole check deadline.
     assert!(
         seen.slowest_readyz < CHECK_TIMEOUT / 4,
@@ -272,8 +273,7 @@ async fn a_refused_port_is_not_ready_opens_the_breaker_and_recovers() {
     cfg.address = addr.to_string();
     let w = watch(cfg).await;
     let rds = addr.to_string();
-    let seen = outage(&w, &rds, "cannot open an SSH session").await;
-    report("refused port", &seen);
+    let seen = outage("refused port", &w, &rds, "cannot open an SSH session").await;
     assert!(seen.slowest_readyz < CHECK_TIMEOUT / 4);
 
     recovery_on(dir.path(), addr, &w, &rds).await;
@@ -290,8 +290,7 @@ async fn a_host_key_that_differs_from_the_pin_is_not_ready_and_recovers() {
     cfg.address = addr.to_string();
     let w = watch(cfg).await;
     let rds = addr.to_string();
-    let seen = outage(&w, &rds, "does not match the pinned key").await;
-    report("wrong host key", &seen);
+    let seen = outage("wrong host key", &w, &rds, "does not match the pinned key").await;
     assert!(seen.slowest_readyz < CHECK_TIMEOUT / 4);
     assert!(
         other.commands().is_empty(),

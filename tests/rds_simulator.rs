@@ -59,6 +59,13 @@ async fn create(c: &RdsClient, name: &str, size: u64) -> rds_csi::rds::Disk {
         .unwrap()
 }
 
+/// A create of slot `s` (already checked) that the RDS refuses: the error.
+async fn refused_create(c: &RdsClient, s: &Slot, size: u64) -> rds_csi::rds::RdsError {
+    c.create_disk(&path(s), size, s, &export(s), soon())
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_volume_lifecycle_create_get_list_resize_copy_delete() {
     let (_dir, sim) = common::simulator().await;
@@ -96,10 +103,7 @@ async fn full_volume_lifecycle_create_get_list_resize_copy_delete() {
     assert_eq!(create(&c, "pvc-1", 2 * GIB).await, disk);
     assert_eq!(adds(&sim), 1);
     // A different size for the same name is ALREADY_EXISTS, naming the difference.
-    let err = c
-        .create_disk(&path(&s), 3 * GIB, &s, &export(&s), soon())
-        .await
-        .unwrap_err();
+    let err = refused_create(&c, &s, 3 * GIB).await;
     assert_eq!(err.kind(), RdsErrorKind::AlreadyExists);
     assert!(err.message().contains("wanted 3221225472"), "{err}");
 
@@ -314,10 +318,7 @@ async fn injection_attempts_are_refused_before_anything_is_sent() {
         .unwrap_err();
     assert_eq!(err.kind(), RdsErrorKind::Invalid);
     assert!(err.message().contains("not inside the base path"), "{err}");
-    let err = c
-        .create_disk(&path(&s), 0, &s, &export(&s), soon())
-        .await
-        .unwrap_err();
+    let err = refused_create(&c, &s, 0).await;
     assert_eq!(err.kind(), RdsErrorKind::Invalid);
     assert!(sim.commands().is_empty(), "{:?}", sim.commands());
     assert_eq!(sim.connections(), 0, "not even a connection was opened");
@@ -409,10 +410,7 @@ async fn a_full_pool_is_no_space() {
     let (c, _m) = client(&sim);
     create(&c, "pvc-a", 3 * GIB).await;
     let s = slot("pvc-b");
-    let err = c
-        .create_disk(&path(&s), 2 * GIB, &s, &export(&s), soon())
-        .await
-        .unwrap_err();
+    let err = refused_create(&c, &s, 2 * GIB).await;
     assert_eq!(err.kind(), RdsErrorKind::NoSpace);
     assert!(err.command().starts_with("/disk add"), "{err}");
     let err = c
@@ -422,10 +420,7 @@ async fn a_full_pool_is_no_space() {
     assert_eq!(err.kind(), RdsErrorKind::NoSpace);
     // The injected form.
     sim.fault("disk-full=yes");
-    let err = c
-        .create_disk(&path(&s), GIB, &s, &export(&s), soon())
-        .await
-        .unwrap_err();
+    let err = refused_create(&c, &s, GIB).await;
     assert_eq!(err.kind(), RdsErrorKind::NoSpace);
     assert_eq!(sim.disks().len(), 1);
 }

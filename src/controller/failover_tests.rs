@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::kubernetes_tests::cap;
 use super::leader::LeaderGate;
-use super::{Assembly, ControllerConfig, LeaderElection, RunningController};
+use super::{Assembly, LeaderElection, RunningController};
 use crate::attachment::{AccessMode, MigrationTimeout, RestoreRecord};
 use crate::k8s::{
     AttachmentCache, AttachmentView, CachedAttachments, LeaseRecord, RecordedEvents, StaticNodes,
@@ -203,11 +203,7 @@ async fn replica(
     let events = RecordedEvents::default();
     let running = Assembly {
         rds,
-        config: ControllerConfig {
-            nqn_prefix: "nqn.2000-02.com.mikrotik:".into(),
-            default_nvme_address: Some("127.0.0.1".into()),
-            topology: None,
-        },
+        config: super::kubernetes_tests::config(),
         grace_period: Duration::from_secs(30),
         events: Arc::new(events.clone()),
         nodes: Arc::new(StaticNodes(
@@ -352,6 +348,13 @@ fn lease_settings() -> (Duration, Duration) {
     }
 }
 
+/// A simulator in a fresh directory (removed after the simulator stops).
+async fn simulator() -> (tempfile::TempDir, SimHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
+    (dir, sim)
+}
+
 /// Two replicas over one RDS and cluster sharing one Lease: pod-a started first and leads,
 /// pod-b started once pod-a leads.
 async fn two_replicas(
@@ -375,8 +378,7 @@ async fn two_replicas(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_mid_migration_the_new_leader_fences_keeps_the_deadline_and_completes_it() {
     let (lease_duration, retry) = lease_settings();
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
+    let (_dir, sim) = simulator().await;
     let cluster = Arc::new(Cluster::default());
     let (a, b) = two_replicas(&sim, &cluster, lease_duration, retry).await;
     assert!(!b.running.leadership.is_leader());
@@ -492,8 +494,7 @@ async fn leader_killed_mid_migration_the_new_leader_fences_keeps_the_deadline_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_timeout_is_reported_by_the_leader_only() {
     let (lease_duration, retry) = lease_settings();
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(&dir.path().join("sim"), SimOptions::default()).await;
+    let (_dir, sim) = simulator().await;
     let cluster = Arc::new(Cluster::default());
     // A live migration whose window (the default 300 s) ends in 6 s: after both replicas
     // have started and one leads.

@@ -72,6 +72,16 @@ pub(crate) async fn rig(source: Option<Arc<dyn AttachmentSource>>) -> Rig {
     rig_with(source, None, None, Duration::from_secs(30)).await
 }
 
+/// The controller configuration of the test rigs: MikroTik's NQN prefix, targets on
+/// 127.0.0.1, no topology.
+pub(super) fn config() -> ControllerConfig {
+    ControllerConfig {
+        nqn_prefix: "nqn.2000-02.com.mikrotik:".into(),
+        default_nvme_address: Some("127.0.0.1".into()),
+        topology: None,
+    }
+}
+
 /// [`rig`], with `sink` instead of recording events in memory, and a Node watch fed by
 /// `node_events` (nodes other than node-a, node-b and node-c do not exist).
 pub(crate) async fn rig_with(
@@ -87,11 +97,7 @@ pub(crate) async fn rig_with(
     let events = RecordedEvents::default();
     let running = Assembly {
         rds,
-        config: ControllerConfig {
-            nqn_prefix: "nqn.2000-02.com.mikrotik:".into(),
-            default_nvme_address: Some("127.0.0.1".into()),
-            topology: None,
-        },
+        config: config(),
         grace_period,
         events: sink.unwrap_or_else(|| Arc::new(events.clone())),
         nodes: Arc::new(StaticNodes(

@@ -50,6 +50,12 @@ fn first_plan(records: &[StageRecord], s: &FakeSys) -> Plan {
     )
 }
 
+fn reconnect(volume_id: &str) -> Action {
+    Action::Reconnect {
+        volume_id: volume_id.into(),
+    }
+}
+
 fn controllers(s: &FakeSys) -> Vec<Controller> {
     sysfs::list_controllers(s.root()).unwrap()
 }
@@ -62,12 +68,7 @@ fn a_staged_volume_without_controller_is_reconnected_and_a_live_one_is_left_alon
         .private_ns(0, &NS1);
     let recs = [rec("pvc-a", A), rec("pvc-b", B)];
     let p = first_plan(&recs, &s);
-    assert_eq!(
-        p.actions,
-        vec![Action::Reconnect {
-            volume_id: "pvc-a".into()
-        }]
-    );
+    assert_eq!(p.actions, vec![reconnect("pvc-a")]);
     assert!(p.orphans.is_empty());
 }
 
@@ -78,12 +79,7 @@ fn a_controller_being_deleted_counts_as_lost_and_a_connecting_one_as_present() {
         .controller(1, B, 4420, "connecting");
     let recs = [rec("pvc-a", A), rec("pvc-b", B)];
     let p = first_plan(&recs, &s);
-    assert_eq!(
-        p.actions,
-        vec![Action::Reconnect {
-            volume_id: "pvc-a".into()
-        }]
-    );
+    assert_eq!(p.actions, vec![reconnect("pvc-a")]);
 }
 
 #[test]
@@ -231,10 +227,5 @@ fn an_unreadable_record_stops_orphan_disconnects_but_not_reconnects() {
         now: Instant::now(),
         drop_stale: false,
     });
-    assert_eq!(
-        p.actions,
-        vec![Action::Reconnect {
-            volume_id: "pvc-a".into()
-        }]
-    );
+    assert_eq!(p.actions, vec![reconnect("pvc-a")]);
 }
