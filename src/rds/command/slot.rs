@@ -18,6 +18,29 @@ pub(super) fn is_slot_edge(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
+/// Which ends of a slot-like value must be a letter or digit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Edges {
+    Both,
+    /// A prefix may end in `-`.
+    Start,
+}
+
+/// The slot allow-list under the name `what`: length, characters, edges.
+fn check_slot(what: &'static str, value: &str, edges: Edges) -> Result<(), ValidationError> {
+    check_len(what, value, MAX_SLOT_LEN)?;
+    check_chars(what, value, SLOT_ALLOWED, is_slot_char)?;
+    let edges_ok =
+        value.starts_with(is_slot_edge) && (edges == Edges::Start || value.ends_with(is_slot_edge));
+    if !edges_ok {
+        return Err(ValidationError::BadEdge {
+            what,
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// A disk slot (the volume id on the RDS).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Slot(String);
@@ -25,16 +48,7 @@ string_newtype!(Slot);
 
 impl Slot {
     pub fn new(value: &str) -> Result<Self, ValidationError> {
-        const WHAT: &str = "slot";
-        check_len(WHAT, value, MAX_SLOT_LEN)?;
-        check_chars(WHAT, value, SLOT_ALLOWED, is_slot_char)?;
-        let edges_ok = value.starts_with(is_slot_edge) && value.ends_with(is_slot_edge);
-        if !edges_ok {
-            return Err(ValidationError::BadEdge {
-                what: WHAT,
-                value: value.to_string(),
-            });
-        }
+        check_slot("slot", value, Edges::Both)?;
         Ok(Slot(value.to_string()))
     }
 }
@@ -47,15 +61,7 @@ string_newtype!(SlotPrefix);
 
 impl SlotPrefix {
     pub fn new(value: &str) -> Result<Self, ValidationError> {
-        const WHAT: &str = "slot prefix";
-        check_len(WHAT, value, MAX_SLOT_LEN)?;
-        check_chars(WHAT, value, SLOT_ALLOWED, is_slot_char)?;
-        if !value.starts_with(is_slot_edge) {
-            return Err(ValidationError::BadEdge {
-                what: WHAT,
-                value: value.to_string(),
-            });
-        }
+        check_slot("slot prefix", value, Edges::Start)?;
         Ok(SlotPrefix(value.to_string()))
     }
 }
