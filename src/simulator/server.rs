@@ -124,6 +124,15 @@ impl Conn {
             .iter()
             .any(|k| k.key_data() == key.key_data())
     }
+
+    /// The answer to a key offered or proven: accepted only if authorized.
+    fn verdict(&self, key: &PublicKey) -> Auth {
+        if self.allowed(key) {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        }
+    }
 }
 
 impl server::Handler for Conn {
@@ -134,11 +143,7 @@ impl server::Handler for Conn {
         _user: &str,
         offer: server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(if self.allowed(offer.public_key) {
-            Auth::Accept
-        } else {
-            Auth::reject()
-        })
+        Ok(self.verdict(offer.public_key))
     }
 
     async fn auth_publickey(
@@ -146,11 +151,7 @@ impl server::Handler for Conn {
         _user: &str,
         key: server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(if self.allowed(key.public_key) {
-            Auth::Accept
-        } else {
-            Auth::reject()
-        })
+        Ok(self.verdict(key.public_key))
     }
 
     async fn channel_open_session(
