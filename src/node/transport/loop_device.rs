@@ -8,7 +8,7 @@ use node_io::dev_num::DevNum;
 use node_io::wait::{self, Waker};
 use tokio::time::Instant;
 
-use super::{blocking_until, Device};
+use super::{blocking_wait, Device};
 use crate::node::error::NodeError;
 use crate::node::mount::run_tool;
 use crate::volume::context::VolumeFile;
@@ -92,7 +92,7 @@ impl LoopDevices {
         // Woken by the device's uevent (polling only without netlink).
         let (sys, name, file) = (self.sys_root.clone(), d.name.clone(), file.to_owned());
         let std_deadline = deadline.into_std();
-        blocking_until(
+        blocking_wait(
             format!("waiting for {name} to detach"),
             deadline,
             move || {

@@ -20,6 +20,22 @@ use crate::volume::context::{Tunables, VolumeContext};
 use crate::volume::NvmeAddress;
 use node_io::nqn::Nqn;
 
+/// How long past its deadline a node-io wait (which answers by its deadline itself, within
+/// milliseconds) is given to say what it saw before the blocking guard answers with a bare
+/// "deadline exceeded": on a loaded node the guard's timer could win that race, and the
+/// answer would lose the controllers, states and sizes the wait names.
+const WAIT_REPORT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// [`blocking_until`] for a node-io wait that honours `deadline` itself: the
+/// guard (for a thread stuck in a sysfs read) fires [`WAIT_REPORT_GRACE`] later.
+async fn blocking_wait<T: Send + 'static>(
+    what: String,
+    deadline: Instant,
+    f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, NodeError> {
+    blocking_until(what, deadline + WAIT_REPORT_GRACE, f).await
+}
+
 pub use self::loop_device::LoopDevices;
 pub use self::nvme_tcp::{under_prefix, NvmeTcp};
 

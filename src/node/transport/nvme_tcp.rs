@@ -10,7 +10,7 @@ use node_io::sysfs::{self, Controller, ControllerState};
 use node_io::wait::{self, SizeError, WaitError, Waker};
 use tokio::time::Instant;
 
-use super::{blocking_until, Device, NvmeTarget};
+use super::{blocking_until, blocking_wait, Device, NvmeTarget};
 use crate::node::error::NodeError;
 use crate::node::host_identity::HostIdentity;
 
@@ -188,7 +188,7 @@ impl NvmeTcp {
         self.connect(t, deadline).await?;
         let (sys, nqn) = (self.sys_root.clone(), t.nqn.to_string());
         let std_deadline = deadline.into_std();
-        let found = blocking_until(
+        let found = blocking_wait(
             format!("waiting for the device of {nqn}"),
             deadline,
             move || {
@@ -231,7 +231,7 @@ impl NvmeTcp {
     async fn wait_gone(&self, nqn: &str, deadline: Instant) -> Result<(), NodeError> {
         let (sys, nqn_s) = (self.sys_root.clone(), nqn.to_owned());
         let std_deadline = deadline.into_std();
-        blocking_until(
+        blocking_wait(
             format!("waiting for {nqn} to disconnect"),
             deadline,
             move || {
@@ -253,7 +253,7 @@ impl NvmeTcp {
     ) -> Result<Device, NodeError> {
         let (sys, nqn_s) = (self.sys_root.clone(), nqn.to_owned());
         let std_deadline = deadline.into_std();
-        let found = blocking_until(format!("waiting for {nqn} to grow"), deadline, move || {
+        let found = blocking_wait(format!("waiting for {nqn} to grow"), deadline, move || {
             wait::wait_for_size(&sys, &nqn_s, bytes, std_deadline, &mut Waker::open()).map_err(
                 |e| match e {
                     SizeError::NoDevice { nqn } => NodeError::DeviceMissing { target: nqn },
