@@ -25,6 +25,11 @@ use crate::csi::deadline::DEFAULT_RPC_TIMEOUT;
 const LOCAL_GRACE: Duration = Duration::from_secs(10);
 
 /// A CSI client for scenarios: one controller, named node plugins, kubelet-like paths.
+///
+/// A clone shares the channels (its calls run alongside the original's) but keeps its own
+/// record of what it took: use one for calls that take nothing while another call runs,
+/// e.g. a NodeGetVolumeStats while a NodeUnstage is in progress.
+#[derive(Clone)]
 pub struct CsiClient {
     controller: ControllerClient<Channel>,
     nodes: BTreeMap<String, NodeClient<Channel>>,
@@ -470,17 +475,29 @@ impl CsiClient {
         self.answer(call, c.node_expand_volume(req)).await
     }
 
-    /// NodeGetVolumeStats of `v` published on `node`.
+    /// NodeGetVolumeStats of `v` published on `node` (volume_path: its target path).
     pub async fn node_volume_stats(
         &mut self,
         v: &Volume,
         node: &str,
     ) -> Result<csi::NodeGetVolumeStatsResponse, CallError> {
+        let target = self.target(node, v);
+        self.node_volume_stats_at(v, node, &target).await
+    }
+
+    /// NodeGetVolumeStats of `v` on `node` with `volume_path` as given: e.g. the staging
+    /// path of a volume no longer published.
+    pub async fn node_volume_stats_at(
+        &mut self,
+        v: &Volume,
+        node: &str,
+        volume_path: &Path,
+    ) -> Result<csi::NodeGetVolumeStatsResponse, CallError> {
         let call = format!("NodeGetVolumeStats {} on {node}", v.id);
         let mut c = self.node(node, &call)?;
         let req = self.request(csi::NodeGetVolumeStatsRequest {
             volume_id: v.id.clone(),
-            volume_path: self.target(node, v).to_string_lossy().into(),
+            volume_path: volume_path.to_string_lossy().into(),
             staging_target_path: self.staging(node, v).to_string_lossy().into(),
         });
         self.answer(call, c.node_get_volume_stats(req)).await

@@ -1,0 +1,283 @@
+//! The harness the scenarios drive: the shared CSI scenario client (`rds_csi::scenario`) to
+//! the controller and both node plugins, plus shell checks of what the kernel did on each
+//! node (NVMe controllers in sysfs, block devices, mounts, data patterns).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use csi_proto::v1 as csi;
+use rds_csi::scenario::{exposition, CsiClient, Volume};
+
+use crate::shell::{run_local, run_remote};
+use crate::{say, R};
+
+/// An NVMe host controller on a node: (name, state), e.g. `("nvme1", "live")`.
+pub type Ctrl = (String, String);
+
+pub struct E2e {
+    pub csi: CsiClient,
+    /// node id -> agent address; nodes without one run commands locally.
+    pub agents: HashMap<String, String>,
+    pub metrics_url: String,
+    /// node id -> its plugin log file readable by `sh` on that node.
+    pub node_logs: HashMap<String, String>,
+}
+
+/// The volume's NQN from its context (CreateVolume in [`E2e::create`] made sure it is there).
+pub fn nqn(v: &Volume) -> &str {
+    v.context_value("nqn").unwrap_or_default()
+}
+
+/// Whether one of `c` is connected.
+pub fn live(c: &[Ctrl]) -> bool {
+    c.iter().any(|(_, s)| s == "live")
+}
+
+impl E2e {
+    pub async fn sh(&self, node: &str, cmd: &str) -> R<(i32, String)> {
+        match self.agents.get(node) {
+            Some(a) => run_remote(a, cmd).await,
+            None => run_local(cmd).await,
+        }
+    }
+
+    pub async fn sh_ok(&self, node: &str, cmd: &str) -> R<String> {
+        let (code, out) = self.sh(node, cmd).await?;
+        ensure!(
+            code == 0,
+            "on {node}: `{cmd}` exited {code}: {}",
+            out.trim()
+        );
+        Ok(out)
+    }
+
+    /// NodePublish's target path of `v` on `node`.
+    pub fn target(&self, v: &Volume, node: &str) -> String {
+        self.csi.target(node, v).display().to_string()
+    }
+
+    /// NodeStage's staging path of `v` on `node`.
+    pub fn staging(&self, v: &Volume, node: &str) -> String {
+        self.csi.staging(node, v).display().to_string()
+    }
+
+    /// CreateVolume; checks the capacity and that the context carries the NQN.
+    pub async fn create(
+        &mut self,
+        name: &str,
+        cap: csi::VolumeCapability,
+        bytes: i64,
+        params: &[(&str, &str)],
+    ) -> R<Volume> {
+        let v = self
+            .csi
+            .create_volume(name, bytes, cap, params, None)
+            .await?;
+        ensure!(
+            v.capacity_bytes >= bytes,
+            "CreateVolume {name}: capacity {} < {bytes}",
+            v.capacity_bytes
+        );
+        ensure!(
+            !nqn(&v).is_empty(),
+            "CreateVolume {name}: no nqn in the volume context {:?}",
+            v.context
+        );
+        Ok(v)
+    }
+
+    /// ControllerPublish + NodeStage + NodePublish.
+    pub async fn attach(&mut self, v: &Volume, node: &str) -> R<()> {
+        self.csi.controller_publish(v, node).await?;
+        self.csi.node_stage(v, node).await?;
+        self.csi.node_publish(v, node).await?;
+        Ok(())
+    }
+
+    /// NodeUnpublish + NodeUnstage + ControllerUnpublish, then: no controller of the NQN left.
+    pub async fn detach(&mut self, v: &Volume, node: &str) -> R<()> {
+        self.csi.node_unpublish(v, node).await?;
+        self.csi.node_unstage(v, node).await?;
+        self.csi.controller_unpublish(&v.id, node).await?;
+        let c = self.ctrls(node, nqn(v)).await?;
+        ensure!(
+            c.is_empty(),
+            "after unstage on {node}, controllers of {} are left: {c:?}",
+            nqn(v)
+        );
+        Ok(())
+    }
+
+    /// Best-effort teardown after a failure: releases what the calls took for `v` (errors
+    /// are shown, not returned: the scenario's own failure is the one reported).
+    pub async fn cleanup(&mut self, v: &Volume) {
+        for e in self.csi.release_volume(&v.id).await {
+            say(format!("cleanup of {}: {e}", v.id));
+        }
+    }
+
+    /// NVMe controllers on `node` whose subsysnqn is `nqn`.
+    pub async fn ctrls(&self, node: &str, nqn: &str) -> R<Vec<Ctrl>> {
+        let out = self
+            .sh_ok(
+                node,
+                &format!(
+                    "for c in /sys/class/nvme/nvme*; do [ -e $c/subsysnqn ] || continue; \
+                     [ \"$(cat $c/subsysnqn)\" = '{nqn}' ] && echo \"${{c##*/}} $(cat $c/state)\"; done; true"
+                ),
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect())
+    }
+
+    /// Polls `cond` on `node`'s controllers of `nqn` every 200 ms for up to `secs`; returns
+    /// the controllers that met it and the seconds it took.
+    pub async fn wait_ctrls(
+        &self,
+        node: &str,
+        nqn: &str,
+        secs: u64,
+        what: &str,
+        cond: impl Fn(&[Ctrl]) -> bool,
+    ) -> R<(Vec<Ctrl>, f64)> {
+        let t0 = Instant::now();
+        loop {
+            let c = self.ctrls(node, nqn).await?;
+            if cond(&c) {
+                return Ok((c, t0.elapsed().as_secs_f64()));
+            }
+            ensure!(
+                t0.elapsed() < Duration::from_secs(secs),
+                "{what}: not within {secs}s; controllers now {c:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The kernel block device behind a published block target (`nvme1n1`).
+    pub async fn block_dev(&self, v: &Volume, node: &str) -> R<String> {
+        let t = self.target(v, node);
+        let out = self
+            .sh_ok(
+                node,
+                &format!(
+                    "set -e; [ -b '{t}' ]; mm=$(stat -c '%t %T' '{t}'); set -- $mm; \
+                     l=$(readlink /sys/dev/block/$((0x$1)):$((0x$2))); echo ${{l##*/}}"
+                ),
+            )
+            .await?;
+        let name = out.trim().to_owned();
+        ensure!(
+            name.starts_with("nvme"),
+            "{t} on {node} is not an NVMe device: {name:?}"
+        );
+        Ok(name)
+    }
+
+    /// Writes `mib` MiB of random data at MiB offset `at` of a published block target,
+    /// O_DIRECT; returns its md5.
+    pub async fn block_write(&self, v: &Volume, node: &str, at: u32, mib: u32) -> R<String> {
+        let t = self.target(v, node);
+        let out = self
+            .sh_ok(
+                node,
+                &format!(
+                    "set -e; dd if=/dev/urandom of=/tmp/pat bs=1M count={mib} 2>/dev/null; \
+                     dd if=/tmp/pat of='{t}' bs=1M seek={at} oflag=direct conv=notrunc 2>/dev/null; \
+                     md5sum < /tmp/pat | cut -d' ' -f1"
+                ),
+            )
+            .await?;
+        Ok(out.trim().to_owned())
+    }
+
+    /// The md5 of `mib` MiB at MiB offset `at` of a published block target, read O_DIRECT.
+    pub async fn block_read(&self, v: &Volume, node: &str, at: u32, mib: u32) -> R<String> {
+        let t = self.target(v, node);
+        let out = self
+            .sh_ok(
+                node,
+                &format!(
+                    "set -o pipefail; dd if='{t}' bs=1M skip={at} count={mib} iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1"
+                ),
+            )
+            .await?;
+        Ok(out.trim().to_owned())
+    }
+
+    /// Writes 4 MiB of random data to `file` on a published filesystem, syncs; its md5.
+    pub async fn fs_write(&self, v: &Volume, node: &str, file: &str) -> R<String> {
+        let t = self.target(v, node);
+        let out = self
+            .sh_ok(
+                node,
+                &format!(
+                    "set -e; dd if=/dev/urandom of='{t}/{file}' bs=1M count=4 2>/dev/null; sync; \
+                     md5sum < '{t}/{file}' | cut -d' ' -f1"
+                ),
+            )
+            .await?;
+        Ok(out.trim().to_owned())
+    }
+
+    /// The md5 of `file` on a published filesystem.
+    pub async fn fs_read(&self, v: &Volume, node: &str, file: &str) -> R<String> {
+        let t = self.target(v, node);
+        let out = self
+            .sh_ok(node, &format!("md5sum < '{t}/{file}' | cut -d' ' -f1"))
+            .await?;
+        Ok(out.trim().to_owned())
+    }
+
+    /// (mount id, fs type) of what is mounted at `path` on `node`, from mountinfo.
+    pub async fn mount_at(&self, node: &str, path: &str) -> R<Option<(String, String)>> {
+        let out = self
+            .sh_ok(
+                node,
+                &format!("awk '$5 == \"{path}\" {{ for (i = 7; $i != \"-\"; i++); print $1, $(i+1) }}' /proc/self/mountinfo"),
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .last()
+            .and_then(|l| l.split_once(' '))
+            .map(|(a, b)| (a.to_owned(), b.to_owned())))
+    }
+
+    /// Size in KiB of the filesystem mounted at `path`.
+    pub async fn df_k(&self, node: &str, path: &str) -> R<u64> {
+        let out = self
+            .sh_ok(
+                node,
+                &format!("df -k '{path}' | awk 'NR == 2 {{ print $2 }}'"),
+            )
+            .await?;
+        Ok(out
+            .trim()
+            .parse()
+            .map_err(|_| format!("df -k {path} on {node}: {out:?}"))?)
+    }
+
+    /// One series of the controller's metrics (fetched from node-a).
+    pub async fn metric(&self, series: &str) -> R<Option<f64>> {
+        let out = self
+            .sh_ok("node-a", &format!("wget -q -O - '{}'", self.metrics_url))
+            .await?;
+        Ok(exposition::sample(&out, series))
+    }
+
+    /// NodeGetVolumeStats of `v` on `node`: (abnormal, message).
+    pub async fn stats(&mut self, v: &Volume, node: &str) -> R<(bool, String)> {
+        let c = self
+            .csi
+            .node_volume_stats(v, node)
+            .await?
+            .volume_condition
+            .ok_or("NodeGetVolumeStats: no volume_condition")?;
+        Ok((c.abnormal, c.message))
+    }
+}
