@@ -11,6 +11,9 @@ use rds_csi::scenario::{exposition, CsiClient, Volume};
 use crate::shell::{run_local, run_remote};
 use crate::{say, R};
 
+/// Every scenario volume's size (1 GiB).
+pub const VOLUME_BYTES: i64 = 1 << 30;
+
 /// An NVMe host controller on a node: (name, state), e.g. `("nvme1", "live")`.
 pub type Ctrl = (String, String);
 
@@ -26,6 +29,12 @@ pub struct E2e {
 /// The volume's NQN from its context (CreateVolume in [`E2e::create`] made sure it is there).
 pub fn nqn(v: &Volume) -> &str {
     v.context_value("nqn").unwrap_or_default()
+}
+
+/// The configfs link that exports the subsystem `nqn` on the target's port 1: removing it
+/// takes the volume away from every host, as an RDS that stops serving it would.
+pub fn port_link(nqn: &str) -> String {
+    format!("/sys/kernel/config/nvmet/ports/1/subsystems/{nqn}")
 }
 
 /// Whether one of `c` is connected.
@@ -51,6 +60,11 @@ impl E2e {
         Ok(out)
     }
 
+    /// `cmd`'s output on `node`, trimmed; an exit status other than 0 fails.
+    pub async fn sh_out(&self, node: &str, cmd: &str) -> R<String> {
+        Ok(self.sh_ok(node, cmd).await?.trim().to_owned())
+    }
+
     /// NodePublish's target path of `v` on `node`.
     pub fn target(&self, v: &Volume, node: &str) -> String {
         self.csi.target(node, v).display().to_string()
@@ -61,14 +75,15 @@ impl E2e {
         self.csi.staging(node, v).display().to_string()
     }
 
-    /// CreateVolume; checks the capacity and that the context carries the NQN.
+    /// CreateVolume of [`VOLUME_BYTES`] with StorageClass `params`; checks the capacity and
+    /// that the context carries the NQN.
     pub async fn create(
         &mut self,
         name: &str,
         cap: csi::VolumeCapability,
-        bytes: i64,
         params: &[(&str, &str)],
     ) -> R<Volume> {
+        let bytes = VOLUME_BYTES;
         let v = self
             .csi
             .create_volume(name, bytes, cap, params, None)
@@ -106,6 +121,26 @@ impl E2e {
             nqn(v)
         );
         Ok(())
+    }
+
+    /// [`E2e::detach`] from `node`, then DeleteVolume: the end of a scenario that passed.
+    pub async fn detach_delete(&mut self, v: &Volume, node: &str) -> R<()> {
+        self.detach(v, node).await?;
+        Ok(self.csi.delete_volume(&v.id).await?)
+    }
+
+    /// Runs a scenario's `body` on the harness; when it fails, releases what the calls took
+    /// for `v` ([`E2e::cleanup`]) so the next scenario starts clean.
+    pub async fn releasing<T>(
+        &mut self,
+        v: &Volume,
+        body: impl AsyncFnOnce(&mut E2e) -> R<T>,
+    ) -> R<T> {
+        let r = body(self).await;
+        if r.is_err() {
+            self.cleanup(v).await;
+        }
+        r
     }
 
     /// Best-effort teardown after a failure: releases what the calls took for `v` (errors
@@ -161,8 +196,8 @@ impl E2e {
     /// The kernel block device behind a published block target (`nvme1n1`).
     pub async fn block_dev(&self, v: &Volume, node: &str) -> R<String> {
         let t = self.target(v, node);
-        let out = self
-            .sh_ok(
+        let name = self
+            .sh_out(
                 node,
                 &format!(
                     "set -e; [ -b '{t}' ]; mm=$(stat -c '%t %T' '{t}'); set -- $mm; \
@@ -170,7 +205,6 @@ impl E2e {
                 ),
             )
             .await?;
-        let name = out.trim().to_owned();
         ensure!(
             name.starts_with("nvme"),
             "{t} on {node} is not an NVMe device: {name:?}"
@@ -182,8 +216,7 @@ impl E2e {
     /// O_DIRECT; returns its md5.
     pub async fn block_write(&self, v: &Volume, node: &str, at: u32, mib: u32) -> R<String> {
         let t = self.target(v, node);
-        let out = self
-            .sh_ok(
+        self.sh_out(
                 node,
                 &format!(
                     "set -e; dd if=/dev/urandom of=/tmp/pat bs=1M count={mib} 2>/dev/null; \
@@ -191,46 +224,40 @@ impl E2e {
                      md5sum < /tmp/pat | cut -d' ' -f1"
                 ),
             )
-            .await?;
-        Ok(out.trim().to_owned())
+            .await
     }
 
     /// The md5 of `mib` MiB at MiB offset `at` of a published block target, read O_DIRECT.
     pub async fn block_read(&self, v: &Volume, node: &str, at: u32, mib: u32) -> R<String> {
         let t = self.target(v, node);
-        let out = self
-            .sh_ok(
+        self
+            .sh_out(
                 node,
                 &format!(
                     "set -o pipefail; dd if='{t}' bs=1M skip={at} count={mib} iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1"
                 ),
             )
-            .await?;
-        Ok(out.trim().to_owned())
+            .await
     }
 
     /// Writes 4 MiB of random data to `file` on a published filesystem, syncs; its md5.
     pub async fn fs_write(&self, v: &Volume, node: &str, file: &str) -> R<String> {
         let t = self.target(v, node);
-        let out = self
-            .sh_ok(
-                node,
-                &format!(
-                    "set -e; dd if=/dev/urandom of='{t}/{file}' bs=1M count=4 2>/dev/null; sync; \
+        self.sh_out(
+            node,
+            &format!(
+                "set -e; dd if=/dev/urandom of='{t}/{file}' bs=1M count=4 2>/dev/null; sync; \
                      md5sum < '{t}/{file}' | cut -d' ' -f1"
-                ),
-            )
-            .await?;
-        Ok(out.trim().to_owned())
+            ),
+        )
+        .await
     }
 
     /// The md5 of `file` on a published filesystem.
     pub async fn fs_read(&self, v: &Volume, node: &str, file: &str) -> R<String> {
         let t = self.target(v, node);
-        let out = self
-            .sh_ok(node, &format!("md5sum < '{t}/{file}' | cut -d' ' -f1"))
-            .await?;
-        Ok(out.trim().to_owned())
+        self.sh_out(node, &format!("md5sum < '{t}/{file}' | cut -d' ' -f1"))
+            .await
     }
 
     /// (mount id, fs type) of what is mounted at `path` on `node`, from mountinfo.

@@ -30,17 +30,55 @@ fn pass_fail(o: Outcome) -> &'static str {
     }
 }
 
+/// `sep` and the row's detail when it did not pass; nothing when it did.
+fn reason(row: &Row<Label>, sep: &str) -> String {
+    match row.outcome {
+        Outcome::Ok => String::new(),
+        _ => format!("{sep}{}", row.detail),
+    }
+}
+
 fn scenario_line(row: &Row<Label>) -> String {
     let (id, title) = &row.label;
-    let why = match row.outcome {
-        Outcome::Ok => String::new(),
-        _ => format!(": {}", row.detail),
-    };
+    let why = reason(row, ": ");
     format!(
         "E2E-SCENARIO {id} {} {:.1}s {title}{why}",
         pass_fail(row.outcome),
         row.took.as_secs_f64()
     )
+}
+
+/// The harness and the rows of the scenarios run so far.
+struct Runner<'o> {
+    e: E2e,
+    /// The scenario ids asked for.
+    wanted: &'o [String],
+    report: Report<Label>,
+}
+
+impl Runner<'_> {
+    fn on(&self, id: &str) -> bool {
+        self.wanted.iter().any(|w| w == id)
+    }
+
+    fn record(&mut self, id: &str, title: &str, r: R<()>, took: Duration) {
+        let (outcome, why) = match r {
+            Ok(()) => (Outcome::Ok, String::new()),
+            Err(e) => (Outcome::Fail, e.to_string()),
+        };
+        self.report
+            .record((id.into(), title.into()), outcome, took, why);
+    }
+
+    /// Runs `scenario` and records its row, when its scenario was asked for: a row id is its
+    /// scenario's id, with a suffix after `-` where one scenario gives several rows (`a-xfs`).
+    async fn row(&mut self, id: &str, title: &str, scenario: impl AsyncFnOnce(&mut E2e) -> R<()>) {
+        let scenario_id = id.split('-').next().unwrap_or(id);
+        if self.on(scenario_id) {
+            let (r, took) = timed(scenario(&mut self.e)).await;
+            self.record(id, title, r, took);
+        }
+    }
 }
 
 /// Connects to the controller, the node plugins and the agents, and checks each node
@@ -94,41 +132,31 @@ async fn connect(o: &Opts) -> R<E2e> {
 /// Runs the scenarios `o` names; true when every one passed.
 pub async fn run(o: Opts) -> R<bool> {
     let t_all = Instant::now();
-    let mut e = connect(&o).await?;
+    let e = connect(&o).await?;
     say(format!(
         "harness ready in {:.1}s",
         t_all.elapsed().as_secs_f64()
     ));
 
-    let on = |s: &str| o.scenarios.iter().any(|w| w == s);
-    let mut report: Report<Label> = Report::new(|_, row| println!("{}", scenario_line(row)));
-    let mut record = |id: &str, title: &str, r: R<()>, took: Duration| {
-        let (outcome, why) = match r {
-            Ok(()) => (Outcome::Ok, String::new()),
-            Err(e) => (Outcome::Fail, e.to_string()),
-        };
-        report.record((id.into(), title.into()), outcome, took, why);
+    let mut run = Runner {
+        e,
+        wanted: &o.scenarios,
+        report: Report::new(|_, row| println!("{}", scenario_line(row))),
     };
-    let mut latency_line = None;
-
-    if on("a") {
-        for fs in ["ext4", "xfs"] {
-            let (r, took) = timed(scenarios::fs_handoff(&mut e, fs)).await;
-            record(
-                &format!("a-{fs}"),
-                &format!("{fs} volume: write on node-a, handoff, same data on node-b"),
-                r,
-                took,
-            );
-        }
+    for fs in ["ext4", "xfs"] {
+        let title = format!("{fs} volume: write on node-a, handoff, same data on node-b");
+        run.row(&format!("a-{fs}"), &title, async |e| {
+            scenarios::fs_handoff(e, fs).await
+        })
+        .await;
     }
-    if on("b") || on("c") {
-        let ((rb, rc), took) = timed(scenarios::migration(&mut e)).await;
-        if on("b") {
-            record("b", "RWX block live migration node-a -> node-b, both attached, data visible, migration metric +1", rb, took);
+    if run.on("b") || run.on("c") {
+        let ((rb, rc), took) = timed(scenarios::migration(&mut run.e)).await;
+        if run.on("b") {
+            run.record("b", "RWX block live migration node-a -> node-b, both attached, data visible, migration metric +1", rb, took);
         }
-        if on("c") {
-            record(
+        if run.on("c") {
+            run.record(
                 "c",
                 "third node refused with FAILED_PRECONDITION during the migration",
                 rc,
@@ -136,54 +164,34 @@ pub async fn run(o: Opts) -> R<bool> {
             );
         }
     }
-    if on("d") {
-        let (r, took) = timed(scenarios::holder(&mut e)).await;
-        record("d", "device held open: NodeUnstage refused naming the pid, stays connected; after kill it disconnects", r, took);
-    }
-    if on("f") {
-        let (r, took) = timed(scenarios::expand(&mut e)).await;
-        record(
-            "f",
-            "online expansion: ControllerExpand + NodeExpand grow a mounted ext4",
-            r,
-            took,
-        );
-    }
-    if on("g") {
-        let (r, took) = timed(scenarios::restage(&mut e)).await;
-        record(
-            "g",
-            "restage keeps data: no reformat of a volume with a filesystem",
-            r,
-            took,
-        );
-    }
-    if on("e") {
-        let (r, took) = timed(scenarios::reconnect(&mut e)).await;
-        record("e", "target port removed: short outage keeps the device; past ctrl_loss_tmo the reconciler restores it, stats abnormal meanwhile", r, took);
-    }
-    if on("i") {
-        let (r, took) = timed(scenarios::target_lost(&mut e)).await;
-        record("i", "target lost for good while published: stats abnormal, NodeUnpublish and NodeUnstage OK within their deadlines, nothing left", r, took);
-    }
-    if on("h") {
-        let (r, took) = timed(scenarios::latency(&mut e, o.stage_count)).await;
-        let r = r.map(|line| latency_line = Some(line));
-        record(
-            "h",
-            &format!("NodeStage latency over {} volumes", o.stage_count),
-            r,
-            took,
-        );
-    }
+    run.row("d", "device held open: NodeUnstage refused naming the pid, stays connected; after kill it disconnects", scenarios::holder).await;
+    run.row(
+        "f",
+        "online expansion: ControllerExpand + NodeExpand grow a mounted ext4",
+        scenarios::expand,
+    )
+    .await;
+    run.row(
+        "g",
+        "restage keeps data: no reformat of a volume with a filesystem",
+        scenarios::restage,
+    )
+    .await;
+    run.row("e", "target port removed: short outage keeps the device; past ctrl_loss_tmo the reconciler restores it, stats abnormal meanwhile", scenarios::reconnect).await;
+    run.row("i", "target lost for good while published: stats abnormal, NodeUnpublish and NodeUnstage OK within their deadlines, nothing left", scenarios::target_lost).await;
+    let mut latency_line = None;
+    let title = format!("NodeStage latency over {} volumes", o.stage_count);
+    run.row("h", &title, async |e| {
+        latency_line = Some(scenarios::latency(e, o.stage_count).await?);
+        Ok(())
+    })
+    .await;
+    let report = run.report;
 
     println!("E2E-SUMMARY ---------------------------------------------------------------");
     for row in report.rows() {
         let (id, title) = &row.label;
-        let why = match row.outcome {
-            Outcome::Ok => String::new(),
-            _ => format!("\nE2E-SUMMARY         reason: {}", row.detail),
-        };
+        let why = reason(row, "\nE2E-SUMMARY         reason: ");
         println!(
             "E2E-SUMMARY {:<7} {:<4} {:>6.1}s  {title}{why}",
             id,

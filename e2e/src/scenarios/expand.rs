@@ -4,8 +4,7 @@
 use csi_proto::v1::volume_capability::access_mode::Mode;
 use rds_csi::scenario::mount_capability;
 
-use super::GIB;
-use crate::harness::E2e;
+use crate::harness::{E2e, VOLUME_BYTES};
 use crate::{say, R};
 
 pub async fn expand(e: &mut E2e) -> R<()> {
@@ -13,17 +12,16 @@ pub async fn expand(e: &mut E2e) -> R<()> {
         .create(
             "pvc-e2e-grow",
             mount_capability("ext4", Mode::SingleNodeWriter),
-            GIB,
             &[],
         )
         .await?;
-    let r = async {
+    e.releasing(&v, async |e| {
         e.attach(&v, "node-a").await?;
         let md5 = e.fs_write(&v, "node-a", "before-grow.bin").await?;
         let (target, staging) = (e.target(&v, "node-a"), e.staging(&v, "node-a"));
         let k0 = e.df_k("node-a", &target).await?;
         let m0 = e.mount_at("node-a", &staging).await?;
-        let grown = 2 * GIB;
+        let grown = 2 * VOLUME_BYTES;
         let cr = e.csi.controller_expand(&v, grown).await?;
         ensure!(cr.capacity_bytes >= grown, "ControllerExpandVolume gave {} bytes", cr.capacity_bytes);
         ensure!(cr.node_expansion_required, "ControllerExpandVolume: node_expansion_required is false for ext4");
@@ -39,12 +37,7 @@ pub async fn expand(e: &mut E2e) -> R<()> {
         let back = e.fs_read(&v, "node-a", "before-grow.bin").await?;
         ensure!(back == md5, "file changed across the grow: {back} != {md5}");
         say(format!("expand: ext4 {k0} KiB -> {k1} KiB online (mount id {} unchanged), data intact", m1.map(|m| m.0).unwrap_or_default()));
-        e.detach(&v, "node-a").await?;
-        Ok(e.csi.delete_volume(&v.id).await?)
-    }
-    .await;
-    if r.is_err() {
-        e.cleanup(&v).await;
-    }
-    r
+        e.detach_delete(&v, "node-a").await
+    })
+    .await
 }

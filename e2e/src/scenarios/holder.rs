@@ -7,7 +7,6 @@ use csi_proto::v1::volume_capability::access_mode::Mode;
 use rds_csi::scenario::block_capability;
 use tonic::Code;
 
-use super::GIB;
 use crate::harness::{live, nqn, E2e};
 use crate::{say, R};
 
@@ -19,7 +18,6 @@ pub async fn holder(e: &mut E2e) -> R<()> {
         .create(
             "pvc-e2e-held",
             block_capability(Mode::SingleNodeWriter),
-            GIB,
             &[],
         )
         .await?;
@@ -27,13 +25,11 @@ pub async fn holder(e: &mut E2e) -> R<()> {
         e.attach(&v, "node-a").await?;
         let dev = e.block_dev(&v, "node-a").await?;
         let pid = e
-            .sh_ok(
+            .sh_out(
                 "node-a",
                 &format!("sh -c 'exec 3</dev/{dev}; exec sleep 120' </dev/null >/dev/null 2>&1 & echo $!"),
             )
-            .await?
-            .trim()
-            .to_owned();
+            .await?;
         // wait until the fd is really open
         e.sh_ok(
             "node-a",

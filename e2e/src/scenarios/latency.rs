@@ -5,7 +5,6 @@ use std::time::Instant;
 use csi_proto::v1::volume_capability::access_mode::Mode;
 use rds_csi::scenario::block_capability;
 
-use super::GIB;
 use crate::harness::E2e;
 use crate::{say, R};
 
@@ -18,7 +17,6 @@ pub async fn latency(e: &mut E2e, n: usize) -> R<String> {
                 .create(
                     &format!("pvc-e2e-lat-{i:02}"),
                     block_capability(Mode::SingleNodeWriter),
-                    GIB,
                     &[],
                 )
                 .await?;

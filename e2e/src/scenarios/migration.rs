@@ -6,7 +6,6 @@ use csi_proto::v1::volume_capability::access_mode::Mode;
 use rds_csi::scenario::block_capability;
 use tonic::Code;
 
-use super::GIB;
 use crate::harness::{live, nqn, E2e};
 use crate::{say, R};
 
@@ -22,7 +21,6 @@ pub async fn migration(e: &mut E2e) -> (R<()>, R<()>) {
         .create(
             "pvc-e2e-rwx",
             block_capability(Mode::MultiNodeMultiWriter),
-            GIB,
             &[],
         )
         .await
@@ -32,7 +30,7 @@ pub async fn migration(e: &mut E2e) -> (R<()>, R<()>) {
     };
     let mut c_result: R<()> =
         Err("not reached (migration failed before the third node was tried)".into());
-    let r = async {
+    let r = e.releasing(&v, async |e| {
         e.attach(&v, "node-a").await?;
         let dev_a = e.block_dev(&v, "node-a").await?;
         let p1 = e.block_write(&v, "node-a", 8, 2).await?;
@@ -71,12 +69,8 @@ pub async fn migration(e: &mut E2e) -> (R<()>, R<()>) {
             "{SUCCESS_SERIES} went {before} -> {after}, expected +1"
         );
         say(format!("rwx: controller metrics: {SUCCESS_SERIES} {after}"));
-        e.detach(&v, "node-b").await?;
-        Ok(e.csi.delete_volume(&v.id).await?)
-    }
+        e.detach_delete(&v, "node-b").await
+    })
     .await;
-    if r.is_err() {
-        e.cleanup(&v).await;
-    }
     (r, c_result)
 }

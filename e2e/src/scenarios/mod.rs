@@ -1,6 +1,6 @@
 //! The end-to-end scenarios, one module each. Each creates its own volumes, checks what the
 //! kernel did on the nodes after every CSI call, and on failure releases what its calls took
-//! (`E2e::cleanup`) so the next scenario starts clean.
+//! (`E2e::releasing`) so the next scenario starts clean.
 
 mod expand;
 mod fs_handoff;
@@ -20,5 +20,23 @@ pub use reconnect::reconnect;
 pub use restage::restage;
 pub use target_lost::target_lost;
 
-/// Every scenario volume's size.
-const GIB: i64 = 1 << 30;
+/// ctrl_loss_tmo (seconds) of the volumes created with [`QUICK_LOSS`].
+const CTRL_LOSS_TMO: u64 = 8;
+
+/// StorageClass parameters of a volume whose host gives up on a lost target within seconds:
+/// ctrl_loss_tmo [`CTRL_LOSS_TMO`], a reconnect try every second, keep-alive 2 s.
+const QUICK_LOSS: [(&str, &str); 3] = [
+    ("ctrlLossTmo", "8"),
+    ("reconnectDelay", "1"),
+    ("keepAliveTmo", "2"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_loss_sets_the_ctrl_loss_tmo_the_scenarios_wait_for() {
+        assert!(QUICK_LOSS.contains(&("ctrlLossTmo", CTRL_LOSS_TMO.to_string().as_str())));
+    }
+}

@@ -7,28 +7,20 @@ use std::time::Duration;
 use csi_proto::v1::volume_capability::access_mode::Mode;
 use rds_csi::scenario::block_capability;
 
-use super::GIB;
-use crate::harness::{live, nqn, E2e};
+use super::{CTRL_LOSS_TMO, QUICK_LOSS};
+use crate::harness::{live, nqn, port_link, E2e};
 use crate::{say, R};
-
-/// ctrl_loss_tmo (seconds) the volume is created with.
-const TMO: u64 = 8;
 
 pub async fn reconnect(e: &mut E2e) -> R<()> {
     let v = e
         .create(
             "pvc-e2e-recon",
             block_capability(Mode::SingleNodeWriter),
-            GIB,
-            &[
-                ("ctrlLossTmo", "8"),
-                ("reconnectDelay", "1"),
-                ("keepAliveTmo", "2"),
-            ],
+            &QUICK_LOSS,
         )
         .await?;
     let nqn = nqn(&v).to_owned();
-    let link = format!("/sys/kernel/config/nvmet/ports/1/subsystems/{nqn}");
+    let link = port_link(&nqn);
     let subsys = format!("/sys/kernel/config/nvmet/subsystems/{nqn}");
     let r = async {
         e.attach(&v, "node-a").await?;
@@ -50,10 +42,10 @@ pub async fn reconnect(e: &mut E2e) -> R<()> {
         say(format!("reconnect: link back; live again after {t:.1}s ({c:?}), same device {dev1}, data intact, stats normal"));
         // 2. long outage, past ctrl_loss_tmo: the kernel drops the controller
         e.sh_ok("node-a", &format!("rm '{link}'")).await?;
-        let (_, t) = e.wait_ctrls("node-a", &nqn, TMO + 30, "kernel removes the controller after ctrl_loss_tmo", |c| c.is_empty()).await?;
+        let (_, t) = e.wait_ctrls("node-a", &nqn, CTRL_LOSS_TMO + 30, "kernel removes the controller after ctrl_loss_tmo", |c| c.is_empty()).await?;
         let (abn, msg) = e.stats(&v, "node-a").await?;
         ensure!(abn, "with no controller left, NodeGetVolumeStats must report abnormal; got normal: {msg}");
-        say(format!("reconnect: controller gone after {t:.1}s (ctrl_loss_tmo {TMO}s); NodeGetVolumeStats abnormal: {msg}"));
+        say(format!("reconnect: controller gone after {t:.1}s (ctrl_loss_tmo {CTRL_LOSS_TMO}s); NodeGetVolumeStats abnormal: {msg}"));
         e.sh_ok("node-a", &format!("ln -s '{subsys}' '{link}'")).await?;
         let (c, t) = e.wait_ctrls("node-a", &nqn, 60, "the node's reconciler reconnects the staged volume", live).await?;
         say(format!("reconnect: link back; the reconciler reconnected after {t:.1}s: {c:?}"));
@@ -69,8 +61,7 @@ pub async fn reconnect(e: &mut E2e) -> R<()> {
         let seen = e.block_read(&v, "node-a", 4, 1).await?;
         ensure!(seen == p, "after the reconnect node-a reads md5 {seen}, wrote {p}");
         say(format!("reconnect: volume restored, data intact, stats normal: {msg}"));
-        e.detach(&v, "node-a").await?;
-        Ok(e.csi.delete_volume(&v.id).await?)
+        e.detach_delete(&v, "node-a").await
     }
     .await;
     if r.is_err() {

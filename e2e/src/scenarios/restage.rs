@@ -3,7 +3,6 @@
 use csi_proto::v1::volume_capability::access_mode::Mode;
 use rds_csi::scenario::mount_capability;
 
-use super::GIB;
 use crate::harness::{nqn, E2e};
 use crate::{say, R};
 
@@ -12,12 +11,11 @@ pub async fn restage(e: &mut E2e) -> R<()> {
         .create(
             "pvc-e2e-restage",
             mount_capability("xfs", Mode::SingleNodeWriter),
-            GIB,
             &[],
         )
         .await?;
     let log = e.node_logs.get("node-a").cloned().unwrap_or_default();
-    let r = async {
+    e.releasing(&v, async |e| {
         e.attach(&v, "node-a").await?;
         let md5 = e.fs_write(&v, "node-a", "keep.bin").await?;
         e.csi.node_unpublish(&v, "node-a").await?;
@@ -35,7 +33,7 @@ pub async fn restage(e: &mut E2e) -> R<()> {
             let cmd = format!(
                 "grep 'formatting a blank fresh volume' '{log}' | grep -c 'pvc-e2e-restage'; true"
             );
-            let n = e.sh_ok("node-a", &cmd).await?.trim().to_owned();
+            let n = e.sh_out("node-a", &cmd).await?;
             ensure!(
                 n == "1",
                 "the node log shows {n} format(s) of the volume, expected exactly 1"
@@ -44,12 +42,7 @@ pub async fn restage(e: &mut E2e) -> R<()> {
         say(
             "restage: unstage + stage again kept the file; the node formatted the volume once only",
         );
-        e.detach(&v, "node-a").await?;
-        Ok(e.csi.delete_volume(&v.id).await?)
-    }
-    .await;
-    if r.is_err() {
-        e.cleanup(&v).await;
-    }
-    r
+        e.detach_delete(&v, "node-a").await
+    })
+    .await
 }

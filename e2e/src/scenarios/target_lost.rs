@@ -11,13 +11,11 @@ use csi_proto::v1::volume_capability::access_mode::Mode;
 use rds_csi::scenario::{mount_capability, CsiClient, Volume};
 use tonic::Code;
 
-use super::GIB;
-use crate::harness::{live, nqn, E2e};
+use super::{CTRL_LOSS_TMO, QUICK_LOSS};
+use crate::harness::{live, nqn, port_link, E2e};
 use crate::run::RPC_TIMEOUT as KUBELET;
 use crate::{say, R};
 
-/// ctrl_loss_tmo (seconds) the volume is created with.
-const TMO: u64 = 8;
 /// The deadline of the NodeGetVolumeStats sent while the NodeUnstage runs.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after the NodeUnstage starts the probe is sent.
@@ -28,18 +26,13 @@ pub async fn target_lost(e: &mut E2e) -> R<()> {
         .create(
             "pvc-e2e-lost",
             mount_capability("ext4", Mode::SingleNodeWriter),
-            GIB,
-            &[
-                ("ctrlLossTmo", "8"),
-                ("reconnectDelay", "1"),
-                ("keepAliveTmo", "2"),
-            ],
+            &QUICK_LOSS,
         )
         .await?;
     let nqn = nqn(&v).to_owned();
-    let link = format!("/sys/kernel/config/nvmet/ports/1/subsystems/{nqn}");
+    let link = port_link(&nqn);
     let (target, staging) = (e.target(&v, "node-a"), e.staging(&v, "node-a"));
-    let r = async {
+    e.releasing(&v, async |e| {
         e.attach(&v, "node-a").await?;
         e.fs_write(&v, "node-a", "synced.bin").await?;
         // Dirty pages, left for writeback: they can never reach the target.
@@ -83,17 +76,13 @@ pub async fn target_lost(e: &mut E2e) -> R<()> {
         let c = e.ctrls("node-a", &nqn).await?;
         ensure!(c.is_empty(), "after NodeUnstage, controllers of {nqn} are left: {c:?}");
         say(format!(
-            "lost: NodeUnpublish OK in {t_unpub:.1}s, NodeUnstage OK in {t_unstage:.1}s (ctrl_loss_tmo {TMO}s, deadlines {}s); stats during the unstage: {p}; nothing mounted, no controller left",
+            "lost: NodeUnpublish OK in {t_unpub:.1}s, NodeUnstage OK in {t_unstage:.1}s (ctrl_loss_tmo {CTRL_LOSS_TMO}s, deadlines {}s); stats during the unstage: {p}; nothing mounted, no controller left",
             KUBELET.as_secs()
         ));
         e.csi.controller_unpublish(&v.id, "node-a").await?;
         Ok(e.csi.delete_volume(&v.id).await?)
-    }
-    .await;
-    if r.is_err() {
-        e.cleanup(&v).await;
-    }
-    r
+    })
+    .await
 }
 
 /// NodeGetVolumeStats of `v` on node-a at its staging path, sent [`PROBE_AFTER`] the
