@@ -131,7 +131,8 @@ fn the_code_imports_exactly_the_layers_the_architecture_draws() {
     }
     assert!(
         wrong.is_empty(),
-        "docs/architecture.md, \"Layers\":\n{}",
+        "docs/architecture.md, \"Layers\" (if an import is meant, draw its arrow there, below \
+         its source; otherwise remove the import):\n{}",
         wrong.join("\n")
     );
 }
