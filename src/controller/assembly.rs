@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::attachment_sync::AttachmentSync;
-use super::leader::{run_leadership, LeaderGate, Leadership, Persistence};
+use super::leader::{run_leadership, Leadership, Persistence};
 use super::node_watch::{run_node_watch, GoneNodes, WithoutGoneNodes};
 use super::{run_sweeper, Controller, ControllerConfig, Fencing};
 use crate::attachment::persist::{self, AttachmentStore};
@@ -71,7 +71,6 @@ pub const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct RunningController {
     pub controller: Arc<Controller>,
     pub leadership: Arc<Leadership>,
-    persistence: Option<Arc<Persistence>>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -105,6 +104,7 @@ impl Assembly {
             events: self.events,
             nodes: Arc::clone(&self.nodes),
             wake_sweeper: tokio::sync::Notify::new(),
+            persistence: self.state.clone().map(Persistence::new),
         };
         let inflight = {
             let c = metrics.inflight_rejections.clone();
@@ -163,12 +163,6 @@ impl Assembly {
         Ok(RunningController {
             controller,
             leadership,
-            persistence: self.state.map(|store| {
-                Arc::new(Persistence {
-                    store,
-                    writing: tokio::sync::Mutex::new(()),
-                })
-            }),
             stop,
             tasks,
         })
@@ -178,12 +172,8 @@ impl Assembly {
 impl RunningController {
     /// The CSI Controller service, to add to a tonic router: every RPC traced, and
     /// ControllerPublish/Unpublish answered only while this replica leads.
-    pub fn service(&self) -> ControllerServer<Traced<LeaderGate>> {
-        ControllerServer::new(Traced::controller(Arc::new(LeaderGate {
-            inner: Arc::clone(&self.controller),
-            leadership: Arc::clone(&self.leadership),
-            persistence: self.persistence.clone(),
-        })))
+    pub fn service(&self) -> ControllerServer<Traced<Controller>> {
+        ControllerServer::new(Traced::controller(Arc::clone(&self.controller)))
     }
 
     /// Stops the background tasks and waits for them.

@@ -24,7 +24,6 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::kubernetes_tests::cap;
-use super::leader::LeaderGate;
 use super::{Assembly, LeaderElection, RunningController};
 use crate::attachment::{AccessMode, MigrationTimeout, RestoreRecord};
 use crate::k8s::{
@@ -186,7 +185,6 @@ async fn candidate(lease: Arc<Lease>, me: &'static str, retry: Duration, stop: C
 /// One replica: its controller and its pod's attacher.
 struct Replica {
     running: RunningController,
-    gate: LeaderGate,
     events: RecordedEvents,
     metrics: Metrics,
     attacher_stop: CancellationToken,
@@ -233,11 +231,6 @@ async fn replica(
         attacher_stop.clone(),
     ));
     Replica {
-        gate: LeaderGate {
-            inner: Arc::clone(&running.controller),
-            leadership: Arc::clone(&running.leadership),
-            persistence: None,
-        },
         running,
         events,
         metrics,
@@ -280,7 +273,8 @@ async fn attach(
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let res = r
-            .gate
+            .running
+            .controller
             .controller_publish_volume(req(csi::ControllerPublishVolumeRequest {
                 volume_id: v.volume_id.clone(),
                 node_id: node.into(),
@@ -313,7 +307,8 @@ pub(super) fn unpublish_req(v: &csi::Volume, node: &str) -> csi::ControllerUnpub
 
 /// The external-attacher detaching `node`: ControllerUnpublish, then the object goes.
 async fn detach(r: &Replica, cluster: &Cluster, v: &csi::Volume, node: &str) {
-    r.gate
+    r.running
+        .controller
         .controller_unpublish_volume(req(unpublish_req(v, node)))
         .await
         .unwrap();
@@ -385,7 +380,8 @@ async fn leader_killed_mid_migration_the_new_leader_fences_keeps_the_deadline_an
 
     // Not the leader: attachments are refused, retryably, naming the leader.
     let vol = a
-        .gate
+        .running
+        .controller
         .create_volume(req(csi::CreateVolumeRequest {
             name: "pvc-vm".into(),
             capacity_range: Some(csi::CapacityRange {
@@ -401,7 +397,8 @@ async fn leader_killed_mid_migration_the_new_leader_fences_keeps_the_deadline_an
         .volume
         .unwrap();
     let refused = b
-        .gate
+        .running
+        .controller
         .controller_publish_volume(req(csi::ControllerPublishVolumeRequest {
             volume_id: vol.volume_id.clone(),
             node_id: "node-a".into(),

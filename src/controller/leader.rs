@@ -21,13 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use csi_proto::v1 as csi;
-use csi_proto::v1::controller_server::Controller as CsiController;
 use parking_lot::Mutex;
 use prometheus::IntGauge;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use super::attachment_sync::AttachmentSync;
 use super::Controller;
@@ -243,25 +241,23 @@ fn report_active_migrations(ctl: &Controller, leader: bool) {
         .set(i64::try_from(n).unwrap_or(i64::MAX));
 }
 
-/// The CSI Controller service behind the leadership check: ControllerPublish and
-/// ControllerUnpublish only on the leader, and (with a state file) answered only once the
-/// table is on disk; everything else as the controller answers it.
-pub struct LeaderGate {
-    pub inner: Arc<Controller>,
-    pub leadership: Arc<Leadership>,
-    pub persistence: Option<Arc<Persistence>>,
-}
-
 /// Writes the attachment table to its store after every Publish/Unpublish, before the answer
 /// (outside every shard lock: a snapshot, then the write on a blocking thread). Writes are
 /// serialized; a failed write fails the RPC with UNAVAILABLE, and the CO's retry (idempotent
 /// on the table) writes again.
 pub struct Persistence {
-    pub store: Arc<dyn AttachmentStore>,
-    pub writing: tokio::sync::Mutex<()>,
+    store: Arc<dyn AttachmentStore>,
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl Persistence {
+    pub fn new(store: Arc<dyn AttachmentStore>) -> Self {
+        Persistence {
+            store,
+            writing: tokio::sync::Mutex::new(()),
+        }
+    }
+
     async fn save(&self, ctl: &Controller, rpc: &str) -> Result<(), Status> {
         let _one_at_a_time = self.writing.lock().await;
         let doc = persist::document(
@@ -283,131 +279,25 @@ impl Persistence {
     }
 }
 
-impl LeaderGate {
-    /// A fencing RPC: refused unless this replica leads; once answered, the attachment table
-    /// is saved (when kept on disk) before the answer is given.
-    async fn fenced<T>(
+impl Controller {
+    /// A fencing RPC (ControllerPublish/Unpublish, the only ones that change the table):
+    /// refused, before its request is even read, unless this replica leads; once answered,
+    /// the attachment table is saved (when kept on disk) before the answer is given. Every
+    /// other RPC works on the RDS and is served by any replica.
+    pub(super) async fn fenced<T>(
         &self,
         rpc: &'static str,
         call: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        if !self.leadership.is_leader() {
-            return Err(self.leadership.refusal(rpc));
+        let leadership = &self.fencing.leadership;
+        if !leadership.is_leader() {
+            return Err(leadership.refusal(rpc));
         }
         let answer = call.await?;
-        if let Some(p) = &self.persistence {
-            p.save(&self.inner, rpc).await?;
+        if let Some(p) = &self.fencing.persistence {
+            p.save(self, rpc).await?;
         }
         Ok(answer)
-    }
-}
-
-#[tonic::async_trait]
-impl CsiController for LeaderGate {
-    async fn create_volume(
-        &self,
-        req: Request<csi::CreateVolumeRequest>,
-    ) -> Result<Response<csi::CreateVolumeResponse>, Status> {
-        CsiController::create_volume(self.inner.as_ref(), req).await
-    }
-
-    async fn delete_volume(
-        &self,
-        req: Request<csi::DeleteVolumeRequest>,
-    ) -> Result<Response<csi::DeleteVolumeResponse>, Status> {
-        CsiController::delete_volume(self.inner.as_ref(), req).await
-    }
-
-    async fn controller_publish_volume(
-        &self,
-        req: Request<csi::ControllerPublishVolumeRequest>,
-    ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
-        self.fenced(
-            "ControllerPublishVolume",
-            CsiController::controller_publish_volume(self.inner.as_ref(), req),
-        )
-        .await
-    }
-
-    async fn controller_unpublish_volume(
-        &self,
-        req: Request<csi::ControllerUnpublishVolumeRequest>,
-    ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
-        self.fenced(
-            "ControllerUnpublishVolume",
-            CsiController::controller_unpublish_volume(self.inner.as_ref(), req),
-        )
-        .await
-    }
-
-    async fn validate_volume_capabilities(
-        &self,
-        req: Request<csi::ValidateVolumeCapabilitiesRequest>,
-    ) -> Result<Response<csi::ValidateVolumeCapabilitiesResponse>, Status> {
-        CsiController::validate_volume_capabilities(self.inner.as_ref(), req).await
-    }
-
-    async fn list_volumes(
-        &self,
-        req: Request<csi::ListVolumesRequest>,
-    ) -> Result<Response<csi::ListVolumesResponse>, Status> {
-        CsiController::list_volumes(self.inner.as_ref(), req).await
-    }
-
-    async fn get_capacity(
-        &self,
-        req: Request<csi::GetCapacityRequest>,
-    ) -> Result<Response<csi::GetCapacityResponse>, Status> {
-        CsiController::get_capacity(self.inner.as_ref(), req).await
-    }
-
-    async fn controller_get_capabilities(
-        &self,
-        req: Request<csi::ControllerGetCapabilitiesRequest>,
-    ) -> Result<Response<csi::ControllerGetCapabilitiesResponse>, Status> {
-        CsiController::controller_get_capabilities(self.inner.as_ref(), req).await
-    }
-
-    async fn create_snapshot(
-        &self,
-        req: Request<csi::CreateSnapshotRequest>,
-    ) -> Result<Response<csi::CreateSnapshotResponse>, Status> {
-        CsiController::create_snapshot(self.inner.as_ref(), req).await
-    }
-
-    async fn delete_snapshot(
-        &self,
-        req: Request<csi::DeleteSnapshotRequest>,
-    ) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
-        CsiController::delete_snapshot(self.inner.as_ref(), req).await
-    }
-
-    async fn list_snapshots(
-        &self,
-        req: Request<csi::ListSnapshotsRequest>,
-    ) -> Result<Response<csi::ListSnapshotsResponse>, Status> {
-        CsiController::list_snapshots(self.inner.as_ref(), req).await
-    }
-
-    async fn controller_expand_volume(
-        &self,
-        req: Request<csi::ControllerExpandVolumeRequest>,
-    ) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
-        CsiController::controller_expand_volume(self.inner.as_ref(), req).await
-    }
-
-    async fn controller_get_volume(
-        &self,
-        req: Request<csi::ControllerGetVolumeRequest>,
-    ) -> Result<Response<csi::ControllerGetVolumeResponse>, Status> {
-        CsiController::controller_get_volume(self.inner.as_ref(), req).await
-    }
-
-    async fn controller_modify_volume(
-        &self,
-        req: Request<csi::ControllerModifyVolumeRequest>,
-    ) -> Result<Response<csi::ControllerModifyVolumeResponse>, Status> {
-        CsiController::controller_modify_volume(self.inner.as_ref(), req).await
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Fencing {
     pub nodes: std::sync::Arc<dyn NodeDirectory>,
     /// Wakes the sweeper when a publish or unpublish may have changed the next deadline.
     pub wake_sweeper: tokio::sync::Notify,
+    /// Without Kubernetes: where the table is written after every Publish/Unpublish.
+    pub persistence: Option<leader::Persistence>,
 }
 
 #[derive(Debug, Clone)]

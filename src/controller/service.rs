@@ -1,6 +1,7 @@
 //! The CSI Controller service: each RPC parses its request into a typed one
 //! (`requests.rs`), takes the volume's in-flight guard, calls one [`Controller`] operation and
-//! turns the result into the CSI response. CSI types stop here.
+//! turns the result into the CSI response. CSI types stop here. ControllerPublish and
+//! ControllerUnpublish run only on the leading replica (`leader.rs`, [`Controller::fenced`]).
 
 use csi_proto::v1 as csi;
 use csi_proto::v1::controller_server::Controller as CsiController;
@@ -121,23 +122,29 @@ impl CsiController for Controller {
         &self,
         req: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
-        let deadline = deadline::of(&req);
-        let req = Publish::parse(req.get_ref())?;
-        let _guard = self.inflight.try_acquire(req.volume.as_str())?;
-        let nqn = self.publish(&req, deadline).await?;
-        Ok(Response::new(csi::ControllerPublishVolumeResponse {
-            publish_context: [(PUBLISH_NQN.to_owned(), nqn.to_string())].into(),
-        }))
+        self.fenced("ControllerPublishVolume", async {
+            let deadline = deadline::of(&req);
+            let req = Publish::parse(req.get_ref())?;
+            let _guard = self.inflight.try_acquire(req.volume.as_str())?;
+            let nqn = self.publish(&req, deadline).await?;
+            Ok(Response::new(csi::ControllerPublishVolumeResponse {
+                publish_context: [(PUBLISH_NQN.to_owned(), nqn.to_string())].into(),
+            }))
+        })
+        .await
     }
 
     async fn controller_unpublish_volume(
         &self,
         req: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
-        let req = Unpublish::parse(req.get_ref())?;
-        let _guard = self.inflight.try_acquire(req.volume.as_str())?;
-        self.unpublish(&req).await?;
-        Ok(Response::new(csi::ControllerUnpublishVolumeResponse {}))
+        self.fenced("ControllerUnpublishVolume", async {
+            let req = Unpublish::parse(req.get_ref())?;
+            let _guard = self.inflight.try_acquire(req.volume.as_str())?;
+            self.unpublish(&req).await?;
+            Ok(Response::new(csi::ControllerUnpublishVolumeResponse {}))
+        })
+        .await
     }
 
     async fn validate_volume_capabilities(
