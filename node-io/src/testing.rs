@@ -240,6 +240,18 @@ impl FakeSys {
         })
     }
 
+    /// Subsystem 0 of `nqn` with one controller per entry of `states` (its state): nvme0,
+    /// nvme1, … on ports 4420, 4421, …; no namespace yet.
+    pub fn with_controllers(nqn: &str, states: &[&str]) -> Self {
+        let s = Self::new();
+        let ctrls: Vec<u32> = (0..states.len() as u32).collect();
+        for (&c, state) in ctrls.iter().zip(states) {
+            s.controller(c, nqn, 4420 + c as u16, state);
+        }
+        s.subsystem(0, nqn, &ctrls);
+        s
+    }
+
     /// The two-port multipath=Y capture: nvme0, nvme1, head nvme0n1, paths nvme0c0n1/nvme0c1n1.
     pub fn multipath_y() -> Self {
         Self::multipath_y_of(NQN)
@@ -247,24 +259,28 @@ impl FakeSys {
 
     /// [`multipath_y`](Self::multipath_y) for the subsystem `nqn`.
     pub fn multipath_y_of(nqn: &str) -> Self {
-        let s = Self::new();
-        s.controller(0, nqn, 4420, "live")
-            .controller(1, nqn, 4421, "live")
-            .subsystem(0, nqn, &[0, 1])
-            .mp_head(0, &NS1)
-            .mp_path(0, 0, &NS1)
-            .mp_path(0, 1, &NS1);
+        let s = Self::with_controllers(nqn, &["live", "live"]);
+        s.mp_head(0, &NS1).mp_path(0, 0, &NS1).mp_path(0, 1, &NS1);
         s
     }
 
     /// The two-port multipath=N capture: nvme0n1 (minor 0) and nvme1n1 (minor 1).
     pub fn multipath_n() -> Self {
-        let s = Self::new();
-        s.controller(0, NQN, 4420, "live")
-            .controller(1, NQN, 4421, "live")
-            .subsystem(0, NQN, &[0, 1])
-            .private_ns(0, &Ns { minor: 0, ..NS1 })
+        let s = Self::with_controllers(NQN, &["live", "live"]);
+        s.private_ns(0, &Ns { minor: 0, ..NS1 })
             .private_ns(1, &Ns { minor: 1, ..NS1 });
+        s
+    }
+
+    /// multipath=N after a reconnect to `nqn` that the kernel renumbered: nvme0 (deleting)
+    /// with nvme0n1 (minor 0), and nvme3 (live) with nvme3n1 (minor 7), both in subsystem 0.
+    pub fn renumbered(nqn: &str) -> Self {
+        let s = Self::new();
+        s.controller(0, nqn, 4420, "deleting")
+            .private_ns(0, &Ns { minor: 0, ..NS1 })
+            .controller(3, nqn, 4420, "live")
+            .private_ns(3, &Ns { minor: 7, ..NS1 })
+            .subsystem(0, nqn, &[0, 3]);
         s
     }
 }

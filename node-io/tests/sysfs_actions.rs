@@ -17,13 +17,8 @@ fn written(s: &FakeSys, ctrl: u32, attr: &str) -> String {
 
 #[test]
 fn disconnect_subsystem_deletes_each_live_or_connecting_controller_of_the_nqn_only() {
-    let s = FakeSys::new();
-    s.controller(0, NQN, 4420, "live")
-        .controller(1, NQN, 4421, "connecting")
-        .controller(2, NQN, 4422, "deleting")
-        .controller(3, OTHER_NQN, 4420, "live")
-        .subsystem(0, NQN, &[0, 1, 2])
-        .mp_head(0, &NS1);
+    let s = FakeSys::with_controllers(NQN, &["live", "connecting", "deleting"]);
+    s.controller(3, OTHER_NQN, 4420, "live").mp_head(0, &NS1);
     let done = disconnect_subsystem(s.root(), NQN).unwrap();
     let names: Vec<(String, Written)> = done.iter().map(|(c, w)| (c.name(), *w)).collect();
     assert_eq!(

@@ -3,114 +3,74 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{skip, FakeSys, LoopDev, NQN, NS1};
-use node_io::uevent::Uevent;
+use common::{
+    assert_ended_at_deadline, assert_says, assert_woken_by_events, both_wakers,
+    device_found_with_kernel, in_secs, ms, secs, skip, uevent, wait_with_kernel, FakeSys, LoopDev,
+    NQN, NS1,
+};
 use node_io::uevent_socket::{UeventRecv, UeventSocket};
 use node_io::wait::{wait_for_block_device, WaitError, Waker, FALLBACK_POLL};
 
-/// A kernel-shaped `add` uevent for nvme0n1.
-fn nvme_add_event() -> Uevent {
-    let msg = b"add@/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1\0ACTION=add\0\
-DEVPATH=/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1\0SUBSYSTEM=block\0\
-MAJOR=259\0MINOR=1\0DEVNAME=nvme0n1\0DEVTYPE=disk\0SEQNUM=4242\0";
-    Uevent::parse(msg).unwrap()
-}
+/// The devpath and fields of the kernel's `add` uevent for nvme0n1.
+const NVME_ADD: &str = "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1";
+const NVME_ADD_FIELDS: &str = "MAJOR=259\0MINOR=1\0DEVNAME=nvme0n1\0DEVTYPE=disk\0";
 
-/// A connected controller whose namespace shows up `after` later, announced by `tx`.
-fn appear_later(s: &FakeSys, after: Duration, tx: Option<mpsc::Sender<Uevent>>) {
-    s.controller(0, NQN, 4420, "live").subsystem(0, NQN, &[0]);
-    let root = s.root().to_path_buf();
-    std::thread::spawn(move || {
-        std::thread::sleep(after);
-        let s = FakeSys::at(&root);
-        s.mp_head(0, &NS1).mp_path(0, 0, &NS1);
-        if let Some(tx) = tx {
-            let _ = tx.send(nvme_add_event());
-        }
-    });
+/// The namespace nvme0n1 of a connected controller nvme0 shows up.
+fn namespace_appears(s: &FakeSys) {
+    s.mp_head(0, &NS1).mp_path(0, 0, &NS1);
 }
 
 #[test]
 fn device_created_later_is_found_when_its_uevent_arrives() {
-    let s = FakeSys::new();
-    let (tx, rx) = mpsc::channel();
-    // An unrelated event first: it must not end the wait early.
-    let other = Uevent::parse(b"add@/devices/virtual/block/loop9\0SUBSYSTEM=block\0").unwrap();
-    tx.send(other).unwrap();
-    appear_later(&s, Duration::from_millis(300), Some(tx));
-    let mut waker = Waker::forwarded(rx);
-    let start = Instant::now();
-    let found =
-        wait_for_block_device(s.root(), NQN, start + Duration::from_secs(5), &mut waker).unwrap();
+    let s = FakeSys::with_controllers(NQN, &["live"]);
+    let found = device_found_with_kernel(&s, ms(100), secs(5), |s, tx| {
+        // An unrelated event first: it must not end the wait early.
+        let other = uevent("add", "/devices/virtual/block/loop9", "block", "");
+        tx.send(other).unwrap();
+        std::thread::sleep(ms(200));
+        namespace_appears(s);
+        tx.send(uevent("add", NVME_ADD, "block", NVME_ADD_FIELDS))
+            .unwrap();
+    });
     assert_eq!(found.device.name, "nvme0n1");
-    // Woken by the event, not by the 1 s safety poll.
-    assert!(
-        found.waited >= Duration::from_millis(250),
-        "{:?}",
-        found.waited
-    );
-    assert!(
-        found.waited < Duration::from_millis(900),
-        "{:?}",
-        found.waited
-    );
+    assert!(found.waited >= ms(250), "{:?}", found.waited);
+    assert_woken_by_events(found.waited);
     assert_eq!(found.checks, 2, "start + one event");
 }
 
 #[test]
 fn device_created_later_is_found_by_polling_without_uevents() {
-    let s = FakeSys::new();
-    appear_later(&s, Duration::from_millis(300), None);
-    let mut waker = Waker::polling("test");
-    let found = wait_for_block_device(
-        s.root(),
-        NQN,
-        Instant::now() + Duration::from_secs(5),
-        &mut waker,
+    let s = FakeSys::with_controllers(NQN, &["live"]);
+    let mut polling = Waker::polling("test");
+    let found = wait_with_kernel(
+        &s,
+        ms(300),
+        |s, _| namespace_appears(s),
+        |_forwarded| wait_for_block_device(s.root(), NQN, in_secs(5), &mut polling),
     )
     .unwrap();
     assert_eq!(found.device.name, "nvme0n1");
-    assert!(found.waited < Duration::from_millis(300) + FALLBACK_POLL + Duration::from_millis(150));
+    assert!(found.waited < ms(300) + FALLBACK_POLL + ms(150));
     assert!(found.wake.contains("polling"), "{}", found.wake);
 }
 
 #[test]
 fn a_missed_uevent_is_caught_by_the_safety_poll() {
-    let s = FakeSys::new();
-    let (_tx, rx) = mpsc::channel::<Uevent>();
-    appear_later(&s, Duration::from_millis(100), None);
-    let mut waker = Waker::forwarded(rx);
-    let found = wait_for_block_device(
-        s.root(),
-        NQN,
-        Instant::now() + Duration::from_secs(3),
-        &mut waker,
-    )
-    .unwrap();
-    assert!(
-        found.waited >= Duration::from_millis(900),
-        "{:?}",
-        found.waited
-    );
+    let s = FakeSys::with_controllers(NQN, &["live"]);
+    let found = device_found_with_kernel(&s, ms(100), secs(3), |s, _| namespace_appears(s));
+    assert!(found.waited >= ms(900), "{:?}", found.waited);
 }
 
 #[test]
 fn never_created_times_out_at_the_deadline_naming_nqn_and_state() {
-    let s = FakeSys::new();
-    s.controller(0, NQN, 4420, "connecting")
-        .subsystem(0, NQN, &[0]);
-    for mut waker in [Waker::forwarded(mpsc::channel().1), Waker::polling("test")] {
-        let budget = Duration::from_millis(700);
+    let s = FakeSys::with_controllers(NQN, &["connecting"]);
+    for mut waker in both_wakers() {
+        let budget = ms(700);
         let start = Instant::now();
         let err = wait_for_block_device(s.root(), NQN, start + budget, &mut waker).unwrap_err();
-        let took = start.elapsed();
-        assert!(
-            took >= budget && took < budget + Duration::from_millis(150),
-            "{took:?}"
-        );
+        assert_ended_at_deadline(start, budget);
         match &err {
             WaitError::Timeout { nqn, seen, .. } => {
                 assert_eq!(nqn, NQN);
@@ -126,17 +86,8 @@ fn never_created_times_out_at_the_deadline_naming_nqn_and_state() {
 fn nothing_connected_says_so_in_the_timeout() {
     let s = FakeSys::new();
     let mut waker = Waker::polling("test");
-    let err = wait_for_block_device(
-        s.root(),
-        NQN,
-        Instant::now() + Duration::from_millis(100),
-        &mut waker,
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("no controller for this NQN"),
-        "{err}"
-    );
+    let err = wait_for_block_device(s.root(), NQN, Instant::now() + ms(100), &mut waker);
+    assert_says(&err.unwrap_err(), "no controller for this NQN");
 }
 
 #[test]

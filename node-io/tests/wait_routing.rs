@@ -5,29 +5,31 @@
 mod common;
 
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
 
-use common::{FakeSys, Ns, NQN, NS1, OTHER_NQN};
+use common::{
+    assert_woken_by_events, device_found_with_kernel, disconnect_wait, ms, secs, uevent, FakeSys,
+    Ns, NQN, NS1, OTHER_NQN,
+};
 use node_io::sysfs::index::{NvmeObject, SubsystemHint};
 use node_io::sysfs::{resolve_block_device, SysfsError};
 use node_io::uevent::Uevent;
-use node_io::wait::{wait_for_block_device, wait_for_controllers_gone, Waker};
-
-/// A kernel-shaped uevent.
-fn uevent(action: &str, devpath: &str, subsystem: &str) -> Uevent {
-    let msg = format!(
-        "{action}@{devpath}\0ACTION={action}\0DEVPATH={devpath}\0SUBSYSTEM={subsystem}\0SEQNUM=1\0"
-    );
-    Uevent::parse(msg.as_bytes()).unwrap()
-}
 
 fn head_added(subsys: u32) -> Uevent {
-    uevent(
-        "add",
-        &format!("/devices/virtual/nvme-subsystem/nvme-subsys{subsys}/nvme{subsys}n1"),
-        "block",
-    )
+    let head = format!("/devices/virtual/nvme-subsystem/nvme-subsys{subsys}/nvme{subsys}n1");
+    uevent("add", &head, "block", "")
+}
+
+/// nvme3 connects for NQN (its `add` uevent), then its namespace nvme3n1 of device minor
+/// `minor` appears (another `add`).
+fn nvme3_connects(s: &FakeSys, tx: &Sender<Uevent>, minor: u32) {
+    let ctl = "/devices/virtual/nvme-fabrics/ctl/nvme3";
+    s.controller(3, NQN, 4420, "live");
+    tx.send(uevent("add", ctl, "nvme", "")).unwrap();
+    s.private_ns(3, &Ns { minor, ..NS1 });
+    tx.send(uevent("add", &format!("{ctl}/nvme3n1"), "block", ""))
+        .unwrap();
 }
 
 fn nqn_of(i: u32) -> String {
@@ -45,26 +47,17 @@ fn events_of_other_subsystems_do_not_wake_the_wait() {
     }
     s.controller(50, NQN, 4420, "live")
         .subsystem(50, NQN, &[50]);
-    let (tx, rx) = mpsc::channel();
-    let root = s.root().to_path_buf();
-    let kernel = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
+    let found = device_found_with_kernel(&s, ms(100), secs(5), |s, tx| {
         // 40 events of other volumes' namespaces, while the wait waits.
         for i in 0..20 {
             tx.send(head_added(i)).unwrap();
             let path = format!("/devices/virtual/nvme-fabrics/ctl/nvme{i}/nvme{i}c{i}n1");
-            tx.send(uevent("add", &path, "block")).unwrap();
+            tx.send(uevent("add", &path, "block", "")).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(100));
-        FakeSys::at(&root).mp_head(50, &Ns { minor: 50, ..NS1 });
+        std::thread::sleep(ms(100));
+        s.mp_head(50, &Ns { minor: 50, ..NS1 });
         tx.send(head_added(50)).unwrap();
-        tx
     });
-    let mut waker = Waker::forwarded(rx);
-    let start = Instant::now();
-    let found =
-        wait_for_block_device(s.root(), NQN, start + Duration::from_secs(5), &mut waker).unwrap();
-    let _tx = kernel.join().unwrap();
     assert_eq!(found.device.name, "nvme50n1");
     // Start + its own event (+ at most one safety poll on a stalled machine); a wait woken
     // by the other 40 events would have checked about 40 times.
@@ -79,42 +72,9 @@ fn a_renumbered_controller_is_found_through_the_event_that_names_it() {
     s.controller(0, NQN, 4420, "deleting")
         .private_ns(0, &Ns { minor: 0, ..NS1 })
         .subsystem(0, NQN, &[0]);
-    let (tx, rx) = mpsc::channel();
-    let root = s.root().to_path_buf();
-    let kernel = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(150));
-        let s = FakeSys::at(&root);
-        s.controller(3, NQN, 4420, "live");
-        tx.send(uevent(
-            "add",
-            "/devices/virtual/nvme-fabrics/ctl/nvme3",
-            "nvme",
-        ))
-        .unwrap();
-        s.private_ns(3, &Ns { minor: 7, ..NS1 });
-        tx.send(uevent(
-            "add",
-            "/devices/virtual/nvme-fabrics/ctl/nvme3/nvme3n1",
-            "block",
-        ))
-        .unwrap();
-        tx
-    });
-    let mut waker = Waker::forwarded(rx);
-    let found = wait_for_block_device(
-        s.root(),
-        NQN,
-        Instant::now() + Duration::from_secs(5),
-        &mut waker,
-    )
-    .unwrap();
-    let _tx = kernel.join().unwrap();
+    let found = device_found_with_kernel(&s, ms(150), secs(5), |s, tx| nvme3_connects(s, tx, 7));
     assert_eq!(found.device.name, "nvme3n1");
-    assert!(
-        found.waited < Duration::from_millis(900),
-        "{:?}",
-        found.waited
-    );
+    assert_woken_by_events(found.waited);
 }
 
 #[test]
@@ -125,87 +85,34 @@ fn a_controller_number_reused_by_another_nqn_routes_its_namespaces_to_the_new_on
     let s = FakeSys::new();
     s.controller(3, OTHER_NQN, 4420, "live")
         .private_ns(3, &Ns { minor: 3, ..NS1 });
-    let (tx, rx) = mpsc::channel();
-    let root = s.root().to_path_buf();
-    let kernel = std::thread::spawn(move || {
+    let found = device_found_with_kernel(&s, ms(100), secs(5), |s, tx| {
         let ctl = "/devices/virtual/nvme-fabrics/ctl/nvme3";
-        std::thread::sleep(Duration::from_millis(100));
         // The hub learns that nvme3 serves OTHER_NQN.
-        tx.send(uevent("change", &format!("{ctl}/nvme3n1"), "block"))
+        tx.send(uevent("change", &format!("{ctl}/nvme3n1"), "block", ""))
             .unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(ms(100));
         // nvme3 goes (disconnected) ...
-        let s = FakeSys::at(&root);
         for link in ["class/nvme/nvme3", "block/nvme3n1"] {
-            std::fs::remove_file(root.join(link)).unwrap();
+            std::fs::remove_file(s.root().join(link)).unwrap();
         }
         std::fs::remove_dir_all(s.ctl_dir(3)).unwrap();
-        tx.send(uevent("remove", ctl, "nvme")).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        tx.send(uevent("remove", ctl, "nvme", "")).unwrap();
+        std::thread::sleep(ms(50));
         // ... and its number comes back for NQN, then its namespace appears.
-        s.controller(3, NQN, 4420, "live");
-        tx.send(uevent("add", ctl, "nvme")).unwrap();
-        s.private_ns(3, &Ns { minor: 9, ..NS1 });
-        tx.send(uevent("add", &format!("{ctl}/nvme3n1"), "block"))
-            .unwrap();
-        tx
+        nvme3_connects(s, tx, 9);
     });
-    let mut waker = Waker::forwarded(rx);
-    let found = wait_for_block_device(
-        s.root(),
-        NQN,
-        Instant::now() + Duration::from_secs(5),
-        &mut waker,
-    )
-    .unwrap();
-    let _tx = kernel.join().unwrap();
     assert_eq!(found.device.name, "nvme3n1");
     assert_eq!(found.device.dev.minor, 9);
-    // Woken by the events (the safety poll would come after 1 s).
-    assert!(
-        found.waited < Duration::from_millis(900),
-        "{:?}",
-        found.waited
-    );
+    assert_woken_by_events(found.waited);
 }
 
 #[test]
 fn a_remove_of_a_controller_already_gone_reaches_the_wait_of_its_nqn() {
-    let s = FakeSys::new();
-    s.controller(0, NQN, 4420, "live")
-        .controller(1, NQN, 4421, "live")
-        .controller(2, OTHER_NQN, 4420, "live")
-        .subsystem(0, NQN, &[0, 1]);
-    let (tx, rx) = mpsc::channel();
-    let root = s.root().to_path_buf();
-    let kernel = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        for c in [0, 1] {
-            // The directory goes first, then the kernel announces it: only the routing
-            // table still knows which NQN nvme<c> served.
-            std::fs::remove_file(root.join(format!("class/nvme/nvme{c}"))).unwrap();
-            std::fs::remove_dir_all(root.join(format!("devices/virtual/nvme-fabrics/ctl/nvme{c}")))
-                .unwrap();
-            tx.send(uevent(
-                "remove",
-                &format!("/devices/virtual/nvme-fabrics/ctl/nvme{c}"),
-                "nvme",
-            ))
-            .unwrap();
-        }
-        tx
-    });
-    let mut waker = Waker::forwarded(rx);
-    let start = Instant::now();
-    let waited =
-        wait_for_controllers_gone(s.root(), NQN, start + Duration::from_secs(5), &mut waker)
-            .unwrap();
-    let _tx = kernel.join().unwrap();
-    assert!(waited.waited >= Duration::from_millis(150), "{waited}");
-    assert!(
-        waited.waited < Duration::from_millis(900),
-        "woken by the events: {waited}"
-    );
+    let s = FakeSys::with_controllers(NQN, &["live", "live"]);
+    s.controller(2, OTHER_NQN, 4420, "live");
+    // The directories go first, then the kernel announces it: only the routing table still
+    // knows which NQN nvme0 and nvme1 served.
+    let waited = disconnect_wait(&s, true);
     assert!(waited.checks <= 4, "{waited}");
     assert!(
         s.ctl_dir(2).exists(),
@@ -217,15 +124,6 @@ fn a_remove_of_a_controller_already_gone_reaches_the_wait_of_its_nqn() {
 /// gives the same answer (or the same error).
 #[test]
 fn hinted_and_full_resolution_agree_on_every_fixture_shape() {
-    let renumbered = || {
-        let s = FakeSys::new();
-        s.controller(0, NQN, 4420, "deleting")
-            .private_ns(0, &Ns { minor: 0, ..NS1 })
-            .controller(3, NQN, 4420, "live")
-            .private_ns(3, &Ns { minor: 7, ..NS1 })
-            .subsystem(0, NQN, &[0, 3]);
-        s
-    };
     let connecting = || {
         let s = FakeSys::multipath_y();
         s.set_state(0, "connecting");
@@ -265,7 +163,7 @@ fn hinted_and_full_resolution_agree_on_every_fixture_shape() {
     let shapes: Vec<(&str, FakeSys)> = vec![
         ("multipath=Y", FakeSys::multipath_y()),
         ("multipath=N", FakeSys::multipath_n()),
-        ("renumbered", renumbered()),
+        ("renumbered", FakeSys::renumbered(NQN)),
         ("connecting", connecting()),
         ("deleting", deleting()),
         ("two namespaces", two_namespaces()),
@@ -342,40 +240,16 @@ fn an_object_is_learned_only_from_a_devpath_that_names_it() {
 fn a_new_subsystem_that_no_event_announced_is_found_by_the_safety_polls() {
     // The wait knows subsystem 0 (its controller being deleted); the reconnect comes back as
     // subsystem 1 and every event of it is lost.
-    let s = FakeSys::new();
-    s.controller(0, NQN, 4420, "deleting")
-        .subsystem(0, NQN, &[0]);
-    let (tx, rx) = mpsc::channel::<Uevent>();
-    let root = s.root().to_path_buf();
-    let kernel = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        let s = FakeSys::at(&root);
-        std::fs::remove_file(root.join("class/nvme-subsystem/nvme-subsys0")).unwrap();
-        std::fs::remove_file(root.join("class/nvme/nvme0")).unwrap();
+    let s = FakeSys::with_controllers(NQN, &["deleting"]);
+    let found = device_found_with_kernel(&s, ms(300), secs(10), |s, _| {
+        std::fs::remove_file(s.root().join("class/nvme-subsystem/nvme-subsys0")).unwrap();
+        std::fs::remove_file(s.root().join("class/nvme/nvme0")).unwrap();
         s.controller(1, NQN, 4420, "live")
             .subsystem(1, NQN, &[1])
             .mp_head(1, &NS1)
             .mp_path(1, 1, &NS1);
     });
-    let mut waker = Waker::forwarded(rx);
-    let found = wait_for_block_device(
-        s.root(),
-        NQN,
-        Instant::now() + Duration::from_secs(10),
-        &mut waker,
-    )
-    .unwrap();
-    kernel.join().unwrap();
-    drop(tx);
     assert_eq!(found.device.name, "nvme1n1");
-    assert!(
-        found.waited
-            < Duration::from_millis(
-                node_io::wait::EVENT_SAFETY_POLL.as_millis() as u64
-                    * u64::from(node_io::wait::FULL_SCAN_EVERY)
-                    + 500
-            ),
-        "{:?}",
-        found.waited
-    );
+    let polls = node_io::wait::EVENT_SAFETY_POLL * node_io::wait::FULL_SCAN_EVERY;
+    assert!(found.waited < polls + ms(500), "{:?}", found.waited);
 }

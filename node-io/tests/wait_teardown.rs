@@ -4,70 +4,35 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{skip, FakeSys, LoopDev, NQN, NS1};
+use common::{
+    assert_ended_at_deadline, assert_says, assert_woken_by_events, both_wakers, disconnect_wait,
+    in_secs, ms, skip, uevent, wait_with_kernel, FakeSys, LoopDev, NQN, NS1,
+};
 use node_io::sysfs::disconnect_subsystem;
-use node_io::uevent::Uevent;
 use node_io::wait::{
     wait_for_controllers_gone, wait_for_loop_detached, wait_for_size, DetachError, SizeError, Waker,
 };
-
-fn uevent(action: &str, devpath: &str, subsystem: &str, extra: &str) -> Uevent {
-    let msg = format!(
-        "{action}@{devpath}\0ACTION={action}\0DEVPATH={devpath}\0SUBSYSTEM={subsystem}\0{extra}SEQNUM=1\0"
-    );
-    Uevent::parse(msg.as_bytes()).unwrap()
-}
 
 #[test]
 fn a_disconnect_wait_ends_on_the_kernels_remove_events_not_the_poll() {
     let s = FakeSys::multipath_y();
     disconnect_subsystem(s.root(), NQN).unwrap();
-    let (tx, rx) = mpsc::channel();
-    let root = s.root().to_path_buf();
-    let kernel = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        for c in [0, 1] {
-            std::fs::remove_file(root.join(format!("class/nvme/nvme{c}"))).unwrap();
-            tx.send(uevent(
-                "remove",
-                &format!("/devices/virtual/nvme-fabrics/ctl/nvme{c}"),
-                "nvme",
-                "",
-            ))
-            .unwrap();
-        }
-        tx
-    });
-    let mut waker = Waker::forwarded(rx);
-    let waited = wait_for_controllers_gone(
-        s.root(),
-        NQN,
-        Instant::now() + Duration::from_secs(5),
-        &mut waker,
-    )
-    .unwrap();
-    let _tx = kernel.join().unwrap();
-    assert!(waited.waited >= Duration::from_millis(150), "{waited}");
-    assert!(waited.waited < Duration::from_millis(900), "{waited}");
+    disconnect_wait(&s, false);
 }
 
 #[test]
 fn controllers_that_stay_are_named_with_their_state_at_the_deadline() {
     let s = FakeSys::multipath_y();
     s.set_state(1, "deleting");
-    for mut waker in [Waker::forwarded(mpsc::channel().1), Waker::polling("test")] {
-        let budget = Duration::from_millis(400);
+    for mut waker in both_wakers() {
+        let budget = ms(400);
         let start = Instant::now();
         let e = wait_for_controllers_gone(s.root(), NQN, start + budget, &mut waker).unwrap_err();
-        let took = start.elapsed();
-        assert!(
-            took >= budget && took < budget + Duration::from_millis(150),
-            "{took:?}"
-        );
+        assert_ended_at_deadline(start, budget);
         assert!(matches!(e, DetachError::StillConnected { .. }), "{e}");
         let msg = e.to_string();
         assert!(
@@ -81,13 +46,7 @@ fn controllers_that_stay_are_named_with_their_state_at_the_deadline() {
 fn nothing_left_to_wait_for_returns_at_once() {
     let s = FakeSys::new();
     let mut waker = Waker::polling("test");
-    let w = wait_for_controllers_gone(
-        s.root(),
-        NQN,
-        Instant::now() + Duration::from_secs(5),
-        &mut waker,
-    )
-    .unwrap();
+    let w = wait_for_controllers_gone(s.root(), NQN, in_secs(5), &mut waker).unwrap();
     assert_eq!(w.checks, 1);
 }
 
@@ -95,36 +54,21 @@ fn nothing_left_to_wait_for_returns_at_once() {
 fn a_resize_wait_ends_on_the_change_event_with_the_new_size() {
     let s = FakeSys::multipath_y();
     let want = NS1.sectors * 512 * 2;
-    let (tx, rx) = mpsc::channel();
-    let head = s.subsys_dir(0).join("nvme0n1");
-    let kernel = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        std::fs::write(head.join("size"), format!("{}\n", NS1.sectors * 2)).unwrap();
-        tx.send(uevent(
-            "change",
-            "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
-            "block",
-            "RESIZE=1\0",
-        ))
-        .unwrap();
-        tx
-    });
-    let mut waker = Waker::forwarded(rx);
-    let found = wait_for_size(
-        s.root(),
-        NQN,
-        want,
-        Instant::now() + Duration::from_secs(5),
-        &mut waker,
+    let found = wait_with_kernel(
+        &s,
+        ms(200),
+        |s, tx| {
+            let head = s.subsys_dir(0).join("nvme0n1");
+            std::fs::write(head.join("size"), format!("{}\n", NS1.sectors * 2)).unwrap();
+            let devpath = "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1";
+            tx.send(uevent("change", devpath, "block", "RESIZE=1\0"))
+                .unwrap();
+        },
+        |w| wait_for_size(s.root(), NQN, want, in_secs(5), w),
     )
     .unwrap();
-    let _tx = kernel.join().unwrap();
     assert_eq!(found.device.size_bytes, want);
-    assert!(
-        found.waited < Duration::from_millis(900),
-        "{:?}",
-        found.waited
-    );
+    assert_woken_by_events(found.waited);
     assert_eq!(found.checks, 2);
 }
 
@@ -133,15 +77,8 @@ fn a_resize_that_never_shows_says_the_size_seen_and_a_missing_device_fails_at_on
     let s = FakeSys::multipath_y();
     let mut waker = Waker::polling("test");
     let start = Instant::now();
-    let e = wait_for_size(
-        s.root(),
-        NQN,
-        1 << 40,
-        start + Duration::from_millis(300),
-        &mut waker,
-    )
-    .unwrap_err();
-    assert!(start.elapsed() >= Duration::from_millis(300));
+    let e = wait_for_size(s.root(), NQN, 1 << 40, start + ms(300), &mut waker).unwrap_err();
+    assert!(start.elapsed() >= ms(300));
     let msg = e.to_string();
     assert!(
         msg.contains("nvme0n1 is 67108864 bytes") && msg.contains("1099511627776"),
@@ -158,7 +95,7 @@ fn a_resize_that_never_shows_says_the_size_seen_and_a_missing_device_fails_at_on
     )
     .unwrap_err();
     assert!(matches!(e, SizeError::NoDevice { .. }), "{e}");
-    assert!(start.elapsed() < Duration::from_millis(200));
+    assert!(start.elapsed() < ms(200));
 }
 
 #[test]
@@ -170,59 +107,38 @@ fn a_loop_detach_wait_on_a_fake_tree_ends_when_autoclear_is_set() {
     std::fs::write(d.join("size"), "2048\n").unwrap();
     std::fs::write(d.join("loop/backing_file"), "/data/v.img\n").unwrap();
     std::fs::write(d.join("loop/autoclear"), "0\n").unwrap();
-    let (tx, rx) = mpsc::channel();
-    let dd = d.clone();
-    let kernel = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(150));
-        // An event for another loop device first: not ours.
-        tx.send(uevent(
-            "change",
-            "/devices/virtual/block/loop5",
-            "block",
-            "",
-        ))
-        .unwrap();
-        std::fs::write(dd.join("loop/autoclear"), "1\n").unwrap();
-        tx.send(uevent(
-            "change",
-            "/devices/virtual/block/loop4",
-            "block",
-            "",
-        ))
-        .unwrap();
-        tx
-    });
-    let mut waker = Waker::forwarded(rx);
-    let w = wait_for_loop_detached(
-        s.root(),
-        "loop4",
-        std::path::Path::new("/data/v.img"),
-        Instant::now() + Duration::from_secs(5),
-        &mut waker,
-    )
-    .unwrap();
-    let _tx = kernel.join().unwrap();
-    assert_eq!(w.checks, 2, "{w}");
-    let e = wait_for_loop_detached(
-        s.root(),
-        "loop4",
-        std::path::Path::new("/data/other.img"),
-        Instant::now(),
-        &mut waker,
-    );
-    assert!(e.is_ok(), "not backing that file: nothing to wait for");
-    std::fs::write(d.join("loop/autoclear"), "0\n").unwrap();
-    let e = wait_for_loop_detached(
-        s.root(),
-        "loop4",
-        std::path::Path::new("/data/v.img"),
-        Instant::now() + Duration::from_millis(100),
-        &mut waker,
-    )
-    .unwrap_err();
-    assert!(
-        e.to_string().contains("loop4 still backs /data/v.img"),
-        "{e}"
+    let (backing, other) = (Path::new("/data/v.img"), Path::new("/data/other.img"));
+    wait_with_kernel(
+        &s,
+        ms(150),
+        |s, tx| {
+            // An event for another loop device first: not ours.
+            tx.send(uevent(
+                "change",
+                "/devices/virtual/block/loop5",
+                "block",
+                "",
+            ))
+            .unwrap();
+            std::fs::write(s.root().join("block/loop4/loop/autoclear"), "1\n").unwrap();
+            tx.send(uevent(
+                "change",
+                "/devices/virtual/block/loop4",
+                "block",
+                "",
+            ))
+            .unwrap();
+        },
+        |waker| {
+            let w = wait_for_loop_detached(s.root(), "loop4", backing, in_secs(5), waker).unwrap();
+            assert_eq!(w.checks, 2, "{w}");
+            let e = wait_for_loop_detached(s.root(), "loop4", other, Instant::now(), waker);
+            assert!(e.is_ok(), "not backing that file: nothing to wait for");
+            std::fs::write(d.join("loop/autoclear"), "0\n").unwrap();
+            let e =
+                wait_for_loop_detached(s.root(), "loop4", backing, Instant::now() + ms(100), waker);
+            assert_says(&e.unwrap_err(), "loop4 still backs /data/v.img");
+        },
     );
 }
 
@@ -247,7 +163,7 @@ fn a_real_loop_detach_is_seen_through_the_kernels_uevent() {
             .unwrap()
     });
     let w = wait_for_loop_detached(
-        std::path::Path::new("/sys"),
+        Path::new("/sys"),
         &lo.name,
         lo.backing(),
         Instant::now() + Duration::from_secs(5),

@@ -1,9 +1,13 @@
 //! Test fixtures shared by the integration tests: the fake sysfs tree (node_io::testing,
-//! also used by the driver's node tests) and real devices.
+//! also used by the driver's node tests), a fake kernel for the waits, and real devices.
 #![allow(dead_code)] // each test binary uses a different subset
 
 #[allow(unused_imports)] // not every test binary builds a fake sysfs
 pub use node_io::testing::*;
+
+mod fake_kernel;
+#[allow(unused_imports)] // only the wait tests play the kernel
+pub use fake_kernel::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};

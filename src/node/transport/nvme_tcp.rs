@@ -316,7 +316,7 @@ mod tests {
     use crate::volume::context::Tunables;
     use crate::volume::NvmeAddress;
     use node_io::dev_num::DevNum;
-    use node_io::testing::{FakeSys, Ns, NS1};
+    use node_io::testing::{FakeSys, NS1};
     use std::path::Path;
     use std::time::Duration;
     use tonic::Code;
@@ -364,12 +364,7 @@ mod tests {
     #[test]
     fn after_renumbering_the_new_controllers_device_is_found() {
         // nvme0 lost and being deleted; the reconnect came back as nvme3 with nvme3n1.
-        let s = FakeSys::new();
-        s.controller(0, NQN, 4420, "deleting")
-            .private_ns(0, &Ns { minor: 0, ..NS1 })
-            .controller(3, NQN, 4420, "live")
-            .private_ns(3, &Ns { minor: 7, ..NS1 })
-            .subsystem(0, NQN, &[0, 3]);
+        let s = FakeSys::renumbered(NQN);
         let d = nvme(&s, Path::new("/dev")).resolve(NQN).unwrap().unwrap();
         assert_eq!((d.name.as_str(), d.dev), ("nvme3n1", DevNum::new(259, 7)));
     }
