@@ -22,8 +22,8 @@ use rds_csi::controller::pagination::Listings;
 use rds_csi::observability::Metrics;
 use rds_csi::rds::command::{Command, MIKROTIK_NQN_PREFIX};
 use rds_csi::rds::{
-    parse_disks, parse_items, render_disk_list, slot_nqn, Disk, NvmeExport, Port, RdsClient,
-    RdsPath, Slot,
+    parse_disks, parse_items, render_disk_list, slot_nqn, Disk, LookFirst, NvmeExport, Port,
+    RdsClient, RdsPath, Slot,
 };
 use rds_csi::simulator::harness::{start_simulator, SimOptions};
 
@@ -147,7 +147,7 @@ fn concurrent_prints(c: &mut Criterion) {
             nqn: slot_nqn(MIKROTIK_NQN_PREFIX, &slot).unwrap(),
         };
         shared
-            .create_disk(&path, 1 << 30, &slot, &export, deadline())
+            .create_disk(&path, 1 << 30, &slot, &export, LookFirst::Yes, deadline())
             .await
             .unwrap();
     });
@@ -243,11 +243,12 @@ fn concurrent_creates(c: &mut Criterion) {
                             tokio::spawn(async move {
                                 if reuse {
                                     assert!(c.get_disk(&slot, deadline()).await.unwrap().is_none());
-                                    c.create_disk_in_empty_slot(
+                                    c.create_disk(
                                         &path,
                                         1 << 30,
                                         &slot,
                                         &export,
+                                        LookFirst::No,
                                         deadline(),
                                     )
                                     .await

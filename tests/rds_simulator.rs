@@ -11,8 +11,8 @@ use rds_csi::observability::Metrics;
 use rds_csi::rds::command::MIKROTIK_NQN_PREFIX;
 use rds_csi::rds::size::{plan_volume_size, GIB, MIB};
 use rds_csi::rds::{
-    slot_nqn, BasePath, BreakerState, HostKeyPolicy, NvmeExport, Port, RdsClient, RdsConfig,
-    RdsErrorKind, RdsPath, Slot, SlotPrefix,
+    slot_nqn, BasePath, BreakerState, HostKeyPolicy, LookFirst, NvmeExport, Port, RdsClient,
+    RdsConfig, RdsErrorKind, RdsPath, Slot, SlotPrefix,
 };
 use rds_csi::simulator::harness::{start_simulator, SimHandle, SimOptions};
 use rds_csi::simulator::ExportConfig;
@@ -54,14 +54,14 @@ fn client(sim: &SimHandle) -> (RdsClient, Metrics) {
 
 async fn create(c: &RdsClient, name: &str, size: u64) -> rds_csi::rds::Disk {
     let s = slot(name);
-    c.create_disk(&path(&s), size, &s, &export(&s), soon())
+    c.create_disk(&path(&s), size, &s, &export(&s), LookFirst::Yes, soon())
         .await
         .unwrap()
 }
 
 /// A create of slot `s` (already checked) that the RDS refuses: the error.
 async fn refused_create(c: &RdsClient, s: &Slot, size: u64) -> rds_csi::rds::RdsError {
-    c.create_disk(&path(s), size, s, &export(s), soon())
+    c.create_disk(&path(s), size, s, &export(s), LookFirst::Yes, soon())
         .await
         .unwrap_err()
 }
@@ -116,7 +116,7 @@ async fn full_volume_lifecycle_create_get_list_resize_copy_delete() {
 
     let snap = slot("snap-1");
     let snapshot = c
-        .copy_disk(&s, &path(&snap), &snap, None, None, soon())
+        .copy_disk(&s, &path(&snap), &snap, None, None, LookFirst::Yes, soon())
         .await
         .unwrap();
     assert_eq!(snapshot.size_bytes, 4 * GIB);
@@ -129,6 +129,7 @@ async fn full_volume_lifecycle_create_get_list_resize_copy_delete() {
             &clone,
             Some(5 * GIB),
             Some(&export(&clone)),
+            LookFirst::Yes,
             soon(),
         )
         .await
@@ -213,7 +214,7 @@ async fn an_answer_lost_after_disk_add_yields_one_disk_and_create_succeeds_by_lo
     // The simulator runs the next `/disk add`, then drops the connection unanswered.
     sim.fault("only=disk-add drop-after-exec=1");
     let disk = c
-        .create_disk(&path(&s), GIB, &s, &export(&s), soon())
+        .create_disk(&path(&s), GIB, &s, &export(&s), LookFirst::Yes, soon())
         .await
         .unwrap();
     assert_eq!(disk.size_bytes, GIB);
@@ -313,7 +314,7 @@ async fn injection_attempts_are_refused_before_anything_is_sent() {
     let s = slot("pvc-x");
     let outside = RdsPath::volume_file(&elsewhere, &s).unwrap();
     let err = c
-        .create_disk(&outside, GIB, &s, &export(&s), soon())
+        .create_disk(&outside, GIB, &s, &export(&s), LookFirst::Yes, soon())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), RdsErrorKind::Invalid);

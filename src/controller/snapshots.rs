@@ -8,7 +8,7 @@ use super::naming::{SnapshotId, SNAPSHOT_SLOT_PREFIX};
 use super::requests::{CreateSnapshot, ListSnapshots};
 use super::Controller;
 use crate::error::echo;
-use crate::rds::{Disk, SlotPrefix};
+use crate::rds::{Disk, LookFirst, SlotPrefix};
 
 /// A snapshot as the snapshot RPCs report it. The copy completes before
 /// `/disk add copy-from` returns, so a snapshot is always ready to use.
@@ -99,7 +99,15 @@ impl Controller {
         let path = id.file(self.rds.base_path())?;
         let disk = self
             .rds
-            .copy_disk(source.slot(), &path, slot, None, None, deadline)
+            .copy_disk(
+                source.slot(),
+                &path,
+                slot,
+                None,
+                None,
+                LookFirst::Yes,
+                deadline,
+            )
             .await
             .map_err(|e| ControllerError::rds(subject, e))?;
         tracing::info!(snapshot = %id, bytes = disk.size_bytes, "snapshot created");

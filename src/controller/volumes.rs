@@ -7,7 +7,7 @@ use super::naming::{self, SnapshotId, Source};
 use super::params::VolumeParams;
 use super::requests::{CapacityRange, CreateVolume, Expand, SourceRef, VolumeRef};
 use super::Controller;
-use crate::rds::{size, slot_nqn, Disk, Nqn, NvmeExport, Port};
+use crate::rds::{size, slot_nqn, Disk, LookFirst, Nqn, NvmeExport, Port};
 use crate::volume::context::{VolumeContext, VolumeFile};
 use crate::volume::{AccessType, NvmeAddress, VolumeId};
 
@@ -234,7 +234,14 @@ impl Controller {
             None => {
                 // The look above found the slot empty: no second look before the add.
                 self.rds
-                    .create_disk_in_empty_slot(&path, size_bytes, id.slot(), &export, deadline)
+                    .create_disk(
+                        &path,
+                        size_bytes,
+                        id.slot(),
+                        &export,
+                        LookFirst::No,
+                        deadline,
+                    )
                     .await
             }
             Some(src) => {
@@ -243,12 +250,13 @@ impl Controller {
                 })?;
                 let grow = (size_bytes > src.size_bytes).then_some(size_bytes);
                 self.rds
-                    .copy_disk_in_empty_slot(
+                    .copy_disk(
                         &src_slot,
                         &path,
                         id.slot(),
                         grow,
                         Some(&export),
+                        LookFirst::No,
                         deadline,
                     )
                     .await

@@ -14,7 +14,7 @@ pub mod size;
 pub(crate) mod transport;
 
 pub use breaker::BreakerState;
-pub use client::{RdsClient, RdsConfig};
+pub use client::{LookFirst, RdsClient, RdsConfig};
 pub use command::{
     slot_nqn, BasePath, Command, MountPoint, Nqn, NqnError, NvmeExport, Port, RdsPath, Slot,
     SlotPrefix, ValidationError,

@@ -15,9 +15,12 @@ struct Want<'a> {
     export: Option<&'a NvmeExport>,
 }
 
-/// Whether an add looks in its slot first (`No`: the caller just did and found nothing).
+/// Whether an add looks in its slot first. `No` is for a caller that has just looked in the
+/// slot with [`RdsClient::get_disk`] and found nothing (CreateVolume): the add is sent without
+/// a second look, saving one `/disk print` per create. Still safe against a disk that appeared
+/// since: RouterOS refuses the duplicate slot and the look after compares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LookFirst {
+pub enum LookFirst {
     Yes,
     No,
 }
@@ -65,34 +68,6 @@ impl RdsClient {
         size_bytes: u64,
         slot: &Slot,
         export: &NvmeExport,
-        deadline: Instant,
-    ) -> Result<Disk, RdsError> {
-        self.create_disk_looked(path, size_bytes, slot, export, LookFirst::Yes, deadline)
-            .await
-    }
-
-    /// [`Self::create_disk`] for a caller that has just looked in `slot` with
-    /// [`Self::get_disk`] and found nothing (CreateVolume): the add is sent without a second
-    /// look first, saving one `/disk print` per create. Still safe against a disk that
-    /// appeared since: RouterOS refuses the duplicate slot and the look after compares it.
-    pub async fn create_disk_in_empty_slot(
-        &self,
-        path: &RdsPath,
-        size_bytes: u64,
-        slot: &Slot,
-        export: &NvmeExport,
-        deadline: Instant,
-    ) -> Result<Disk, RdsError> {
-        self.create_disk_looked(path, size_bytes, slot, export, LookFirst::No, deadline)
-            .await
-    }
-
-    async fn create_disk_looked(
-        &self,
-        path: &RdsPath,
-        size_bytes: u64,
-        slot: &Slot,
-        export: &NvmeExport,
         look_first: LookFirst,
         deadline: Instant,
     ) -> Result<Disk, RdsError> {
@@ -109,53 +84,8 @@ impl RdsClient {
     /// Copies the disk in `source` into a new disk (snapshot, clone, restore). Idempotent
     /// like [`Self::create_disk`]. RouterOS does not print a copy's source, so an existing
     /// disk is compared on path, size (when given) and export only.
-    pub async fn copy_disk(
-        &self,
-        source: &Slot,
-        path: &RdsPath,
-        slot: &Slot,
-        size_bytes: Option<u64>,
-        export: Option<&NvmeExport>,
-        deadline: Instant,
-    ) -> Result<Disk, RdsError> {
-        self.copy_disk_looked(
-            source,
-            path,
-            slot,
-            size_bytes,
-            export,
-            LookFirst::Yes,
-            deadline,
-        )
-        .await
-    }
-
-    /// [`Self::copy_disk`] for a caller that has just looked in `slot` and found nothing
-    /// (CreateVolume from a snapshot or a volume): no second look before the add, as
-    /// [`Self::create_disk_in_empty_slot`].
-    pub async fn copy_disk_in_empty_slot(
-        &self,
-        source: &Slot,
-        path: &RdsPath,
-        slot: &Slot,
-        size_bytes: Option<u64>,
-        export: Option<&NvmeExport>,
-        deadline: Instant,
-    ) -> Result<Disk, RdsError> {
-        self.copy_disk_looked(
-            source,
-            path,
-            slot,
-            size_bytes,
-            export,
-            LookFirst::No,
-            deadline,
-        )
-        .await
-    }
-
     #[allow(clippy::too_many_arguments)]
-    async fn copy_disk_looked(
+    pub async fn copy_disk(
         &self,
         source: &Slot,
         path: &RdsPath,

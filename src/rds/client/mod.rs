@@ -35,6 +35,7 @@ use super::ValidationError;
 use crate::observability::Metrics;
 use metrics::RdsMetrics;
 
+pub use disks::LookFirst;
 pub use metrics::{BREAKER_STATE, COMMANDS_TOTAL, COMMAND_DURATION, POOL_FREE, POOL_SIZE, RDS_UP};
 
 pub const DEFAULT_MAX_CONCURRENT_COMMANDS: usize = 8;
