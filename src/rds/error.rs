@@ -215,37 +215,41 @@ mod tests {
 
     #[test]
     fn failures_are_typed_on_either_stream_whatever_the_status() {
-        let cases = [
-            ("failure: not enough space", RdsErrorKind::NoSpace),
-            ("failure: no such item", RdsErrorKind::NotFound),
+        use RdsErrorKind::*;
+        let cases: [(RdsErrorKind, &[&str]); 6] = [
             (
-                "failure: item with such name already exists",
-                RdsErrorKind::AlreadyExists,
+                NotFound,
+                &[
+                    "failure: no such item",
+                    "failure: file does not exist",
+                    "no such item",
+                    "no such item (4)",
+                ],
             ),
             (
-                "failure: already have disk with such slot",
-                RdsErrorKind::AlreadyExists,
+                AlreadyExists,
+                &[
+                    "failure: item with such name already exists",
+                    "failure: already have disk with such slot",
+                ],
             ),
-            ("failure: disk is in use", RdsErrorKind::InUse),
-            ("failure: file does not exist", RdsErrorKind::NotFound),
+            (NoSpace, &["failure: not enough space"]),
+            (InUse, &["failure: disk is in use"]),
             (
-                "bad command name x (line 1 column 7)",
-                RdsErrorKind::Invalid,
+                Invalid,
+                &[
+                    "bad command name x (line 1 column 7)",
+                    "syntax error (line 1 column 5)",
+                    "expected end of command (line 1 column 20)",
+                    "input does not match any value of nvme-tcp-export",
+                ],
             ),
-            ("syntax error (line 1 column 5)", RdsErrorKind::Invalid),
-            (
-                "expected end of command (line 1 column 20)",
-                RdsErrorKind::Invalid,
-            ),
-            (
-                "input does not match any value of nvme-tcp-export",
-                RdsErrorKind::Invalid,
-            ),
-            ("no such item", RdsErrorKind::NotFound),
-            ("no such item (4)", RdsErrorKind::NotFound),
-            ("failure: something new", RdsErrorKind::Unknown),
+            (Unknown, &["failure: something new"]),
         ];
-        for (text, kind) in cases {
+        for (kind, text) in cases
+            .into_iter()
+            .flat_map(|(kind, texts)| texts.iter().map(move |text| (kind, *text)))
+        {
             for status in [None, Some(0), Some(1)] {
                 assert_eq!(
                     kind_of(text, "", status),
