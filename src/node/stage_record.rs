@@ -135,12 +135,15 @@ pub struct StageRecord {
 
 // ---- the on-disk form (version 2)
 
+/// The values of a record before validation. With `B = String` (the boot id required), the
+/// on-disk form of version 2; the first format (`key=value` lines, version 1) has no boot id:
+/// `B = Option<String>`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RecordFile {
+struct RecordFile<B> {
     version: u32,
     volume_id: String,
-    boot_id: String,
+    boot_id: B,
     target: TargetFile,
     access: AccessType,
     staging_path: String,
@@ -205,19 +208,7 @@ fn in_range(name: &str, v: i64, range: std::ops::RangeInclusive<i64>) -> Result<
     }
 }
 
-/// The values of a record, in any format, before validation.
-struct Raw {
-    volume_id: String,
-    boot_id: Option<String>,
-    target: TargetFile,
-    access: AccessType,
-    staging_path: String,
-    device: Option<DeviceFile>,
-    fs_type: Option<String>,
-    formatting: Option<String>,
-}
-
-impl Raw {
+impl<B: Into<Option<String>>> RecordFile<B> {
     /// Every value through its validated type; `file_id` is the id the file is named after.
     fn validate(self, file_id: &str) -> Result<StageRecord, String> {
         let e = |what: &str, err: String| format!("{what}: {err}");
@@ -286,6 +277,7 @@ impl Raw {
             volume_id: self.volume_id,
             boot_id: self
                 .boot_id
+                .into()
                 .map(|b| BootId::parse(&b))
                 .transpose()
                 .map_err(|err| e("boot_id", err))?,
@@ -298,27 +290,22 @@ impl Raw {
             formatting: fs("formatting", self.formatting)?,
         })
     }
+}
 
+impl RecordFile<String> {
     fn from_json(text: &str) -> Result<Self, String> {
-        let f: RecordFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let f: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if f.version != VERSION {
             return Err(format!(
                 "format version {} is not {VERSION}, the one this plugin reads (was it written by a newer version?)",
                 f.version
             ));
         }
-        Ok(Raw {
-            volume_id: f.volume_id,
-            boot_id: Some(f.boot_id),
-            target: f.target,
-            access: f.access,
-            staging_path: f.staging_path,
-            device: f.device,
-            fs_type: f.fs_type,
-            formatting: f.formatting,
-        })
+        Ok(f)
     }
+}
 
+impl RecordFile<Option<String>> {
     /// The first format: one `key=value` per line, every key exactly once.
     fn from_lines(text: &str) -> Result<Self, String> {
         const KEYS: [&str; 12] = [
@@ -378,7 +365,8 @@ impl Raw {
                 dev: dev.to_owned(),
             }),
         };
-        Ok(Raw {
+        Ok(RecordFile {
+            version: 1,
             volume_id: get("volume_id")?.to_owned(),
             boot_id: None,
             target,
@@ -396,7 +384,7 @@ impl Raw {
 }
 
 impl StageRecord {
-    fn to_file(&self) -> RecordFile {
+    fn to_file(&self) -> RecordFile<String> {
         RecordFile {
             version: VERSION,
             volume_id: self.volume_id.clone(),
@@ -470,13 +458,12 @@ impl StageRecord {
         };
         let text = String::from_utf8(text).map_err(|_| damaged("it is not UTF-8".into()))?;
         let legacy = !text.trim_start().starts_with('{');
-        let raw = if legacy {
-            Raw::from_lines(&text)
+        let mut rec = if legacy {
+            RecordFile::from_lines(&text).and_then(|r| r.validate(volume_id))
         } else {
-            Raw::from_json(&text)
+            RecordFile::from_json(&text).and_then(|r| r.validate(volume_id))
         }
         .map_err(damaged)?;
-        let mut rec = raw.validate(volume_id).map_err(damaged)?;
         if legacy {
             let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
             if written.is_some_and(|w| w >= boot.started) {
