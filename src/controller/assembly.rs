@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csi_proto::v1::controller_server::ControllerServer;
+use csi_proto::v1::identity_server::IdentityServer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 
 use super::attachment_sync::AttachmentSync;
 use super::leader::{run_leadership, Leadership, Persistence};
@@ -16,6 +18,7 @@ use super::node_watch::{run_node_watch, GoneNodes, WithoutGoneNodes};
 use super::{run_sweeper, Controller, ControllerConfig, Fencing};
 use crate::attachment::persist::{self, AttachmentStore};
 use crate::attachment::{AttachmentMetrics, AttachmentTable, RestoreRecord, TableConfig};
+use crate::csi::identity::{HealthCheck, IdentityService};
 use crate::csi::inflight::InFlight;
 use crate::error::Error;
 use crate::k8s::{
@@ -174,6 +177,17 @@ impl RunningController {
     /// ControllerPublish/Unpublish answered only while this replica leads.
     pub fn service(&self) -> ControllerServer<Traced<Controller>> {
         ControllerServer::new(Traced::controller(Arc::clone(&self.controller)))
+    }
+
+    /// The controller's gRPC routes: the Identity service (named `driver_name`, its Probe
+    /// answered by `health`) and [`Self::service`].
+    pub fn routes(&self, driver_name: String, health: Arc<dyn HealthCheck>) -> Routes {
+        Routes::new(IdentityServer::new(IdentityService::new(
+            driver_name,
+            true,
+            health,
+        )))
+        .add_service(self.service())
     }
 
     /// Stops the background tasks and waits for them.

@@ -3,10 +3,26 @@
 //! hangs; no probe ever starts an SSH round trip of its own.
 
 use crate::csi::identity::{Health, HealthCheck};
-use crate::rds::{RdsMonitor, Reachability};
+use tokio_util::sync::CancellationToken;
+
+use crate::rds::monitor::{DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
+use crate::rds::{RdsClient, RdsMonitor, Reachability};
 
 /// Ready when the last background check of the RDS succeeded.
 pub struct RdsReadiness(pub RdsMonitor);
+
+impl RdsReadiness {
+    /// Starts checking `rds` in the background, every [`DEFAULT_CHECK_INTERVAL`] and each
+    /// check within [`DEFAULT_CHECK_TIMEOUT`], until `stop`.
+    pub fn spawn(rds: RdsClient, stop: CancellationToken) -> Self {
+        RdsReadiness(RdsMonitor::spawn(
+            rds,
+            DEFAULT_CHECK_INTERVAL,
+            DEFAULT_CHECK_TIMEOUT,
+            stop,
+        ))
+    }
+}
 
 #[tonic::async_trait]
 impl HealthCheck for RdsReadiness {

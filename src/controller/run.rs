@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use csi_proto::v1::identity_server::IdentityServer;
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 #[cfg(feature = "kubernetes")]
 use super::leader::attacher_lease_name;
@@ -17,7 +15,7 @@ use super::state_file::StateFile;
 use super::LeaderElection;
 use super::{Assembly, ControllerConfig};
 use crate::attachment::persist::AttachmentStore;
-use crate::csi::identity::{HealthCheck, IdentityService};
+use crate::csi::identity::HealthCheck;
 use crate::csi::server::DEFAULT_DRAIN_TIMEOUT;
 #[cfg(feature = "kubernetes")]
 use crate::k8s::cache::KubeAttachmentCache;
@@ -32,8 +30,7 @@ use crate::k8s::{
     StaticNodes,
 };
 use crate::observability::{logging, Metrics};
-use crate::rds::monitor::{DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
-use crate::rds::{BasePath, HostKeyPolicy, RdsClient, RdsConfig, RdsMonitor};
+use crate::rds::{BasePath, HostKeyPolicy, RdsClient, RdsConfig};
 use crate::runtime::cli::{ControllerArgs, TopologySegment};
 use crate::runtime::{run_role, serve_until_stopped, RoleError, ServeConfig};
 
@@ -290,19 +287,9 @@ async fn serve(args: ControllerArgs) -> Result<(), RoleError> {
         )
     })?;
     let stop = CancellationToken::new();
-    let monitor = RdsMonitor::spawn(
-        rds,
-        DEFAULT_CHECK_INTERVAL,
-        DEFAULT_CHECK_TIMEOUT,
-        stop.child_token(),
-    );
-    let health: Arc<dyn HealthCheck> = Arc::new(super::RdsReadiness(monitor));
-    let routes = Routes::new(IdentityServer::new(IdentityService::new(
-        args.common.driver_name.clone(),
-        true,
-        Arc::clone(&health),
-    )))
-    .add_service(running.service());
+    let health: Arc<dyn HealthCheck> =
+        Arc::new(super::RdsReadiness::spawn(rds, stop.child_token()));
+    let routes = running.routes(args.common.driver_name.clone(), Arc::clone(&health));
     let result = serve_until_stopped(
         ServeConfig {
             endpoint: args.common.endpoint.clone(),

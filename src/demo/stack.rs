@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csi_proto::v1::identity_client::IdentityClient;
-use csi_proto::v1::identity_server::IdentityServer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -17,13 +16,12 @@ use tonic::transport::Channel;
 use crate::attachment::TableConfig;
 use crate::controller::{Assembly, ControllerConfig, RdsReadiness, RunningController};
 use crate::csi::endpoint::Endpoint;
-use crate::csi::identity::{HealthCheck, IdentityService, DEFAULT_DRIVER_NAME};
+use crate::csi::identity::DEFAULT_DRIVER_NAME;
 use crate::csi::server::{self, ServeError};
 use crate::k8s::{NoAttachments, RecordedEvents, StaticNodes};
 use crate::node::{NodeConfig, NodePlugin, TransportConfig};
 use crate::observability::Metrics;
-use crate::rds::monitor::{DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
-use crate::rds::{RdsClient, RdsMonitor, Reachability};
+use crate::rds::{RdsClient, Reachability};
 use crate::scenario::channel::unix_channel;
 use crate::scenario::{CsiClient, Layout};
 use crate::simulator::harness::{start_simulator, SimHandle, SimOptions};
@@ -127,21 +125,13 @@ impl Stack {
         .await
         .map_err(|e| format!("attachment table: {e}"))?;
         let stop = CancellationToken::new();
-        let monitor = RdsMonitor::spawn(
-            rds,
-            DEFAULT_CHECK_INTERVAL,
-            DEFAULT_CHECK_TIMEOUT,
-            stop.child_token(),
-        );
+        let readiness = RdsReadiness::spawn(rds, stop.child_token());
         // The first check decides the first Probe; it ends within its own deadline.
-        monitor.wait_for(|r| *r != Reachability::NotChecked).await;
-        let health: Arc<dyn HealthCheck> = Arc::new(RdsReadiness(monitor));
-        let routes = Routes::new(IdentityServer::new(IdentityService::new(
-            DEFAULT_DRIVER_NAME.into(),
-            true,
-            health,
-        )))
-        .add_service(running.service());
+        readiness
+            .0
+            .wait_for(|r| *r != Reachability::NotChecked)
+            .await;
+        let routes = running.routes(DEFAULT_DRIVER_NAME.into(), Arc::new(readiness));
         let socket = work.join("controller/csi.sock");
         let mut stack_tasks = Vec::new();
         let started = serve_on(&socket, routes, &stop).await;
