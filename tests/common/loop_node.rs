@@ -112,6 +112,34 @@ pub async fn run_here(test: &str) -> bool {
     false
 }
 
+/// Runs one loop-device node test: on a two-worker tokio runtime, in the test's own pid
+/// namespace (see [`run_here`]; elsewhere it only re-runs or skips), `body` gets a started
+/// [`Harness`], which is stopped after it.
+///
+/// The test is the one this thread runs: the test harness names each test's thread after
+/// the test's path, which is also what `--exact` selects.
+pub fn on_loop_node(body: impl AsyncFnOnce(&mut Harness)) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or_default();
+    assert!(
+        !test.is_empty() && test != "main",
+        "on_loop_node runs in a test's own thread (named after the test), not in {test:?}"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if !run_here(test).await {
+            return;
+        }
+        let mut h = Harness::start().await;
+        body(&mut h).await;
+        h.stop().await;
+    });
+}
+
 /// On drop: lazily unmounts everything mounted under `root` and detaches every loop device
 /// backed by a file under it. Declared before the TempDir so it runs first.
 pub struct Cleanup {
@@ -228,12 +256,7 @@ impl Harness {
         let file = self.data.join(format!("storage-pool/csi/{id}.img"));
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, content).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_len(SIZE)
-            .unwrap();
+        set_file_len(&file, SIZE);
         let mut ctx = HashMap::new();
         for (k, v) in [
             ("nvmeAddress", "127.0.0.1"),
@@ -328,6 +351,61 @@ impl Harness {
             .map(|r| r.into_inner())
     }
 
+    /// The volume condition NodeGetVolumeStats reports for `v` at `path`.
+    pub async fn condition(&mut self, v: &Vol, path: &Path) -> csi::VolumeCondition {
+        let stats = self.stats(v, path).await.unwrap();
+        stats
+            .volume_condition
+            .expect("NodeGetVolumeStats reports a volume condition")
+    }
+
+    /// A volume (not fresh) staged and published as a raw block device.
+    pub async fn block_published(&mut self, id: &str) -> Vol {
+        let v = self.volume(id, false, &[]);
+        self.stage(&v, block_cap()).await.unwrap();
+        self.publish(&v, block_cap(), false).await.unwrap();
+        v
+    }
+
+    /// A fresh volume staged with a new `fs` filesystem.
+    pub async fn fs_staged(&mut self, id: &str, fs: &str) -> Vol {
+        let v = self.volume(id, true, &[]);
+        self.stage(&v, mount_cap(fs)).await.unwrap();
+        v
+    }
+
+    /// A fresh volume staged and published with a new `fs` filesystem.
+    pub async fn fs_published(&mut self, id: &str, fs: &str) -> Vol {
+        let v = self.fs_staged(id, fs).await;
+        self.publish(&v, mount_cap(fs), false).await.unwrap();
+        v
+    }
+
+    /// NodeUnstageVolume of `v` is refused FAILED_PRECONDITION naming its loop device, the
+    /// volume and every one of `why`, and the device stays attached. Returns the message.
+    pub async fn unstage_refused(&mut self, v: &Vol, why: &[&str]) -> String {
+        let name = v.device_name();
+        let mut words = vec![name.as_str(), v.id.as_str()];
+        words.extend(why);
+        let m = expect_code(self.unstage(v).await, Code::FailedPrecondition, &words);
+        eprintln!("refusal: {m}");
+        assert_eq!(v.loops(), vec![name], "{}: still attached", v.id);
+        m
+    }
+
+    /// NodeUnstageVolume of `v` answers OK and leaves no loop device over its file.
+    pub async fn unstage_detached(&mut self, v: &Vol) {
+        self.unstage(v).await.unwrap();
+        let left = v.loops();
+        assert!(left.is_empty(), "{}: NodeUnstageVolume left {left:?}", v.id);
+    }
+
+    /// NodeUnpublishVolume, then [`Harness::unstage_detached`].
+    pub async fn release(&mut self, v: &Vol) {
+        self.unpublish(v).await.unwrap();
+        self.unstage_detached(v).await;
+    }
+
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
@@ -357,6 +435,11 @@ impl Vol {
             self.file.display()
         );
         PathBuf::from(format!("/dev/{}", l[0]))
+    }
+    /// The name of [`Vol::device`] ("loopN").
+    pub fn device_name(&self) -> String {
+        let dev = self.device();
+        dev.file_name().unwrap().to_string_lossy().into_owned()
     }
 }
 
@@ -392,6 +475,16 @@ pub fn mount_at(p: &Path) -> Option<(String, String, String)> {
         let sep = f.iter().position(|x| *x == "-")?;
         (Path::new(f[4]) == p).then(|| (f[2].to_owned(), f[sep + 1].to_owned(), f[5].to_owned()))
     })
+}
+
+/// Sets the length of the backing file `file` (sparse), as a resize on the RDS does.
+pub fn set_file_len(file: &Path, bytes: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(bytes)
+        .unwrap();
 }
 
 pub fn dev_of(p: &Path) -> String {
