@@ -271,10 +271,17 @@ impl Harness {
         }
         ctx.insert("nqn".into(), format!("nqn.2000-02.com.mikrotik:{id}"));
         ctx.insert("volumeFile".into(), format!("/storage-pool/csi/{id}.img"));
+        self.vol(id, ctx)
+    }
+
+    /// Volume `id` with volume context `ctx` at the kubelet's paths under this harness;
+    /// its backing file is `storage-pool/csi/<id>.img` under the data directory.
+    pub fn vol(&self, id: &str, ctx: HashMap<String, String>) -> Vol {
         Vol {
             id: id.into(),
-            file,
+            file: self.data.join(format!("storage-pool/csi/{id}.img")),
             ctx,
+            publish: HashMap::new(),
             staging: self.path(&format!("kubelet/plugins/staging/{id}/globalmount")),
             target: self.path(&format!("kubelet/pods/p1/volumes/{id}/mount")),
         }
@@ -285,26 +292,11 @@ impl Harness {
         v: &Vol,
         cap: csi::VolumeCapability,
     ) -> Result<(), tonic::Status> {
-        self.c
-            .node_stage_volume(csi::NodeStageVolumeRequest {
-                volume_id: v.id.clone(),
-                staging_target_path: v.staging.to_string_lossy().into(),
-                volume_capability: Some(cap),
-                volume_context: v.ctx.clone(),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
+        self.c.node_stage_volume(v.stage_req(cap)).await.map(drop)
     }
 
     pub async fn unstage(&mut self, v: &Vol) -> Result<(), tonic::Status> {
-        self.c
-            .node_unstage_volume(csi::NodeUnstageVolumeRequest {
-                volume_id: v.id.clone(),
-                staging_target_path: v.staging.to_string_lossy().into(),
-            })
-            .await
-            .map(|_| ())
+        self.c.node_unstage_volume(v.unstage_req()).await.map(drop)
     }
 
     pub async fn publish(
@@ -313,27 +305,15 @@ impl Harness {
         cap: csi::VolumeCapability,
         readonly: bool,
     ) -> Result<(), tonic::Status> {
-        self.c
-            .node_publish_volume(csi::NodePublishVolumeRequest {
-                volume_id: v.id.clone(),
-                staging_target_path: v.staging.to_string_lossy().into(),
-                target_path: v.target.to_string_lossy().into(),
-                volume_capability: Some(cap),
-                readonly,
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
+        let r = v.publish_req(cap, readonly);
+        self.c.node_publish_volume(r).await.map(drop)
     }
 
     pub async fn unpublish(&mut self, v: &Vol) -> Result<(), tonic::Status> {
         self.c
-            .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-                volume_id: v.id.clone(),
-                target_path: v.target.to_string_lossy().into(),
-            })
+            .node_unpublish_volume(v.unpublish_req())
             .await
-            .map(|_| ())
+            .map(drop)
     }
 
     pub async fn stats(
@@ -341,14 +321,8 @@ impl Harness {
         v: &Vol,
         path: &Path,
     ) -> Result<csi::NodeGetVolumeStatsResponse, tonic::Status> {
-        self.c
-            .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
-                volume_id: v.id.clone(),
-                volume_path: path.to_string_lossy().into(),
-                staging_target_path: v.staging.to_string_lossy().into(),
-            })
-            .await
-            .map(|r| r.into_inner())
+        let r = self.c.node_get_volume_stats(v.stats_req(path)).await;
+        r.map(tonic::Response::into_inner)
     }
 
     /// The volume condition NodeGetVolumeStats reports for `v` at `path`.
@@ -416,9 +390,80 @@ impl Harness {
 pub struct Vol {
     pub id: String,
     pub file: PathBuf,
+    /// The volume context (from CreateVolume).
     pub ctx: HashMap<String, String>,
+    /// The publish context (from ControllerPublishVolume; empty without a controller).
+    pub publish: HashMap<String, String>,
     pub staging: PathBuf,
     pub target: PathBuf,
+}
+
+/// The Node RPCs' requests for this volume at its paths, as the kubelet sends them.
+impl Vol {
+    pub fn stage_req(&self, cap: csi::VolumeCapability) -> csi::NodeStageVolumeRequest {
+        csi::NodeStageVolumeRequest {
+            volume_id: self.id.clone(),
+            publish_context: self.publish.clone(),
+            staging_target_path: self.staging.to_string_lossy().into(),
+            volume_capability: Some(cap),
+            secrets: HashMap::new(),
+            volume_context: self.ctx.clone(),
+        }
+    }
+
+    pub fn unstage_req(&self) -> csi::NodeUnstageVolumeRequest {
+        csi::NodeUnstageVolumeRequest {
+            volume_id: self.id.clone(),
+            staging_target_path: self.staging.to_string_lossy().into(),
+        }
+    }
+
+    /// The NodePublishVolumeRequest: [`Vol::stage_req`]'s fields, the target path and
+    /// `readonly`.
+    pub fn publish_req(
+        &self,
+        cap: csi::VolumeCapability,
+        readonly: bool,
+    ) -> csi::NodePublishVolumeRequest {
+        let s = self.stage_req(cap);
+        csi::NodePublishVolumeRequest {
+            target_path: self.target.to_string_lossy().into(),
+            readonly,
+            volume_id: s.volume_id,
+            publish_context: s.publish_context,
+            staging_target_path: s.staging_target_path,
+            volume_capability: s.volume_capability,
+            secrets: s.secrets,
+            volume_context: s.volume_context,
+        }
+    }
+
+    pub fn unpublish_req(&self) -> csi::NodeUnpublishVolumeRequest {
+        csi::NodeUnpublishVolumeRequest {
+            volume_id: self.id.clone(),
+            target_path: self.target.to_string_lossy().into(),
+        }
+    }
+
+    /// NodeGetVolumeStatsRequest for the volume at `path` (its staging or target path).
+    pub fn stats_req(&self, path: &Path) -> csi::NodeGetVolumeStatsRequest {
+        csi::NodeGetVolumeStatsRequest {
+            volume_id: self.id.clone(),
+            volume_path: path.to_string_lossy().into(),
+            staging_target_path: self.staging.to_string_lossy().into(),
+        }
+    }
+
+    /// NodeExpandVolumeRequest for the volume at `path`, without a capacity range.
+    pub fn expand_req(&self, path: &Path) -> csi::NodeExpandVolumeRequest {
+        let s = self.stats_req(path);
+        csi::NodeExpandVolumeRequest {
+            volume_id: s.volume_id,
+            volume_path: s.volume_path,
+            staging_target_path: s.staging_target_path,
+            ..Default::default()
+        }
+    }
 }
 
 impl Vol {
