@@ -10,7 +10,8 @@
 //!   (getdents64 into a 32 KiB buffer; rustix: `RawDir`).
 //! - `syscalls/eventfd/{libc,rustix}`: create and close the ring thread's wake eventfd.
 //! - `syscalls/uevent_socket/{libc,rustix}`: open, size (SO_RCVBUF) and bind a
-//!   NETLINK_KOBJECT_UEVENT socket, then close it.
+//!   NETLINK_KOBJECT_UEVENT socket, then close it (rustix: node-io's own
+//!   `UeventSocket::open`, which also allocates its 16 KiB receive buffer).
 //!
 //! Run: `cargo bench -p node-io --bench syscalls`.
 
@@ -20,6 +21,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use node_io::uevent_socket::UeventSocket;
 use rustix::fs::{AtFlags, Mode, OFlags, RawDir, StatxFlags};
 
 const FDS: usize = 2000;
@@ -173,19 +175,6 @@ mod with_rustix {
             EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
         )?)
     }
-
-    pub fn uevent_socket() -> std::io::Result<OwnedFd> {
-        use rustix::net::{netlink, AddressFamily, SocketFlags, SocketType};
-        let fd = rustix::net::socket_with(
-            AddressFamily::NETLINK,
-            SocketType::DGRAM,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            Some(netlink::KOBJECT_UEVENT),
-        )?;
-        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 4 * 1024 * 1024);
-        rustix::net::bind(&fd, &netlink::SocketAddrNetlink::new(0, 1))?;
-        Ok(fd)
-    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -205,57 +194,59 @@ fn bench(c: &mut Criterion) {
         .collect();
     use std::os::fd::AsFd;
 
-    let mut g = c.benchmark_group("syscalls/statx_2000");
-    g.bench_function("libc", |b| {
-        b.iter(|| {
+    compare(
+        c,
+        "statx_2000",
+        || {
             for n in &names {
                 black_box(by_hand::statx_type(dir.as_fd(), n).unwrap());
             }
-        })
-    });
-    g.bench_function("rustix", |b| {
-        b.iter(|| {
+        },
+        || {
             for n in &names {
                 black_box(with_rustix::statx_type(dir.as_fd(), n).unwrap());
             }
-        })
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("syscalls/getdents_2000");
+        },
+    );
     let mut vbuf = Vec::new();
-    g.bench_function("libc", |b| {
-        b.iter(|| black_box(by_hand::list(fd_dir, &mut vbuf).unwrap()))
-    });
     let mut rbuf = vec![MaybeUninit::<u8>::uninit(); 32 * 1024];
-    g.bench_function("rustix", |b| {
-        b.iter(|| black_box(with_rustix::list(fd_dir, &mut rbuf).unwrap()))
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("syscalls/eventfd");
-    g.bench_function("libc", |b| {
-        b.iter(|| black_box(by_hand::eventfd().unwrap()))
-    });
-    g.bench_function("rustix", |b| {
-        b.iter(|| black_box(with_rustix::eventfd().unwrap()))
-    });
-    g.finish();
-
+    compare(
+        c,
+        "getdents_2000",
+        || by_hand::list(fd_dir, &mut vbuf).unwrap(),
+        || with_rustix::list(fd_dir, &mut rbuf).unwrap(),
+    );
+    compare(
+        c,
+        "eventfd",
+        || by_hand::eventfd().unwrap(),
+        || with_rustix::eventfd().unwrap(),
+    );
     if by_hand::uevent_socket().is_ok() {
-        let mut g = c.benchmark_group("syscalls/uevent_socket");
-        g.bench_function("libc", |b| {
-            b.iter(|| black_box(by_hand::uevent_socket().unwrap()))
-        });
-        g.bench_function("rustix", |b| {
-            b.iter(|| black_box(with_rustix::uevent_socket().unwrap()))
-        });
-        g.finish();
+        compare(
+            c,
+            "uevent_socket",
+            || by_hand::uevent_socket().unwrap(),
+            || UeventSocket::open().unwrap(),
+        );
     } else {
         eprintln!("netlink uevent socket unavailable here: syscalls/uevent_socket skipped");
     }
     interleaved(&dir, &names, fd_dir);
     drop(held);
+}
+
+/// One criterion group `syscalls/<op>`: the libc variant of an operation, then the rustix one.
+fn compare<A, B>(
+    c: &mut Criterion,
+    op: &str,
+    mut libc: impl FnMut() -> A,
+    mut rustix: impl FnMut() -> B,
+) {
+    let mut g = c.benchmark_group(format!("syscalls/{op}"));
+    g.bench_function("libc", |b| b.iter(|| black_box(libc())));
+    g.bench_function("rustix", |b| b.iter(|| black_box(rustix())));
+    g.finish();
 }
 
 /// The machine is shared and noisy: criterion runs one variant after the other, so load

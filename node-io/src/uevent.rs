@@ -217,9 +217,14 @@ mod tests {
         v
     }
 
+    /// The uevent of a well-formed message made of `parts`.
+    fn parsed(parts: &[&str]) -> Uevent {
+        Uevent::parse(&msg(parts)).unwrap()
+    }
+
     #[test]
     fn parses_a_namespace_head_add() {
-        let m = msg(&[
+        let ev = parsed(&[
             "add@/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
             "ACTION=add",
             "DEVPATH=/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
@@ -231,7 +236,6 @@ mod tests {
             "DISKSEQ=2",
             "SEQNUM=2231",
         ]);
-        let ev = Uevent::parse(&m).unwrap();
         assert_eq!(ev.action, Action::Add);
         assert_eq!(
             ev.devpath,
@@ -249,14 +253,13 @@ mod tests {
 
     #[test]
     fn hidden_path_node_without_devname_is_an_nvme_block_event() {
-        let m = msg(&[
+        let ev = parsed(&[
             "remove@/devices/virtual/nvme-fabrics/ctl/nvme1/nvme0c1n1",
             "ACTION=remove",
             "SUBSYSTEM=block",
             "DEVTYPE=disk",
             "SEQNUM=9",
         ]);
-        let ev = Uevent::parse(&m).unwrap();
         assert_eq!(ev.action, Action::Remove);
         assert_eq!(ev.dev, None);
         assert_eq!(ev.kernel_name(), "nvme0c1n1");
@@ -265,25 +268,23 @@ mod tests {
 
     #[test]
     fn controller_and_foreign_events_are_classified() {
-        let ctrl = Uevent::parse(&msg(&[
+        let ctrl = parsed(&[
             "change@/devices/virtual/nvme-fabrics/ctl/nvme3",
             "SUBSYSTEM=nvme",
             "NVME_EVENT=connected",
             "MAJOR=247",
             "MINOR=3",
-        ]))
-        .unwrap();
+        ]);
         assert_eq!(ctrl.action, Action::Change);
         assert!(ctrl.is_nvme_controller_event());
         assert!(!ctrl.is_nvme_block_event());
-        let sda = Uevent::parse(&msg(&[
+        let sda = parsed(&[
             "add@/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda",
             "SUBSYSTEM=block",
             "DEVNAME=sda",
-        ]))
-        .unwrap();
+        ]);
         assert!(!sda.is_nvme_block_event());
-        let ng = Uevent::parse(&msg(&["add@/devices/x/ng0n1", "SUBSYSTEM=nvme-generic"])).unwrap();
+        let ng = parsed(&["add@/devices/x/ng0n1", "SUBSYSTEM=nvme-generic"]);
         assert!(!ng.is_nvme_block_event() && !ng.is_nvme_controller_event());
     }
 
@@ -300,7 +301,7 @@ mod tests {
             ("offline", Action::Offline),
             ("frob", Action::Other("frob".into())),
         ] {
-            let ev = Uevent::parse(&msg(&[&format!("{name}@/devices/x")])).unwrap();
+            let ev = parsed(&[&format!("{name}@/devices/x")]);
             assert_eq!(ev.action, want);
             assert_eq!(ev.action.to_string(), name);
         }
@@ -311,49 +312,43 @@ mod tests {
         let mut udev = b"libudev\0".to_vec();
         udev.extend_from_slice(&[0xfe, 0xed, 0xca, 0xfe, 0, 0, 0, 0]);
         assert_eq!(Uevent::parse(&udev), Err(UeventError::Udev));
-        assert_eq!(Uevent::parse(b""), Err(UeventError::Empty));
-        assert_eq!(Uevent::parse(b"\0\0"), Err(UeventError::Empty));
-        assert!(matches!(
-            Uevent::parse(b"add\0"),
-            Err(UeventError::BadHeader(_))
-        ));
-        assert!(matches!(
-            Uevent::parse(b"@/x\0"),
-            Err(UeventError::BadHeader(_))
-        ));
-        assert!(matches!(
-            Uevent::parse(b"add@x\0"),
-            Err(UeventError::BadHeader(_))
-        ));
-        assert!(matches!(
-            Uevent::parse(&msg(&["add@/x", "NOEQUALS"])),
-            Err(UeventError::BadField(_))
-        ));
-        assert!(matches!(
-            Uevent::parse(&msg(&["add@/x", "MAJOR=abc"])),
-            Err(UeventError::BadValue { key: "MAJOR", .. })
-        ));
-        assert!(matches!(
-            Uevent::parse(&msg(&["add@/x", "SEQNUM=+5"])),
-            Err(UeventError::BadValue { key: "SEQNUM", .. })
-        ));
-        assert!(matches!(
-            Uevent::parse(&msg(&["add@/x", "ACTION=remove"])),
-            Err(UeventError::Inconsistent { key: "ACTION", .. })
-        ));
-        assert!(matches!(
-            Uevent::parse(&msg(&["add@/x", "DEVPATH=/y"])),
-            Err(UeventError::Inconsistent { key: "DEVPATH", .. })
-        ));
-        assert_eq!(
-            Uevent::parse(b"add@/x\0\xff=1\0"),
-            Err(UeventError::NotUtf8)
-        );
+        let bad_header = |h: &str| UeventError::BadHeader(h.into());
+        let bad_value = |key, value: &str| UeventError::BadValue {
+            key,
+            value: value.into(),
+        };
+        let inconsistent = |key, header: &str, field: &str| UeventError::Inconsistent {
+            key,
+            header: header.into(),
+            field: field.into(),
+        };
+        for (message, want) in [
+            (&b""[..], UeventError::Empty),
+            (b"\0\0", UeventError::Empty),
+            (b"add\0", bad_header("add")),
+            (b"@/x\0", bad_header("@/x")),
+            (b"add@x\0", bad_header("add@x")),
+            (
+                b"add@/x\0NOEQUALS\0",
+                UeventError::BadField("NOEQUALS".into()),
+            ),
+            (b"add@/x\0MAJOR=abc\0", bad_value("MAJOR", "abc")),
+            (b"add@/x\0SEQNUM=+5\0", bad_value("SEQNUM", "+5")),
+            (
+                b"add@/x\0ACTION=remove\0",
+                inconsistent("ACTION", "add", "remove"),
+            ),
+            (b"add@/x\0DEVPATH=/y\0", inconsistent("DEVPATH", "/x", "/y")),
+            (b"add@/x\0\xff=1\0", UeventError::NotUtf8),
+        ] {
+            let shown = String::from_utf8_lossy(message);
+            assert_eq!(Uevent::parse(message), Err(want), "{shown:?}");
+        }
     }
 
     #[test]
     fn only_major_without_minor_gives_no_dev() {
-        let ev = Uevent::parse(&msg(&["add@/x", "MAJOR=8"])).unwrap();
+        let ev = parsed(&["add@/x", "MAJOR=8"]);
         assert_eq!(ev.dev, None);
     }
 

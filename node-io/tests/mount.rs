@@ -13,16 +13,38 @@ use node_io::mount::{
 };
 use node_io::mountinfo::{read_mountinfo, MountInfo, Pid};
 
-/// Unmounts (lazily) whatever is still mounted on `dir` when a test ends, failed or not.
-struct Cleanup<'a>(&'a Path);
+/// A temporary mount target; whatever is still mounted on it when a test ends, failed or
+/// not, is unmounted (lazily) before the directory goes.
+struct Target(tempfile::TempDir);
 
-impl Drop for Cleanup<'_> {
+impl Target {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Target {
     fn drop(&mut self) {
         while matches!(
-            unmount(self.0, UnmountMode::Detach),
+            unmount(self.path(), UnmountMode::Detach),
             Ok(Unmounted::Unmounted)
         ) {}
     }
+}
+
+/// A mount target, or `None` (the skip printed) when `test` cannot run: not root.
+fn target(test: &str) -> Option<Target> {
+    if is_root() {
+        Some(Target(tempfile::tempdir().unwrap()))
+    } else {
+        skip(test, "not root")
+    }
+}
+
+/// Mounts a 1 MiB tmpfs of our own on `target`.
+fn tmpfs_on(target: &Path) {
+    let flags = MountFlags::empty();
+    mount_filesystem(Path::new("tmpfs"), target, "tmpfs", flags, "size=1m").unwrap();
 }
 
 fn mount_at(target: &Path) -> Option<MountInfo> {
@@ -33,29 +55,20 @@ fn mount_at(target: &Path) -> Option<MountInfo> {
         .map(|m| (*m).clone())
 }
 
-fn need_root(test: &str) -> bool {
-    if is_root() {
-        true
-    } else {
-        skip::<()>(test, "not root");
-        false
-    }
+fn assert_unmounts(target: &Path, mode: UnmountMode, want: Unmounted) {
+    assert_eq!(unmount(target, mode).unwrap(), want, "{}", target.display());
 }
 
 #[test]
 fn ext4_on_a_loop_device_mounts_with_flags_and_data_and_unmounts_once() {
     let test = "ext4_on_a_loop_device_mounts_with_flags_and_data_and_unmounts_once";
-    if !need_root(test) {
-        return;
-    }
-    if !have_tool("mkfs.ext4") {
-        skip::<()>(test, "mkfs.ext4 not installed");
-        return;
+    if !is_root() || !have_tool("mkfs.ext4") {
+        return skip(test, "needs root and mkfs.ext4").unwrap_or(());
     }
     let lo = LoopDev::new(32 << 20).unwrap();
     mkfs("mkfs.ext4", &lo.path).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let _c = Cleanup(dir.path());
+    // Declared after the device: unmounted before it is detached.
+    let dir = target(test).unwrap();
     mount_filesystem(
         &lo.path,
         dir.path(),
@@ -77,26 +90,17 @@ fn ext4_on_a_loop_device_mounts_with_flags_and_data_and_unmounts_once() {
     // Mounting it again on the same target: the kernel says EBUSY.
     let e = mount_filesystem(&lo.path, dir.path(), "ext4", MountFlags::empty(), "").unwrap_err();
     assert_eq!(e.errno(), Some(Errno::BUSY), "{e}");
-    assert_eq!(
-        unmount(dir.path(), UnmountMode::Normal).unwrap(),
-        Unmounted::Unmounted
-    );
+    assert_unmounts(dir.path(), UnmountMode::Normal, Unmounted::Unmounted);
     assert!(mount_at(dir.path()).is_none());
-    assert_eq!(
-        unmount(dir.path(), UnmountMode::Normal).unwrap(),
-        Unmounted::NotMounted,
-        "a second unmount is a no-op"
-    );
+    // A second unmount is a no-op.
+    assert_unmounts(dir.path(), UnmountMode::Normal, Unmounted::NotMounted);
 }
 
 #[test]
 fn refusals_carry_the_errno_and_name_the_paths() {
-    let test = "refusals_carry_the_errno_and_name_the_paths";
-    if !need_root(test) {
+    let Some(dir) = target("refusals_carry_the_errno_and_name_the_paths") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let _c = Cleanup(dir.path());
+    };
     let missing = dir.path().join("no-such-device");
     let e = mount_filesystem(&missing, dir.path(), "ext4", MountFlags::empty(), "").unwrap_err();
     assert_eq!(e.errno(), Some(Errno::NOENT), "{e}");
@@ -121,31 +125,21 @@ fn refusals_carry_the_errno_and_name_the_paths() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        unmount(&dir.path().join("gone"), UnmountMode::Normal).unwrap(),
-        Unmounted::NotMounted
+    assert_unmounts(
+        &dir.path().join("gone"),
+        UnmountMode::Normal,
+        Unmounted::NotMounted,
     );
 }
 
 #[test]
 fn a_read_only_bind_mount_refuses_writes_and_the_source_stays_writable() {
     let test = "a_read_only_bind_mount_refuses_writes_and_the_source_stays_writable";
-    if !need_root(test) {
+    let (Some(src), Some(dst)) = (target(test), target(test)) else {
         return;
-    }
-    let src = tempfile::tempdir().unwrap();
-    let dst = tempfile::tempdir().unwrap();
-    let _c = Cleanup(dst.path());
+    };
     // A tmpfs of our own as the source, so the bind does not share a mount with /tmp.
-    let _cs = Cleanup(src.path());
-    mount_filesystem(
-        Path::new("tmpfs"),
-        src.path(),
-        "tmpfs",
-        MountFlags::empty(),
-        "size=1m",
-    )
-    .unwrap();
+    tmpfs_on(src.path());
     std::fs::write(src.path().join("f"), "data").unwrap();
     bind_mount(
         src.path(),
@@ -165,24 +159,17 @@ fn a_read_only_bind_mount_refuses_writes_and_the_source_stays_writable() {
     std::fs::write(src.path().join("g"), "x").unwrap();
     assert!(dst.path().join("g").exists(), "the bind shows the source");
     // Without flags: a plain, writable bind (no remount).
-    let dst2 = tempfile::tempdir().unwrap();
-    let _c2 = Cleanup(dst2.path());
+    let dst2 = target(test).unwrap();
     bind_mount(src.path(), dst2.path(), MountFlags::empty()).unwrap();
     std::fs::write(dst2.path().join("h"), "y").unwrap();
-    assert_eq!(
-        unmount(dst2.path(), UnmountMode::Normal).unwrap(),
-        Unmounted::Unmounted
-    );
+    assert_unmounts(dst2.path(), UnmountMode::Normal, Unmounted::Unmounted);
 }
 
 #[test]
 fn a_bind_of_a_missing_source_fails_and_leaves_nothing_mounted() {
-    let test = "a_bind_of_a_missing_source_fails_and_leaves_nothing_mounted";
-    if !need_root(test) {
+    let Some(dst) = target("a_bind_of_a_missing_source_fails_and_leaves_nothing_mounted") else {
         return;
-    }
-    let dst = tempfile::tempdir().unwrap();
-    let _c = Cleanup(dst.path());
+    };
     let e = bind_mount(&dst.path().join("missing"), dst.path(), MountFlags::RDONLY).unwrap_err();
     assert_eq!(e.errno(), Some(Errno::NOENT), "{e}");
     assert!(matches!(
@@ -197,29 +184,16 @@ fn a_bind_of_a_missing_source_fails_and_leaves_nothing_mounted() {
 
 #[test]
 fn a_busy_mount_is_ebusy_until_detached_lazily() {
-    let test = "a_busy_mount_is_ebusy_until_detached_lazily";
-    if !need_root(test) {
+    let Some(dir) = target("a_busy_mount_is_ebusy_until_detached_lazily") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let _c = Cleanup(dir.path());
-    mount_filesystem(
-        Path::new("tmpfs"),
-        dir.path(),
-        "tmpfs",
-        MountFlags::empty(),
-        "size=1m",
-    )
-    .unwrap();
+    };
+    tmpfs_on(dir.path());
     let held = std::fs::File::create(dir.path().join("open")).unwrap();
     let e = unmount(dir.path(), UnmountMode::Normal).unwrap_err();
     assert_eq!(e.errno(), Some(Errno::BUSY), "{e}");
     assert!(e.to_string().contains("unmount"), "{e}");
     assert!(mount_at(dir.path()).is_some(), "still mounted after EBUSY");
-    assert_eq!(
-        unmount(dir.path(), UnmountMode::Detach).unwrap(),
-        Unmounted::Unmounted
-    );
+    assert_unmounts(dir.path(), UnmountMode::Detach, Unmounted::Unmounted);
     assert!(mount_at(dir.path()).is_none(), "detached from the tree");
     drop(held);
 }
