@@ -182,34 +182,37 @@ impl FakeSys {
         .unwrap();
     }
 
+    /// Namespace block device `name` below the object `under` (a path below
+    /// devices/virtual, e.g. `nvme-subsystem/nvme-subsys0`): its attributes, its `device`
+    /// link to that object and its /sys/block link. Returns its directory.
+    fn namespace(&self, under: &str, name: &str, ns: &Ns, hidden: bool) -> PathBuf {
+        let dir = self.root().join("devices/virtual").join(under).join(name);
+        Self::ns_attrs(&dir, ns, hidden);
+        let parent = under.rsplit('/').next().unwrap_or(under);
+        symlink(format!("../../{parent}"), dir.join("device")).unwrap();
+        self.block_link(name, under);
+        dir
+    }
+
     /// multipath=Y head nvme<S>n<N> under the subsystem, with a /dev node.
     pub fn mp_head(&self, subsys: u32, ns: &Ns) -> &Self {
-        let name = format!("nvme{subsys}n{}", ns.ns);
-        let dir = self.subsys_dir(subsys).join(&name);
-        Self::ns_attrs(&dir, ns, false);
-        symlink(format!("../../nvme-subsys{subsys}"), dir.join("device")).unwrap();
-        self.block_link(&name, &format!("nvme-subsystem/nvme-subsys{subsys}"));
+        let under = format!("nvme-subsystem/nvme-subsys{subsys}");
+        self.namespace(&under, &format!("nvme{subsys}n{}", ns.ns), ns, false);
         self
     }
 
     /// multipath=Y hidden path nvme<S>c<C>n<N> under the controller, no /dev node.
     pub fn mp_path(&self, subsys: u32, ctrl: u32, ns: &Ns) -> &Self {
-        let name = format!("nvme{subsys}c{ctrl}n{}", ns.ns);
-        let dir = self.ctl_dir(ctrl).join(&name);
-        Self::ns_attrs(&dir, ns, true);
+        let under = format!("nvme-fabrics/ctl/nvme{ctrl}");
+        let dir = self.namespace(&under, &format!("nvme{subsys}c{ctrl}n{}", ns.ns), ns, true);
         fs::write(dir.join("ana_state"), "optimized\n").unwrap();
-        symlink(format!("../../nvme{ctrl}"), dir.join("device")).unwrap();
-        self.block_link(&name, &format!("nvme-fabrics/ctl/nvme{ctrl}"));
         self
     }
 
     /// multipath=N private namespace nvme<C>n<N> under the controller.
     pub fn private_ns(&self, ctrl: u32, ns: &Ns) -> &Self {
-        let name = format!("nvme{ctrl}n{}", ns.ns);
-        let dir = self.ctl_dir(ctrl).join(&name);
-        Self::ns_attrs(&dir, ns, false);
-        symlink(format!("../../nvme{ctrl}"), dir.join("device")).unwrap();
-        self.block_link(&name, &format!("nvme-fabrics/ctl/nvme{ctrl}"));
+        let under = format!("nvme-fabrics/ctl/nvme{ctrl}");
+        self.namespace(&under, &format!("nvme{ctrl}n{}", ns.ns), ns, false);
         self
     }
 
@@ -289,6 +292,21 @@ impl Default for FakeSys {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Whether this process runs as root (effective uid 0), as tests of real loop devices,
+/// mounts and the kernel's uevent socket need.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether `name` is an installed command (`command -v name` in sh succeeds).
+pub fn have_tool(name: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A filesystem on `dev` mounted in a private mount namespace of a child process: invisible

@@ -5,15 +5,13 @@ mod common;
 
 use std::path::Path;
 
-use common::{skip, LoopDev};
+use common::loop_dev;
 use node_io::block::{list_loop_devices, loop_devices_backing, size_bytes};
 
 #[test]
 fn a_real_loop_device_is_listed_with_its_backing_file_and_size() {
-    let test = "a_real_loop_device_is_listed_with_its_backing_file_and_size";
-    let lo = match LoopDev::new(3 << 20) {
-        Ok(l) => l,
-        Err(e) => return skip(test, e).unwrap_or(()),
+    let Some(lo) = loop_dev(3 << 20, &[], &[]) else {
+        return;
     };
     let backing = std::fs::canonicalize(lo.backing()).unwrap();
     let sys = Path::new("/sys");
@@ -34,10 +32,8 @@ fn a_real_loop_device_is_listed_with_its_backing_file_and_size() {
 
 #[test]
 fn a_loop_device_whose_file_was_deleted_backs_no_file_at_that_path() {
-    let test = "a_loop_device_whose_file_was_deleted_backs_no_file_at_that_path";
-    let lo = match LoopDev::new(1 << 20) {
-        Ok(l) => l,
-        Err(e) => return skip(test, e).unwrap_or(()),
+    let Some(lo) = loop_dev(1 << 20, &[], &[]) else {
+        return;
     };
     let backing = std::fs::canonicalize(lo.backing()).unwrap();
     std::fs::remove_file(&backing).unwrap();

@@ -21,8 +21,9 @@ const MODES: [ScanMode; 4] = [
 ];
 const PROC: &str = "/proc";
 
-fn loop_dev(test: &str) -> Option<LoopDev> {
-    LoopDev::new(16 << 20).map_or_else(|e| skip(test, e), Some)
+/// A 16 MiB loop device when `tools` are installed (see [`common::loop_dev`]).
+fn loop_dev(tools: &[&str]) -> Option<LoopDev> {
+    common::loop_dev(16 << 20, &[], tools)
 }
 
 /// Holders of `dev` per mode; asserts every mode agrees.
@@ -39,7 +40,7 @@ fn holders_all_modes(devs: &[DevNum]) -> Vec<Holder> {
 
 #[test]
 fn every_scan_form_finds_exactly_the_child_holding_a_loop_device() {
-    let Some(lo) = loop_dev("every_scan_form_finds_exactly_the_child_holding_a_loop_device") else {
+    let Some(lo) = loop_dev(&[]) else {
         return;
     };
     let dev = lo.dev();
@@ -67,7 +68,7 @@ fn every_scan_form_finds_exactly_the_child_holding_a_loop_device() {
 
 #[test]
 fn a_node_made_with_mknod_elsewhere_counts_as_the_same_device() {
-    let Some(lo) = loop_dev("a_node_made_with_mknod_elsewhere_counts_as_the_same_device") else {
+    let Some(lo) = loop_dev(&[]) else {
         return;
     };
     let dev = lo.dev();
@@ -97,7 +98,7 @@ fn a_node_made_with_mknod_elsewhere_counts_as_the_same_device() {
 
 #[test]
 fn holder_report_names_the_process_and_is_empty_after_it_exits() {
-    let Some(lo) = loop_dev("holder_report_names_the_process_and_is_empty_after_it_exits") else {
+    let Some(lo) = loop_dev(&[]) else {
         return;
     };
     let mut child = HoldingChild::open(&lo.path);
@@ -116,11 +117,9 @@ fn holder_report_names_the_process_and_is_empty_after_it_exits() {
 #[test]
 fn mounts_of_finds_a_mounted_loop_filesystem_until_unmounted() {
     let test = "mounts_of_finds_a_mounted_loop_filesystem_until_unmounted";
-    if !have_tool("mkfs.ext4") {
-        skip::<()>(test, "mkfs.ext4 missing");
+    let Some(lo) = loop_dev(&["mkfs.ext4"]) else {
         return;
-    }
-    let Some(lo) = loop_dev(test) else { return };
+    };
     mkfs("mkfs.ext4", &lo.path).unwrap();
     let dev = lo.dev();
     let proc_root = Path::new(PROC);
@@ -177,7 +176,7 @@ fn a_fake_proc_tree_with_vanished_and_unreadable_entries_is_scanned() {
 
 #[test]
 fn a_fake_proc_entry_linking_to_the_loop_device_is_a_holder() {
-    let Some(lo) = loop_dev("a_fake_proc_entry_linking_to_the_loop_device_is_a_holder") else {
+    let Some(lo) = loop_dev(&[]) else {
         return;
     };
     let t = tempfile::tempdir().unwrap();
@@ -267,11 +266,9 @@ fn wait_unclaimed(dev: &Path) -> bool {
 #[test]
 fn a_mount_in_another_namespace_is_seen_only_by_the_exclusive_open_check() {
     let test = "a_mount_in_another_namespace_is_seen_only_by_the_exclusive_open_check";
-    if !have_tool("mkfs.ext4") || !have_tool("unshare") {
-        skip::<()>(test, "mkfs.ext4 or unshare missing");
+    let Some(lo) = loop_dev(&["mkfs.ext4", "unshare"]) else {
         return;
-    }
-    let Some(lo) = loop_dev(test) else { return };
+    };
     mkfs("mkfs.ext4", &lo.path).unwrap();
     assert!(!exclusively_claimed(&lo.path).unwrap(), "fresh loop device");
     let m = match MountedElsewhere::new(&lo.path) {
@@ -315,8 +312,9 @@ fn a_mount_in_another_namespace_is_seen_only_by_the_exclusive_open_check() {
 
 #[test]
 fn an_exclusive_opener_claims_and_a_plain_reader_does_not() {
-    let test = "an_exclusive_opener_claims_and_a_plain_reader_does_not";
-    let Some(lo) = loop_dev(test) else { return };
+    let Some(lo) = loop_dev(&[]) else {
+        return;
+    };
     let mut reader = HoldingChild::open(&lo.path);
     assert!(
         !exclusively_claimed(&lo.path).unwrap(),

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{have_tool, mkfs, skip, LoopDev};
+use common::{loop_dev, mkfs, skip, this_test, LoopDev};
 use node_io::health::{read_latency, HealthError};
 use node_io::probe::{probe_device, FsKind, Probe, ProbeError};
 use node_io::reader::DeviceReader;
@@ -21,13 +21,9 @@ fn probe(lo: &LoopDev) -> Probe {
     a
 }
 
-fn loop_dev(test: &str, size: u64, content: &[u8]) -> Option<LoopDev> {
-    LoopDev::with_content(size, content).map_or_else(|e| skip(test, e), Some)
-}
-
 #[test]
 fn a_fresh_device_is_blank() {
-    let Some(lo) = loop_dev("a_fresh_device_is_blank", 32 << 20, &[]) else {
+    let Some(lo) = loop_dev(32 << 20, &[], &[]) else {
         return;
     };
     assert_eq!(probe(&lo), Probe::Blank);
@@ -35,12 +31,7 @@ fn a_fresh_device_is_blank() {
 
 #[test]
 fn mkfs_ext4_is_detected_as_ext4() {
-    let test = "mkfs_ext4_is_detected_as_ext4";
-    if !have_tool("mkfs.ext4") {
-        skip::<()>(test, "mkfs.ext4 missing");
-        return;
-    }
-    let Some(lo) = loop_dev(test, 32 << 20, &[]) else {
+    let Some(lo) = loop_dev(32 << 20, &[], &["mkfs.ext4"]) else {
         return;
     };
     mkfs("mkfs.ext4", &lo.path).unwrap();
@@ -49,18 +40,12 @@ fn mkfs_ext4_is_detected_as_ext4() {
 
 #[test]
 fn mkfs_xfs_is_detected_as_xfs() {
-    let test = "mkfs_xfs_is_detected_as_xfs";
-    if !have_tool("mkfs.xfs") {
-        skip::<()>(test, "mkfs.xfs missing");
-        return;
-    }
     // mkfs.xfs refuses devices below 300 MiB; the backing file is sparse.
-    let Some(lo) = loop_dev(test, 320 << 20, &[]) else {
+    let Some(lo) = loop_dev(320 << 20, &[], &["mkfs.xfs"]) else {
         return;
     };
     if let Err(e) = mkfs("mkfs.xfs", &lo.path) {
-        skip::<()>(test, e);
-        return;
+        return skip(&this_test(), e).unwrap_or(());
     }
     assert_eq!(probe(&lo), Probe::Filesystem(FsKind::Xfs));
 }
@@ -77,7 +62,7 @@ fn random_bytes_are_unknown() {
             x as u8
         })
         .collect();
-    let Some(lo) = loop_dev("random_bytes_are_unknown", 1 << 20, &content) else {
+    let Some(lo) = loop_dev(1 << 20, &content, &[]) else {
         return;
     };
     assert_eq!(
@@ -90,7 +75,7 @@ fn random_bytes_are_unknown() {
 #[test]
 fn a_device_too_small_to_probe_is_not_ready_never_blank() {
     // 16 KiB of zeroes: the read comes back short.
-    let Some(lo) = loop_dev("a_device_too_small_to_probe_is_not_ready", 16 << 10, &[]) else {
+    let Some(lo) = loop_dev(16 << 10, &[], &[]) else {
         return;
     };
     let err = probe_device(&DeviceReader::new(), &lo.path, soon()).unwrap_err();
@@ -111,11 +96,7 @@ fn an_unreadable_device_is_not_ready() {
 
 #[test]
 fn health_read_of_a_loop_device_reports_a_latency() {
-    let Some(lo) = loop_dev(
-        "health_read_of_a_loop_device_reports_a_latency",
-        1 << 20,
-        &[],
-    ) else {
+    let Some(lo) = loop_dev(1 << 20, &[], &[]) else {
         return;
     };
     let start = Instant::now();

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{skip, LoopDev};
+use common::loop_dev;
 use node_io::reader::{DeviceReader, ReadError, ReaderMode};
 
 const SLACK: Duration = Duration::from_millis(200);
@@ -149,12 +149,8 @@ fn a_loop_device_reads_back_its_bytes_at_unaligned_offsets() {
     for (i, b) in content.iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
-    let lo = match LoopDev::with_content(1 << 20, &content) {
-        Ok(l) => l,
-        Err(e) => {
-            skip::<()>("a_loop_device_reads_back_its_bytes", e);
-            return;
-        }
+    let Some(lo) = loop_dev(1 << 20, &content, &[]) else {
+        return;
     };
     for reader in readers() {
         let deadline = Instant::now() + Duration::from_secs(5);

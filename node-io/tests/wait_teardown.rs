@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     assert_ended_at_deadline, assert_says, assert_woken_by_events, both_wakers, disconnect_wait,
-    in_secs, ms, skip, uevent, wait_with_kernel, FakeSys, LoopDev, NQN, NS1,
+    in_secs, loop_dev, ms, skip, uevent, wait_with_kernel, FakeSys, NQN, NS1,
 };
 use node_io::sysfs::disconnect_subsystem;
 use node_io::wait::{
@@ -149,9 +149,8 @@ fn a_real_loop_detach_is_seen_through_the_kernels_uevent() {
     if waker.is_polling() {
         return skip(test, waker.describe()).unwrap_or(());
     }
-    let lo = match LoopDev::new(1 << 20) {
-        Ok(l) => l,
-        Err(e) => return skip(test, e).unwrap_or(()),
+    let Some(lo) = loop_dev(1 << 20, &[], &[]) else {
+        return;
     };
     let path = lo.path.clone();
     let detacher = std::thread::spawn(move || {

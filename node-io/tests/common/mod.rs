@@ -25,25 +25,22 @@ pub fn skip<T>(test: &str, reason: impl std::fmt::Display) -> Option<T> {
     None
 }
 
-pub fn is_root() -> bool {
-    // The effective uid from /proc keeps the tests free of unsafe.
-    fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
+/// The running test's name (libtest runs each test on a thread named after it).
+pub fn this_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string()
 }
 
-pub fn have_tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+/// A loop device of `size` bytes whose backing file starts with `content`, when every tool
+/// of `tools` is installed; else `None`, the skip printed (a tool missing, not root, no
+/// loop device).
+pub fn loop_dev(size: u64, content: &[u8], tools: &[&str]) -> Option<LoopDev> {
+    if let Some(tool) = tools.iter().find(|t| !have_tool(t)) {
+        return skip(&this_test(), format!("{tool} missing"));
+    }
+    LoopDev::with_content(size, content).map_or_else(|e| skip(&this_test(), e), Some)
 }
 
 /// Loop-device tests in one binary run one at a time: device numbers are reused as soon as
