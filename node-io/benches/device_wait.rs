@@ -27,8 +27,8 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
@@ -124,23 +124,19 @@ enum Fanout {
 /// One burst: every volume's latency from just before its events are sent to its device
 /// found, and how many were found before their events (by a safety poll racing the burst;
 /// counted as 0).
-fn burst(
-    s: &FakeSys,
-    mode: Mode,
-    hub: Option<(&mpsc::Sender<Uevent>, &UeventHub)>,
-) -> (Vec<Duration>, usize) {
+fn burst(s: &FakeSys, mode: Mode, hub: Option<(&mpsc::Sender<Uevent>, &UeventHub)>) -> Burst {
     for k in 0..ATTACHING {
         namespace_dirs(s, OTHERS + k);
     }
     let root: PathBuf = s.root().to_path_buf();
     let deadline = Instant::now() + Duration::from_secs(20);
     let ready = Arc::new(AtomicUsize::new(0));
-    let found_at: Arc<Mutex<Vec<(u32, Instant, u32)>>> = Arc::default();
+    let finish = Finish::new(ATTACHING as usize);
     let mut streams = Vec::new();
     let mut handles = Vec::new();
     for k in 0..ATTACHING {
         let i = OTHERS + k;
-        let (root, ready, found_at) = (root.clone(), ready.clone(), found_at.clone());
+        let (root, ready, finish) = (root.clone(), ready.clone(), finish.clone());
         match mode {
             Mode::Indexed => {
                 let hub = hub.expect("hub").1.clone();
@@ -148,8 +144,7 @@ fn burst(
                     let mut waker = Waker::hub(hub);
                     let f = wait_for_block_device(&root, &nqn(i), deadline, &mut waker)
                         .expect("device found");
-                    let at = Instant::now();
-                    found_at.lock().unwrap().push((i, at, f.checks));
+                    finish.done((i, Instant::now(), f.checks))
                 }));
             }
             Mode::FullRescan => {
@@ -172,7 +167,7 @@ fn burst(
                             }
                         }
                     }
-                    found_at.lock().unwrap().push((i, Instant::now(), checks));
+                    finish.done((i, Instant::now(), checks))
                 }));
             }
         }
@@ -207,6 +202,7 @@ fn burst(
             &format!("nvme-subsystem/nvme-subsys{i}"),
         );
     }
+    let cpu_before = process_cpu();
     let mut sent_at = vec![Instant::now(); ATTACHING as usize];
     for k in 0..ATTACHING {
         let i = OTHERS + k;
@@ -223,11 +219,10 @@ fn burst(
             }
         }
     }
-    for h in handles {
-        h.join().unwrap();
-    }
-    let found = std::mem::take(&mut *found_at.lock().unwrap());
-    assert_eq!(found.len(), ATTACHING as usize);
+    finish.wait_all();
+    let cpu = process_cpu().saturating_sub(cpu_before);
+    finish.release(&handles);
+    let found: Vec<(u32, Instant, u32)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let mut out = Vec::new();
     let mut early = 0;
     for (i, at, checks) in found {
@@ -242,7 +237,74 @@ fn burst(
     for k in 0..ATTACHING {
         remove_namespaces(s, OTHERS + k);
     }
-    (out, early)
+    Burst {
+        latencies: out,
+        early,
+        cpu,
+    }
+}
+
+/// A wait's thread reports when it has its device and then stays, parked, until the burst
+/// ends, as the node's blocking-pool threads stay: a thread exiting (its stack unmapped) or
+/// a shared lock taken mid-burst is not the wait's cost.
+#[derive(Clone)]
+struct Finish {
+    left: Arc<AtomicUsize>,
+    released: Arc<AtomicBool>,
+    main: std::thread::Thread,
+}
+
+impl Finish {
+    fn new(waits: usize) -> Self {
+        Self {
+            left: Arc::new(AtomicUsize::new(waits)),
+            released: Arc::default(),
+            main: std::thread::current(),
+        }
+    }
+
+    /// In a wait's thread: counts it done and parks until [`Finish::release`]; returns `found`.
+    fn done<T>(&self, found: T) -> T {
+        if self.left.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.main.unpark();
+        }
+        while !self.released.load(Ordering::SeqCst) {
+            std::thread::park();
+        }
+        found
+    }
+
+    /// In the burst's thread: until every wait is done.
+    fn wait_all(&self) {
+        while self.left.load(Ordering::SeqCst) > 0 {
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+    }
+
+    fn release<T>(&self, threads: &[std::thread::JoinHandle<T>]) {
+        self.released.store(true, Ordering::SeqCst);
+        for t in threads {
+            t.thread().unpark();
+        }
+    }
+}
+
+/// One burst's outcome.
+struct Burst {
+    /// Each volume's latency from its events being sent to its wait returning.
+    latencies: Vec<Duration>,
+    /// Devices found before their events were sent (counted as 0).
+    early: usize,
+    /// CPU time of the whole process (every core) from the first event sent to the last
+    /// wait returning: the burst's work, which a loaded machine does not inflate as it does
+    /// the latencies.
+    cpu: Duration,
+}
+
+/// CPU time of this process so far (all threads).
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// Volume `i`'s head and path directories, not yet linked into /sys/block (invisible to a
@@ -256,19 +318,21 @@ fn namespace_dirs(s: &FakeSys, i: u32) {
     std::os::unix::fs::symlink(format!("../../nvme{i}"), path.join("device")).unwrap();
 }
 
-fn summary(mode: &str, all: &mut [Duration], bursts: usize, early: usize) {
+fn summary(mode: &str, all: &mut [Duration], bursts: usize, early: usize, cpu: &mut [Duration]) {
     if all.is_empty() {
         return;
     }
     all.sort();
+    cpu.sort();
     let q = |p: f64| all[((all.len() - 1) as f64 * p).round() as usize].as_micros();
     eprintln!(
         "device_wait summary: mode={mode} bursts={bursts} volumes={} p50_us={} p99_us={} \
-         max_us={} found_before_event={early}",
+         max_us={} found_before_event={early} burst_cpu_us={}",
         all.len(),
         q(0.5),
         q(0.99),
-        q(1.0)
+        q(1.0),
+        cpu[cpu.len() / 2].as_micros()
     );
 }
 
@@ -286,21 +350,22 @@ fn bench(c: &mut Criterion) {
         ("indexed", Mode::Indexed),
         ("full_rescan", Mode::FullRescan),
     ] {
-        let (mut all, mut bursts, mut early) = (Vec::new(), 0, 0);
+        let (mut all, mut bursts, mut early, mut cpu) = (Vec::new(), 0, 0, Vec::new());
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let (lat, e) = burst(&s, mode, Some((&tx, &hub)));
-                    total += lat.iter().max().copied().unwrap_or_default();
-                    all.extend(lat);
+                    let b = burst(&s, mode, Some((&tx, &hub)));
+                    total += b.latencies.iter().max().copied().unwrap_or_default();
+                    all.extend(b.latencies);
                     bursts += 1;
-                    early += e;
+                    early += b.early;
+                    cpu.push(b.cpu);
                 }
                 total
             })
         });
-        summary(name, &mut all, bursts, early);
+        summary(name, &mut all, bursts, early, &mut cpu);
     }
     g.finish();
 

@@ -293,19 +293,16 @@ pub(super) fn controller_states_of(
     Ok(out)
 }
 
-/// The state of controller `instance` if it serves `nqn` (`None`: gone or another NQN).
+/// The state of the controller whose directory is `dir` if it serves `nqn` (`None`: gone
+/// or another NQN).
 pub(super) fn read_controller_state(
-    class: &SysDir,
-    instance: u32,
+    dir: &SysDir,
     nqn: &str,
 ) -> Result<Option<ControllerState>, SysfsError> {
-    let name = format!("nvme{instance}");
-    if !serves(class, &name, Some(nqn))? {
+    if dir.read("subsysnqn")?.as_deref() != Some(nqn) {
         return Ok(None);
     }
-    Ok(class
-        .read(&format!("{name}/state"))?
-        .map(|s| ControllerState::parse(&s)))
+    Ok(dir.read("state")?.map(|s| ControllerState::parse(&s)))
 }
 
 /// `<sys>/class/nvme/nvme<instance>`.

@@ -168,10 +168,17 @@ impl SubsystemHint {
                     .flat_map(|s| s.controllers.iter().copied()),
             )
             .collect();
+        // Each controller's directory is opened once: its attributes and its listing are
+        // then read relative to it, without walking the class symlink again.
         let mut controllers = BTreeMap::new();
+        let mut controller_dirs = Vec::new();
         for c in wanted {
-            if let Some(state) = read_controller_state(ctrl_class, c, nqn)? {
+            let Some(dir) = ctrl_class.at(&format!("nvme{c}"))? else {
+                continue;
+            };
+            if let Some(state) = read_controller_state(&dir, nqn)? {
                 controllers.insert(c, state);
+                controller_dirs.push((c, dir));
             }
         }
         // Block devices live under their parent object: heads under the subsystem, path
@@ -186,10 +193,7 @@ impl SubsystemHint {
                 }
             }
         }
-        for &c in controllers.keys() {
-            let Some(dir) = ctrl_class.at(&format!("nvme{c}"))? else {
-                continue;
-            };
+        for (c, dir) in controller_dirs {
             for name in dir.names()? {
                 let ours = match NvmeDevice::parse(&name) {
                     Ok(NvmeDevice::Namespace { instance, .. }) => instance == c,

@@ -74,6 +74,11 @@ impl<'a> SubsystemWait<'a> {
             Trigger::Full => {
                 let (devices, h) = SubsystemHint::scan(sys_root, nqn)?;
                 self.hint = h;
+                if self.dirs.is_none() {
+                    // Opened now, before the event, so the event's hinted read does not pay
+                    // for it; a failure here is retried by that read.
+                    self.dirs = ClassDirs::open(sys_root).ok().flatten();
+                }
                 if let Some(hub) = self.w.hub() {
                     for o in self.hint.objects() {
                         hub.note_owner(sys_root, o, nqn);
@@ -93,10 +98,10 @@ impl<'a> SubsystemWait<'a> {
                 };
                 let found = self.hint.resolve_in(d, nqn)?;
                 if found.is_none() {
-                    // Reopen next time: a class directory held across an nvme module reload
-                    // would show nothing forever (the safety poll would still find the
-                    // device).
-                    self.dirs = None;
+                    // Reopen now: a class directory held across an nvme module reload would
+                    // show nothing forever. Now, not at the next read, so that the event
+                    // that brings the device does not pay for it.
+                    self.dirs = ClassDirs::open(sys_root).ok().flatten();
                 }
                 Ok(found)
             }
