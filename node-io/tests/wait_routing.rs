@@ -160,8 +160,15 @@ fn hinted_and_full_resolution_agree_on_every_fixture_shape() {
             .mp_path(1, 2, &Ns { minor: 5, ..NS1 });
         s
     };
+    // Path through controller 1 not linked into /sys/block yet: it must not count.
+    let one_path_linked = || {
+        let s = FakeSys::multipath_y();
+        std::fs::remove_file(s.root().join("block/nvme0c1n1")).unwrap();
+        s
+    };
     let shapes: Vec<(&str, FakeSys)> = vec![
         ("multipath=Y", FakeSys::multipath_y()),
+        ("one path linked", one_path_linked()),
         ("multipath=N", FakeSys::multipath_n()),
         ("renumbered", FakeSys::renumbered(NQN)),
         ("connecting", connecting()),

@@ -182,36 +182,52 @@ impl SubsystemHint {
             }
         }
         // Block devices live under their parent object: heads under the subsystem, path
-        // nodes and private namespaces under the controller. They are read through
-        // /sys/block, as the full scan reads them.
+        // nodes and private namespaces under the controller. They count once their
+        // /sys/block link exists (the kernel's device_add makes it last), as in the full scan.
         let mut names = BTreeSet::new();
-        for (s, listed) in subsystem_names {
+        let mut path_nodes = BTreeSet::new();
+        for (s, listed) in &subsystem_names {
             for name in listed {
-                if matches!(NvmeDevice::parse(&name), Ok(NvmeDevice::Namespace { instance, .. }) if instance == s)
-                {
-                    names.insert(name);
-                }
-            }
-        }
-        for (c, dir) in controller_dirs {
-            for name in dir.names()? {
-                let ours = match NvmeDevice::parse(&name) {
-                    Ok(NvmeDevice::Namespace { instance, .. }) => instance == c,
-                    Ok(NvmeDevice::Path { subsys, ctrl, .. }) => {
-                        ctrl == c && subsystems.contains_key(&subsys)
+                if let Ok(NvmeDevice::Namespace { instance, ns, .. }) = NvmeDevice::parse(name) {
+                    if instance == *s {
+                        names.insert(name.clone());
+                        // Native multipath names the head's path through controller C
+                        // `nvme<S>c<C>n<N>`: look those up instead of listing every controller.
+                        path_nodes.extend(controllers.keys().map(|c| format!("nvme{s}c{c}n{ns}")));
                     }
-                    _ => false,
-                };
-                if ours {
-                    names.insert(name);
                 }
             }
         }
-        let mut entries = Vec::new();
-        for n in names {
-            entries.extend(block.at(&n)?.map(|d| (n, d)));
+        if names.is_empty() {
+            // No heads: without multipath the namespaces hang under their controllers.
+            for (c, dir) in &controller_dirs {
+                for name in dir.names()? {
+                    match NvmeDevice::parse(&name) {
+                        Ok(NvmeDevice::Namespace { instance, .. }) if instance == *c => {
+                            names.insert(name);
+                        }
+                        Ok(NvmeDevice::Path { subsys, ctrl, .. })
+                            if ctrl == *c && subsystems.contains_key(&subsys) =>
+                        {
+                            path_nodes.insert(name);
+                        }
+                        _ => {}
+                    }
+                }
+            }
         }
-        let devices = devices_from(nqn, &controllers, &subsystems, &entries)?;
+        let mut namespaces = Vec::new();
+        for n in names {
+            namespaces.extend(block.at(&n)?.map(|d| (n, d)));
+        }
+        let mut paths = Vec::new();
+        for n in path_nodes {
+            // Only the name counts for a path node: is it linked, not what it holds.
+            if block.link_name(&n)?.is_some() {
+                paths.push(n);
+            }
+        }
+        let devices = devices_from(nqn, &controllers, &subsystems, &namespaces, &paths)?;
         *self = Self::from_maps(&controllers, &subsystems);
         Ok(devices)
     }

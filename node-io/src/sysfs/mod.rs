@@ -109,38 +109,44 @@ pub(crate) fn scan(
         .into_iter()
         .map(|s| (s.instance, s))
         .collect();
-    let mut entries = Vec::new();
+    let (mut namespaces, mut paths) = (Vec::new(), Vec::new());
     if let Some(block) = SysDir::open(sys_root.join("block"))? {
         for name in block.names()? {
-            let ours = match NvmeDevice::parse(&name) {
-                Ok(NvmeDevice::Namespace { instance, .. }) => {
-                    subsystems.contains_key(&instance) || controllers.contains_key(&instance)
+            match NvmeDevice::parse(&name) {
+                Ok(NvmeDevice::Namespace { instance, .. })
+                    if subsystems.contains_key(&instance)
+                        || controllers.contains_key(&instance) =>
+                {
+                    namespaces.extend(block.at(&name)?.map(|d| (name, d)));
                 }
-                Ok(NvmeDevice::Path { subsys, .. }) => subsystems.contains_key(&subsys),
-                _ => false,
-            };
-            if ours {
-                entries.extend(block.at(&name)?.map(|d| (name, d)));
+                // Listed is enough: only a path node's name is used.
+                Ok(NvmeDevice::Path { subsys, .. }) if subsystems.contains_key(&subsys) => {
+                    paths.push(name)
+                }
+                _ => {}
             }
         }
     }
-    let devices = devices_from(nqn, &controllers, &subsystems, &entries)?;
+    let devices = devices_from(nqn, &controllers, &subsystems, &namespaces, &paths)?;
     let hint = index::SubsystemHint::from_maps(&controllers, &subsystems);
     Ok((devices, hint))
 }
 
-/// The usable namespace block devices of `nqn` among the `/sys/block` `entries`, given the
-/// states of `nqn`'s controllers and `nqn`'s subsystems (nothing of other NQNs may be in the
-/// maps). Shared by the full scan and the hinted one, so both decide alike.
+/// The usable namespace block devices of `nqn` among the `/sys/block` entries `namespaces`
+/// (heads and private namespaces, opened) and `path_nodes` (the names of multipath path
+/// nodes present), given the states of `nqn`'s controllers and `nqn`'s subsystems (nothing
+/// of other NQNs may be in the maps). Shared by the full scan and the hinted one, so both
+/// decide alike.
 fn devices_from(
     nqn: &str,
     controllers: &BTreeMap<u32, ControllerState>,
     subsystems: &BTreeMap<u32, Subsystem>,
-    entries: &[(String, SysDir)],
+    namespaces: &[(String, SysDir)],
+    path_nodes: &[String],
 ) -> Result<Vec<BlockDevice>, SysfsError> {
     // Hidden path nodes, grouped by the head they serve: (subsys, ns) -> controllers.
     let mut mp_paths: BTreeMap<(u32, u32), Vec<u32>> = BTreeMap::new();
-    for (name, _) in entries {
+    for name in path_nodes {
         if let Ok(NvmeDevice::Path {
             subsys,
             ctrl,
@@ -152,7 +158,7 @@ fn devices_from(
         }
     }
     let mut out = Vec::new();
-    for (name, dir) in entries {
+    for (name, dir) in namespaces {
         let Ok(NvmeDevice::Namespace {
             instance,
             ns,
