@@ -58,14 +58,17 @@ fn multipath_head_is_resolved_not_the_hidden_paths() {
     assert_eq!(d.name, "nvme0n1");
     assert_eq!(d.dev, DevNum::new(259, 1));
     assert_eq!(d.nsid, 1);
-    assert_eq!(d.uuid.as_deref(), Some(UUID));
-    assert_eq!(d.wwid.as_deref(), Some(&*format!("uuid.{UUID}")));
+    let ids = d.ids(s.root()).unwrap().expect("the head is there");
+    assert_eq!(ids.uuid.as_deref(), Some(UUID));
+    assert_eq!(ids.wwid.as_deref(), Some(&*format!("uuid.{UUID}")));
     assert_eq!(d.size_bytes, 131072 * 512);
     assert!(d.multipath);
     assert_eq!(d.access, Access::Live);
     let ctrls: Vec<u32> = d.paths.iter().map(|p| p.controller).collect();
     assert_eq!(ctrls, [0, 1]);
     assert!(resolve_block_device(s.root(), OTHER_NQN).unwrap().is_none());
+    std::fs::remove_file(s.root().join("block/nvme0n1")).unwrap();
+    assert_eq!(d.ids(s.root()).unwrap(), None, "gone: no identifiers");
 }
 
 #[test]

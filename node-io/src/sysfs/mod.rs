@@ -78,14 +78,36 @@ pub struct BlockDevice {
     pub name: String,
     pub dev: DevNum,
     pub nsid: u32,
-    pub uuid: Option<String>,
-    pub wwid: Option<String>,
     pub size_bytes: u64,
     /// A native-multipath head (true) or a controller-private namespace (false).
     pub multipath: bool,
     /// Paths whose controller is not going away, by controller instance.
     pub paths: Vec<PathInfo>,
     pub access: Access,
+}
+
+/// A namespace's identifiers as its block device reports them: `uuid` (e.g.
+/// `afc78958-a1ea-4f47-8976-3ed6be4ecb93`) and `wwid` (e.g. `uuid.afc7…`, or `eui.…`/`nvme.…`
+/// when the target gives no UUID); either is `None` when the attribute is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceIds {
+    pub uuid: Option<String>,
+    pub wwid: Option<String>,
+}
+
+impl BlockDevice {
+    /// This namespace's identifiers, read fresh from `<sys>/block/<name>`; `Ok(None)` when
+    /// the device is gone. Kept out of the resolution itself: no decision there depends on
+    /// them, and each read is three syscalls every device-wait check would pay.
+    pub fn ids(&self, sys_root: &Path) -> Result<Option<NamespaceIds>, SysfsError> {
+        let Some(dir) = SysDir::open(sys_root.join("block").join(&self.name))? else {
+            return Ok(None);
+        };
+        Ok(Some(NamespaceIds {
+            uuid: dir.read("uuid")?,
+            wwid: dir.read("wwid")?,
+        }))
+    }
 }
 
 /// Every usable namespace block device of subsystem `nqn`, sorted by nsid then name.
@@ -228,8 +250,6 @@ fn devices_from(
             name: format!("nvme{instance}n{ns}"),
             dev,
             nsid,
-            uuid: dir.read("uuid")?,
-            wwid: dir.read("wwid")?,
             size_bytes,
             multipath,
             paths,
