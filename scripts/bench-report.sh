@@ -246,7 +246,10 @@ for f in forms + ["holder_scan/fuser", "holder_scan/lsof"]:
 for f in ("device_wait/attach_100/indexed", "device_wait/attach_100/full_rescan",
           "device_wait/check/full_scan", "device_wait/check/hinted"):
     kv = dw.get(f.rsplit("/", 1)[1], {})
-    fig("device_wait", f, note=f"p50 {kv['p50_us']} µs, p99 {kv['p99_us']} µs, max {kv['max_us']} µs over {kv.get('volumes')} volumes" if kv else "")
+    note = f"p50 {kv['p50_us']} µs, p99 {kv['p99_us']} µs, max {kv['max_us']} µs over {kv.get('volumes')} volumes" if kv else ""
+    if "burst_cpu_us" in kv:
+        note += f"; {kv['burst_cpu_us']} µs of CPU per burst (median, every core)"
+    fig("device_wait", f, note=note)
 
 # node-io parsing
 for f in ("parsing/device_path", "parsing/uevent", "parsing/mountinfo_200_lines"):

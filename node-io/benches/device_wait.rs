@@ -20,8 +20,11 @@
 //!
 //! A summary line per mode gives p50 / p99 / max over all bursts:
 //! `device_wait summary: mode=indexed bursts=N volumes=.. p50_us=.. p99_us=.. max_us=..
-//! found_before_event=..` (the last counts devices a safety poll found before their event
-//! was sent; their latency counts as 0, so it should be 0 for the figures to mean much).
+//! found_before_event=.. burst_cpu_us=..`. `found_before_event` counts devices a safety poll
+//! found before their event was sent (their latency counts as 0, so it should be 0 for the
+//! figures to mean much); `burst_cpu_us` is the median CPU time (every core) one burst costs,
+//! the work a loaded machine does not inflate as it does the latencies: on 2 cores the worst
+//! latency cannot be below about half of it.
 //!
 //! Run: `cargo bench -p node-io --bench device_wait`.
 
