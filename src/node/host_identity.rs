@@ -154,15 +154,19 @@ mod tests {
         assert_eq!(a, b);
     }
 
-    #[test]
-    fn reads_existing_files() {
+    /// A directory whose `hostnqn` holds `nqn` (and a line end); the paths of `hostnqn` and
+    /// `hostid` in it.
+    fn with_hostnqn(nqn: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let (n, i) = (d.path().join("hostnqn"), d.path().join("hostid"));
-        std::fs::write(
-            &n,
-            "nqn.2014-08.org.nvmexpress:uuid:6f1c0a4e-8a3b-4c1d-9e2f-0123456789ab\n",
-        )
-        .unwrap();
+        std::fs::write(&n, format!("{nqn}\n")).unwrap();
+        (d, n, i)
+    }
+
+    #[test]
+    fn reads_existing_files() {
+        let (_d, n, i) =
+            with_hostnqn("nqn.2014-08.org.nvmexpress:uuid:6f1c0a4e-8a3b-4c1d-9e2f-0123456789ab");
         std::fs::write(&i, "6f1c0a4e-8a3b-4c1d-9e2f-0123456789ab\n").unwrap();
         let h = load_or_create(&n, &i).unwrap();
         assert_eq!(h.host_id, "6f1c0a4e-8a3b-4c1d-9e2f-0123456789ab");
@@ -170,13 +174,8 @@ mod tests {
 
     #[test]
     fn refuses_a_default_shared_by_cloned_images_and_says_how_to_fix() {
-        let d = tempfile::tempdir().unwrap();
-        let (n, i) = (d.path().join("hostnqn"), d.path().join("hostid"));
-        std::fs::write(
-            &n,
-            "nqn.2014-08.org.nvmexpress:uuid:03000200-0400-0500-0006-000700080009\n",
-        )
-        .unwrap();
+        let (_d, n, i) =
+            with_hostnqn("nqn.2014-08.org.nvmexpress:uuid:03000200-0400-0500-0006-000700080009");
         let e = load_or_create(&n, &i).unwrap_err();
         let msg = e.to_string();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition);

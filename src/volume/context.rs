@@ -234,69 +234,77 @@ mod tests {
         assert!(e.to_string().contains("nqn"), "{e}");
     }
 
-    #[test]
-    fn out_of_range_numbers_are_refused_not_wrapped() {
-        for (key, value) in [
-            (MIGRATION_TIMEOUT_SECONDS, "-1"),
-            (MIGRATION_TIMEOUT_SECONDS, "4294967596"),
-            (MIGRATION_TIMEOUT_SECONDS, "29"),
-            (CTRL_LOSS_TMO, "-2"),
-            (CTRL_LOSS_TMO, "4294967296"),
-            (RECONNECT_DELAY, "0"),
-            (KEEP_ALIVE_TMO, "3601"),
-            (NVME_PORT, "0"),
-            (NVME_PORT, "65536"),
-        ] {
-            let mut m = good().to_map();
-            m.insert(key.into(), value.into());
-            let e = VolumeContext::from_map(&m).unwrap_err();
-            assert!(
-                matches!(e, ContextError::OutOfRange { key: k, .. } if k == key),
-                "{key}={value}: {e:?}"
-            );
-            let msg = e.to_string();
-            assert!(msg.contains(key) && msg.contains("outside"), "{msg}");
-        }
+    /// [`good`]'s context with `key` set to `value`, read back.
+    fn good_with(key: &str, value: &str) -> Result<VolumeContext, ContextError> {
         let mut m = good().to_map();
-        m.insert(CTRL_LOSS_TMO.into(), "-1".into());
-        let ctx = VolumeContext::from_map(&m).unwrap();
-        assert_eq!(ctx.tunables.ctrl_loss_tmo, -1);
+        m.insert(key.into(), value.into());
+        VolumeContext::from_map(&m)
     }
 
-    /// A value that would carry a line into a stage record, an option into the kernel's
-    /// connect string, or a path out of its directory is refused naming its key.
+    /// Numbers out of range are refused, never wrapped; a value that would carry a line into
+    /// a stage record, an option into the kernel's connect string, or a path out of its
+    /// directory is refused. Each in one line naming its key.
     #[test]
-    fn values_that_could_inject_are_refused_naming_the_key() {
-        for (key, value) in [
+    fn out_of_range_and_injecting_values_are_refused_naming_the_key() {
+        let out_of_range = |e: &ContextError| {
+            matches!(e, ContextError::OutOfRange { .. }) && e.to_string().contains("outside")
+        };
+        let invalid = |e: &ContextError| matches!(e, ContextError::Invalid { .. });
+        type IsKind = fn(&ContextError) -> bool;
+        let cases: [(&str, &str, IsKind); 18] = [
+            (MIGRATION_TIMEOUT_SECONDS, "-1", out_of_range),
+            (MIGRATION_TIMEOUT_SECONDS, "4294967596", out_of_range),
+            (MIGRATION_TIMEOUT_SECONDS, "29", out_of_range),
+            (CTRL_LOSS_TMO, "-2", out_of_range),
+            (CTRL_LOSS_TMO, "4294967296", out_of_range),
+            (RECONNECT_DELAY, "0", out_of_range),
+            (KEEP_ALIVE_TMO, "3601", out_of_range),
+            (NVME_PORT, "0", out_of_range),
+            (NVME_PORT, "65536", out_of_range),
             (
                 NVME_ADDRESS,
                 "127.0.0.1\ntarget=/data/storage-pool/csi/pvc-a.img",
+                invalid,
             ),
             (
                 NVME_ADDRESS,
                 "10.0.0.5,hostnqn=nqn.2014-08.org.nvmexpress:uuid:x",
+                invalid,
             ),
-            (NVME_ADDRESS, ""),
-            (NQN, "nqn.2000-02.com.mikrotik:pvc-1\naddress=10.9.9.9"),
-            (NQN, "nqn.2000-02.com.mikrotik:pvc-1,ctrl_loss_tmo=-1"),
-            (FS_TYPE, "ext4\n"),
-            (VOLUME_FILE, "/storage-pool/../../etc/passwd"),
-            (VOLUME_FILE, "/storage-pool/csi/a.img\ntarget=/x"),
-            (VOLUME_FILE, "relative.img"),
-        ] {
-            let mut m = good().to_map();
-            m.insert(key.into(), value.into());
-            let e = VolumeContext::from_map(&m).unwrap_err();
-            assert!(
-                matches!(&e, ContextError::Invalid { key: k, .. } if *k == key),
-                "{key}={value:?}: {e:?}"
-            );
+            (NVME_ADDRESS, "", invalid),
+            (
+                NQN,
+                "nqn.2000-02.com.mikrotik:pvc-1\naddress=10.9.9.9",
+                invalid,
+            ),
+            (
+                NQN,
+                "nqn.2000-02.com.mikrotik:pvc-1,ctrl_loss_tmo=-1",
+                invalid,
+            ),
+            (FS_TYPE, "ext4\n", invalid),
+            (VOLUME_FILE, "/storage-pool/../../etc/passwd", invalid),
+            (VOLUME_FILE, "/storage-pool/csi/a.img\ntarget=/x", invalid),
+            (VOLUME_FILE, "relative.img", invalid),
+        ];
+        for (key, value, is_kind) in cases {
+            let e = good_with(key, value).unwrap_err();
+            let (ContextError::Missing { key: k }
+            | ContextError::NotANumber { key: k, .. }
+            | ContextError::OutOfRange { key: k, .. }
+            | ContextError::Invalid { key: k, .. }) = &e;
+            assert!(is_kind(&e) && *k == key, "{key}={value:?}: {e:?}");
             let msg = e.to_string();
-            assert!(msg.contains(key) && !msg.contains('\n'), "{msg}");
+            assert!(
+                msg.contains(key) && !msg.contains('\n'),
+                "{key}={value:?}: {msg}"
+            );
         }
-        let mut m = good().to_map();
-        m.insert(NVME_ADDRESS.into(), "x".repeat(100_000));
-        let msg = VolumeContext::from_map(&m).unwrap_err().to_string();
+        let ctx = good_with(CTRL_LOSS_TMO, "-1").unwrap();
+        assert_eq!(ctx.tunables.ctrl_loss_tmo, -1);
+        let msg = good_with(NVME_ADDRESS, &"x".repeat(100_000))
+            .unwrap_err()
+            .to_string();
         assert!(msg.len() < 500, "{} bytes", msg.len());
     }
 }
