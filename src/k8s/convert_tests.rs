@@ -202,30 +202,29 @@ fn invalid_or_out_of_range_timeout_keeps_the_fence_with_the_default_and_warns() 
 fn other_drivers_unattached_inline_and_missing_pvs_are_skipped_with_reasons() {
     let clock = clock_at(ATTACH_UNIX);
     let p = pv("pvc-1", &["ReadWriteOnce"], "Filesystem");
+    // Why the VolumeAttachment `va` (JSON) of a volume whose PersistentVolume is `p` is skipped.
+    let skip = |va: serde_json::Value| {
+        restore_record(
+            &serde_json::from_value(va).unwrap(),
+            Some(&p),
+            DRIVER,
+            &clock,
+        )
+        .unwrap_err()
+    };
 
-    let other: VolumeAttachment =
-        serde_json::from_value(va_json("csi-o", "ebs.csi.aws.com", "node-a", "pvc-1", true))
-            .unwrap();
-    let s = restore_record(&other, Some(&p), DRIVER, &clock).unwrap_err();
+    let s = skip(va_json("csi-o", "ebs.csi.aws.com", "node-a", "pvc-1", true));
     assert!(
         matches!(s, Skip::OtherDriver { .. }) && !s.is_warning(),
         "{s}"
     );
 
-    let pending: VolumeAttachment =
-        serde_json::from_value(va_json("csi-p", DRIVER, "node-a", "pvc-1", false)).unwrap();
-    let s = restore_record(&pending, Some(&p), DRIVER, &clock).unwrap_err();
+    let s = skip(va_json("csi-p", DRIVER, "node-a", "pvc-1", false));
     assert!(matches!(s, Skip::NotAttached { .. }), "{s}");
 
     let mut no_status = va_json("csi-n", DRIVER, "node-a", "pvc-1", true);
     no_status.as_object_mut().unwrap().remove("status");
-    let s = restore_record(
-        &serde_json::from_value(no_status).unwrap(),
-        Some(&p),
-        DRIVER,
-        &clock,
-    )
-    .unwrap_err();
+    let s = skip(no_status);
     assert!(matches!(s, Skip::NotAttached { .. }), "{s}");
 
     let mut inline = va_json("csi-i", DRIVER, "node-a", "pvc-1", true);
@@ -233,13 +232,7 @@ fn other_drivers_unattached_inline_and_missing_pvs_are_skipped_with_reasons() {
         "accessModes": ["ReadWriteOnce"],
         "csi": {"driver": DRIVER, "volumeHandle": "x"}
     }});
-    let s = restore_record(
-        &serde_json::from_value(inline).unwrap(),
-        Some(&p),
-        DRIVER,
-        &clock,
-    )
-    .unwrap_err();
+    let s = skip(inline);
     assert!(matches!(s, Skip::Inline { .. }), "{s}");
 
     let s = restore_record(&va("csi-m", "node-b", "pvc-gone"), None, DRIVER, &clock).unwrap_err();
