@@ -161,8 +161,7 @@ async fn event_claims_come_from_the_pv_store_and_the_api_only_for_a_pv_it_lacks(
     })
     .await;
     let (cache, stop) = synced_cache(&api).await;
-    let metrics = Metrics::new("controller");
-    let sink = KubeEvents::new(api.client(), DRIVER, &metrics, Some(cache));
+    let (_metrics, sink) = event_sink(&api, Some(cache));
     let attached = |volume: &str| {
         event_for(&Effect::Attached {
             volume: volume.into(),
@@ -194,9 +193,26 @@ async fn event_claims_come_from_the_pv_store_and_the_api_only_for_a_pv_it_lacks(
     stop.cancel();
 }
 
+/// An event sink posting through `api` (finding claims through `cache`, if any), and the
+/// metrics it counts its failures in.
+fn event_sink(api: &FakeApi, cache: Option<Arc<KubeAttachmentCache>>) -> (Metrics, KubeEvents) {
+    let metrics = Metrics::new("controller");
+    let sink = KubeEvents::new(api.client(), DRIVER, &metrics, cache);
+    (metrics, sink)
+}
+
+/// A fake API server answering with `handler`, and [`event_sink`] through it (no cache).
+async fn events_through(
+    handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
+) -> (FakeApi, Metrics, KubeEvents) {
+    let api = FakeApi::start(handler).await;
+    let (metrics, sink) = event_sink(&api, None);
+    (api, metrics, sink)
+}
+
 #[tokio::test]
 async fn events_go_on_the_claim_with_the_driver_as_reporting_controller() {
-    let api = FakeApi::start(|s| match (s.method.as_str(), s.path.as_str()) {
+    let (api, _metrics, sink) = events_through(|s| match (s.method.as_str(), s.path.as_str()) {
         ("GET", "/api/v1/persistentvolumes/pvc-1") => {
             Answer::Json(200, pv("pvc-1", "pvc-1", &["ReadWriteMany"], "Block"))
         }
@@ -206,8 +222,6 @@ async fn events_go_on_the_claim_with_the_driver_as_reporting_controller() {
         (_, p) => not_found("x", p),
     })
     .await;
-    let metrics = Metrics::new("controller");
-    let sink = KubeEvents::new(api.client(), DRIVER, &metrics, None);
     let conflict = event_for(&Effect::Conflict {
         volume: "pvc-1".into(),
         requested_node: "node-b".into(),
@@ -256,7 +270,7 @@ async fn events_go_on_the_claim_with_the_driver_as_reporting_controller() {
 
 #[tokio::test]
 async fn event_failures_are_counted_and_logged_never_returned() {
-    let api = FakeApi::start(|s| match (s.method.as_str(), s.path.as_str()) {
+    let (_api, metrics, sink) = events_through(|s| match (s.method.as_str(), s.path.as_str()) {
         ("GET", "/api/v1/persistentvolumes/pvc-1") => {
             Answer::Json(200, pv("pvc-1", "pvc-1", &["ReadWriteOnce"], "Filesystem"))
         }
@@ -265,8 +279,6 @@ async fn event_failures_are_counted_and_logged_never_returned() {
         (_, p) => not_found("x", p),
     })
     .await;
-    let metrics = Metrics::new("controller");
-    let sink = KubeEvents::new(api.client(), DRIVER, &metrics, None);
     let ev = event_for(&Effect::Attached {
         volume: "pvc-1".into(),
         node: "node-a".into(),
