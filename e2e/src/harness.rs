@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use csi_proto::v1 as csi;
-use rds_csi::scenario::{exposition, CsiClient, Volume};
+use csi_proto::v1::volume_capability::access_mode::Mode;
+use rds_csi::scenario::{exposition, mount_capability, CsiClient, Volume};
 
 use crate::shell::{run_local, run_remote};
 use crate::{say, R};
@@ -99,6 +100,12 @@ impl E2e {
             v.context
         );
         Ok(v)
+    }
+
+    /// [`E2e::create`] of a single-node-writer volume with an `fs` filesystem (RWO).
+    pub async fn create_fs(&mut self, name: &str, fs: &str, params: &[(&str, &str)]) -> R<Volume> {
+        let cap = mount_capability(fs, Mode::SingleNodeWriter);
+        self.create(name, cap, params).await
     }
 
     /// ControllerPublish + NodeStage + NodePublish.

@@ -1,20 +1,11 @@
 //! f. Online expansion: ControllerExpand + NodeExpand grow a mounted ext4, the staging mount
 //! stays the same mount and the data stays.
 
-use csi_proto::v1::volume_capability::access_mode::Mode;
-use rds_csi::scenario::mount_capability;
-
 use crate::harness::{E2e, VOLUME_BYTES};
 use crate::{say, R};
 
 pub async fn expand(e: &mut E2e) -> R<()> {
-    let v = e
-        .create(
-            "pvc-e2e-grow",
-            mount_capability("ext4", Mode::SingleNodeWriter),
-            &[],
-        )
-        .await?;
+    let v = e.create_fs("pvc-e2e-grow", "ext4", &[]).await?;
     e.releasing(&v, async |e| {
         e.attach(&v, "node-a").await?;
         let md5 = e.fs_write(&v, "node-a", "before-grow.bin").await?;

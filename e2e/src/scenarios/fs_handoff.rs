@@ -1,19 +1,12 @@
 //! a. A filesystem volume moved between nodes (RWO handoff) keeps its data.
 
-use csi_proto::v1::volume_capability::access_mode::Mode;
-use rds_csi::scenario::{mount_capability, Volume};
+use rds_csi::scenario::Volume;
 
 use crate::harness::{nqn, E2e};
 use crate::{say, R};
 
 pub async fn fs_handoff(e: &mut E2e, fs: &str) -> R<()> {
-    let v = e
-        .create(
-            &format!("pvc-e2e-fs-{fs}"),
-            mount_capability(fs, Mode::SingleNodeWriter),
-            &[],
-        )
-        .await?;
+    let v = e.create_fs(&format!("pvc-e2e-fs-{fs}"), fs, &[]).await?;
     e.releasing(&v, async |e| {
         attach_as(e, &v, "node-a", fs).await?;
         let md5 = e.fs_write(&v, "node-a", "pattern.bin").await?;

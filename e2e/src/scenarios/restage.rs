@@ -1,19 +1,10 @@
 //! g. A volume with data is not reformatted when staged again.
 
-use csi_proto::v1::volume_capability::access_mode::Mode;
-use rds_csi::scenario::mount_capability;
-
 use crate::harness::{nqn, E2e};
 use crate::{say, R};
 
 pub async fn restage(e: &mut E2e) -> R<()> {
-    let v = e
-        .create(
-            "pvc-e2e-restage",
-            mount_capability("xfs", Mode::SingleNodeWriter),
-            &[],
-        )
-        .await?;
+    let v = e.create_fs("pvc-e2e-restage", "xfs", &[]).await?;
     let log = e.node_logs.get("node-a").cloned().unwrap_or_default();
     e.releasing(&v, async |e| {
         e.attach(&v, "node-a").await?;

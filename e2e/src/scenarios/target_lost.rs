@@ -7,8 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use csi_proto::v1::volume_capability::access_mode::Mode;
-use rds_csi::scenario::{mount_capability, CsiClient, Volume};
+use rds_csi::scenario::{CsiClient, Volume};
 use tonic::Code;
 
 use super::{CTRL_LOSS_TMO, QUICK_LOSS};
@@ -22,13 +21,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const PROBE_AFTER: Duration = Duration::from_millis(500);
 
 pub async fn target_lost(e: &mut E2e) -> R<()> {
-    let v = e
-        .create(
-            "pvc-e2e-lost",
-            mount_capability("ext4", Mode::SingleNodeWriter),
-            &QUICK_LOSS,
-        )
-        .await?;
+    let v = e.create_fs("pvc-e2e-lost", "ext4", &QUICK_LOSS).await?;
     let nqn = nqn(&v).to_owned();
     let link = port_link(&nqn);
     let (target, staging) = (e.target(&v, "node-a"), e.staging(&v, "node-a"));
