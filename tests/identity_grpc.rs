@@ -45,6 +45,11 @@ impl Running {
     }
 }
 
+/// The answer of an Identity call that must succeed.
+fn answer<T>(r: Result<tonic::Response<T>, tonic::Status>) -> T {
+    r.expect("the Identity call answers OK").into_inner()
+}
+
 fn ready() -> Arc<dyn HealthCheck> {
     Arc::new(ReadinessFlag::new(Health::ready()))
 }
@@ -53,11 +58,7 @@ fn ready() -> Arc<dyn HealthCheck> {
 async fn go_style_client_with_authority_localhost_gets_plugin_info() {
     let r = start(ready(), true, Duration::from_secs(5)).await;
     let mut c = r.client().await;
-    let info = c
-        .get_plugin_info(csi::GetPluginInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let info = answer(c.get_plugin_info(csi::GetPluginInfoRequest {}).await);
     assert_eq!(info.name, "rds.csi.mikrotik.com");
     assert_eq!(info.vendor_version, env!("CARGO_PKG_VERSION"));
     r.stop.cancel();
@@ -70,12 +71,11 @@ async fn capabilities_name_controller_only_when_it_runs() {
     for controller in [true, false] {
         let r = start(ready(), controller, Duration::from_secs(5)).await;
         let mut c = r.client().await;
-        let caps = c
-            .get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .capabilities;
+        let caps = answer(
+            c.get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {})
+                .await,
+        )
+        .capabilities;
         let services: Vec<i32> = caps
             .iter()
             .filter_map(|c| match &c.r#type {
@@ -100,10 +100,10 @@ async fn probe_reflects_real_readiness() {
     let flag = ReadinessFlag::new(Health::not_ready("RDS unreachable"));
     let r = start(Arc::new(flag.clone()), true, Duration::from_secs(5)).await;
     let mut c = r.client().await;
-    let probe = c.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
+    let probe = answer(c.probe(csi::ProbeRequest {}).await);
     assert_eq!(probe.ready, Some(false));
     flag.set(Health::ready());
-    let probe = c.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
+    let probe = answer(c.probe(csi::ProbeRequest {}).await);
     assert_eq!(probe.ready, Some(true));
     r.stop.cancel();
     r.task.await.unwrap().unwrap();
@@ -155,7 +155,7 @@ async fn a_second_server_on_a_socket_a_live_server_answers_on_refuses_and_the_fi
     );
     assert_eq!(inode(&r.sock), before, "the live socket was replaced");
     let mut c = r.client().await;
-    let probe = c.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
+    let probe = answer(c.probe(csi::ProbeRequest {}).await);
     assert_eq!(probe.ready, Some(true), "the first server still answers");
     r.stop.cancel();
     r.task.await.unwrap().unwrap();
