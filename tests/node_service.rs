@@ -44,6 +44,16 @@ async fn start(cfg: NodeConfig, sock: PathBuf) -> Served {
     common::serve(plugin.routes(), sock, Duration::from_secs(2)).await
 }
 
+/// A node plugin with the NVMe/TCP transport over `dir` (see [`config`]), on `dir/<sock>`.
+async fn start_nvme_tcp(dir: &Path, sock: &str) -> Served {
+    start(config(dir, TransportConfig::NvmeTcp), dir.join(sock)).await
+}
+
+/// The answer of a call that must succeed.
+fn answer<T>(r: Result<tonic::Response<T>, tonic::Status>) -> T {
+    r.expect("the call answers OK").into_inner()
+}
+
 impl Served {
     async fn node(&self) -> NodeClient<tonic::transport::Channel> {
         NodeClient::new(common::unix_channel(&self.sock).await)
@@ -53,18 +63,9 @@ impl Served {
 #[tokio::test]
 async fn node_get_info_reports_the_node_and_the_host_nqn_is_generated_once_and_kept() {
     let d = tempfile::tempdir().unwrap();
-    let r = start(
-        config(d.path(), TransportConfig::NvmeTcp),
-        d.path().join("a.sock"),
-    )
-    .await;
-    let info = r
-        .node()
-        .await
-        .node_get_info(csi::NodeGetInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let r = start_nvme_tcp(d.path(), "a.sock").await;
+    let mut c = r.node().await;
+    let info = answer(c.node_get_info(csi::NodeGetInfoRequest {}).await);
     assert_eq!(info.node_id, "worker-7");
     assert_eq!(info.max_volumes_per_node, 24);
     let topo = info.accessible_topology.unwrap().segments;
@@ -83,11 +84,7 @@ async fn node_get_info_reports_the_node_and_the_host_nqn_is_generated_once_and_k
         "{nqn} / {id}"
     );
     // A restart presents the same identity to the RDS.
-    let r = start(
-        config(d.path(), TransportConfig::NvmeTcp),
-        d.path().join("b.sock"),
-    )
-    .await;
+    let r = start_nvme_tcp(d.path(), "b.sock").await;
     r.node()
         .await
         .node_get_info(csi::NodeGetInfoRequest {})
@@ -104,18 +101,12 @@ async fn node_get_info_reports_the_node_and_the_host_nqn_is_generated_once_and_k
 async fn capabilities_and_readiness_follow_the_transport() {
     use csi::node_service_capability::{rpc::Type, Type as T};
     let d = tempfile::tempdir().unwrap();
-    let r = start(
-        config(d.path(), TransportConfig::NvmeTcp),
-        d.path().join("c.sock"),
-    )
-    .await;
-    let caps = r
-        .node()
-        .await
-        .node_get_capabilities(csi::NodeGetCapabilitiesRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let r = start_nvme_tcp(d.path(), "c.sock").await;
+    let mut c = r.node().await;
+    let caps = answer(
+        c.node_get_capabilities(csi::NodeGetCapabilitiesRequest {})
+            .await,
+    );
     let mut got: Vec<i32> = caps
         .capabilities
         .iter()
@@ -132,21 +123,13 @@ async fn capabilities_and_readiness_follow_the_transport() {
     // No <dev>/nvme-fabrics in the fake dev root: not ready, until it appears.
     let mut id = IdentityClient::new(common::unix_channel(&r.sock).await);
     assert_eq!(
-        id.probe(csi::ProbeRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .ready,
+        answer(id.probe(csi::ProbeRequest {}).await).ready,
         Some(false)
     );
     std::fs::create_dir_all(d.path().join("dev")).unwrap();
     std::fs::write(d.path().join("dev/nvme-fabrics"), "").unwrap();
     assert_eq!(
-        id.probe(csi::ProbeRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .ready,
+        answer(id.probe(csi::ProbeRequest {}).await).ready,
         Some(true)
     );
     let plugin_caps = id
@@ -192,11 +175,7 @@ fn ctx(nqn: &str) -> HashMap<String, String> {
 async fn bad_stage_requests_are_refused_before_touching_anything() {
     use csi::volume_capability::access_mode::Mode;
     let d = tempfile::tempdir().unwrap();
-    let r = start(
-        config(d.path(), TransportConfig::NvmeTcp),
-        d.path().join("v.sock"),
-    )
-    .await;
+    let r = start_nvme_tcp(d.path(), "v.sock").await;
     let mut c = r.node().await;
     let staging = d.path().join("staging").to_string_lossy().into_owned();
     let req = |id: &str, path: &str, mode: Mode, nqn: &str| csi::NodeStageVolumeRequest {
@@ -546,11 +525,7 @@ async fn stats_and_expand_of_an_unknown_volume_are_not_found_whatever_the_path()
 async fn errors_echo_at_most_a_few_hundred_bytes_of_any_input() {
     use csi::volume_capability::access_mode::Mode;
     let d = tempfile::tempdir().unwrap();
-    let r = start(
-        config(d.path(), TransportConfig::NvmeTcp),
-        d.path().join("v.sock"),
-    )
-    .await;
+    let r = start_nvme_tcp(d.path(), "v.sock").await;
     let mut c = r.node().await;
     let huge = "x".repeat(100_000);
     let huge_path = format!("/{}", "p".repeat(100_000));
