@@ -15,7 +15,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::Path;
 
 use common::controller::{self as ctl, Ctl};
 use common::loop_node::{self as ln, Cleanup, Harness};
@@ -33,6 +33,33 @@ macro_rules! need_loop {
             return;
         }
     };
+}
+
+/// Each `field` cleared in turn from the request `req` (a valid one): `client.rpc` answers
+/// INVALID_ARGUMENT naming the field (CSI spec, <Rpc>Request.<field>: REQUIRED).
+macro_rules! required {
+    ($client:ident . $rpc:ident ( $req:expr ) $(, $field:ident)+ $(,)?) => {
+        $(
+            let mut r = $req;
+            r.$field = Default::default();
+            let rpc = rpc_name(stringify!($rpc));
+            let field = stringify!($field);
+            refused(
+                &format!("{rpc} without {field} (CSI spec, {rpc}Request.{field}: REQUIRED)"),
+                $client.$rpc(r).await,
+                Code::InvalidArgument,
+                &[field],
+            );
+        )+
+    };
+}
+
+/// The RPC's name as the CSI spec writes it: `node_get_volume_stats` → `NodeGetVolumeStats`.
+fn rpc_name(method: &str) -> String {
+    method
+        .split('_')
+        .map(|w| w[..1].to_uppercase() + &w[1..])
+        .collect()
 }
 
 /// Asserts `r` failed with `code` and a message holding every word; `case` names the rule.
@@ -75,28 +102,51 @@ async fn spec_required_fields_missing_is_invalid_argument_on_every_controller_rp
     let cl = &mut c.client;
     let cap = ctl::rwo();
 
-    // CreateVolume: name and volume_capabilities are REQUIRED.
-    let mut r = ctl::create_req("", GI, cap.clone());
-    refused(
-        concat!(
-            "CreateVolume without name (CSI spec, CreateVolumeRequest.name: ",
-            "REQUIRED)"
-        ),
-        cl.create_volume(r.clone()).await,
-        Code::InvalidArgument,
-        &["name"],
+    let v = csi::Volume {
+        volume_id: "pvc-any".into(),
+        ..Default::default()
+    };
+    let get = csi::ControllerGetVolumeRequest {
+        volume_id: "pvc-any".into(),
+    };
+    let delete_snap = csi::DeleteSnapshotRequest {
+        snapshot_id: "snap-1".into(),
+        ..Default::default()
+    };
+    // ControllerUnpublishVolume's node_id is optional (empty: every node).
+    required!(
+        cl.create_volume(ctl::create_req("v", GI, cap.clone())),
+        name,
+        volume_capabilities
     );
-    r.name = "no-caps".into();
-    r.volume_capabilities.clear();
-    refused(
-        concat!(
-            "CreateVolume without volume_capabilities (CSI spec, ",
-            "CreateVolumeRequest.volume_capabilities: REQUIRED)"
-        ),
-        cl.create_volume(r).await,
-        Code::InvalidArgument,
-        &["volume_capabilities"],
+    required!(cl.delete_volume(delete_req("pvc-any")), volume_id);
+    required!(
+        cl.controller_publish_volume(ctl::publish_req(&v, "node-a", cap.clone())),
+        volume_id,
+        node_id,
+        volume_capability,
     );
+    required!(
+        cl.controller_unpublish_volume(ctl::unpublish_req(&v, "node-a")),
+        volume_id
+    );
+    required!(
+        cl.validate_volume_capabilities(validate_req("pvc-any", vec![cap.clone()])),
+        volume_id,
+        volume_capabilities,
+    );
+    required!(
+        cl.controller_expand_volume(expand_req("pvc-any", GI)),
+        volume_id,
+        capacity_range
+    );
+    required!(cl.controller_get_volume(get.clone()), volume_id);
+    required!(
+        cl.create_snapshot(snap_req("snap-1", "pvc-any")),
+        name,
+        source_volume_id
+    );
+    required!(cl.delete_snapshot(delete_snap.clone()), snapshot_id);
     let mut r = ctl::create_req("half-cap", GI, cap.clone());
     r.volume_capabilities[0].access_mode = None;
     refused(
@@ -107,154 +157,6 @@ async fn spec_required_fields_missing_is_invalid_argument_on_every_controller_rp
         cl.create_volume(r).await,
         Code::InvalidArgument,
         &[],
-    );
-
-    // DeleteVolume: volume_id.
-    refused(
-        concat!(
-            "DeleteVolume without volume_id (CSI spec, ",
-            "DeleteVolumeRequest.volume_id: REQUIRED)"
-        ),
-        cl.delete_volume(delete_req("")).await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
-
-    // ControllerPublishVolume: volume_id, node_id, volume_capability.
-    let v = csi::Volume {
-        volume_id: "pvc-any".into(),
-        ..Default::default()
-    };
-    let mut p = ctl::publish_req(&v, "node-a", cap.clone());
-    p.volume_id.clear();
-    refused(
-        concat!(
-            "ControllerPublishVolume without volume_id (CSI spec, ",
-            "ControllerPublishVolumeRequest.volume_id: REQUIRED)"
-        ),
-        cl.controller_publish_volume(p).await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
-    let p = ctl::publish_req(&v, "", cap.clone());
-    refused(
-        concat!(
-            "ControllerPublishVolume without node_id (CSI spec, ",
-            "ControllerPublishVolumeRequest.node_id: REQUIRED)"
-        ),
-        cl.controller_publish_volume(p).await,
-        Code::InvalidArgument,
-        &["node_id"],
-    );
-    let mut p = ctl::publish_req(&v, "node-a", cap.clone());
-    p.volume_capability = None;
-    refused(
-        concat!(
-            "ControllerPublishVolume without volume_capability (CSI spec, ",
-            "ControllerPublishVolumeRequest.volume_capability: REQUIRED)"
-        ),
-        cl.controller_publish_volume(p).await,
-        Code::InvalidArgument,
-        &["volume_capability"],
-    );
-
-    // ControllerUnpublishVolume: volume_id (node_id is optional: empty means every node).
-    refused(
-        concat!(
-            "ControllerUnpublishVolume without volume_id (CSI spec, ",
-            "ControllerUnpublishVolumeRequest.volume_id: REQUIRED)"
-        ),
-        cl.controller_unpublish_volume(ctl::unpublish_req(&csi::Volume::default(), "node-a"))
-            .await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
-
-    // ValidateVolumeCapabilities: volume_id and volume_capabilities.
-    refused(
-        concat!(
-            "ValidateVolumeCapabilities without volume_id (CSI spec, ",
-            "ValidateVolumeCapabilitiesRequest.volume_id: REQUIRED)"
-        ),
-        cl.validate_volume_capabilities(validate_req("", vec![cap.clone()]))
-            .await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
-    refused(
-        concat!(
-            "ValidateVolumeCapabilities without volume_capabilities (CSI ",
-            "spec, ValidateVolumeCapabilitiesRequest.volume_capabilities: ",
-            "REQUIRED)"
-        ),
-        cl.validate_volume_capabilities(validate_req("pvc-any", vec![]))
-            .await,
-        Code::InvalidArgument,
-        &["volume_capabilities"],
-    );
-
-    // ControllerExpandVolume: volume_id and capacity_range.
-    refused(
-        concat!(
-            "ControllerExpandVolume without volume_id (CSI spec, ",
-            "ControllerExpandVolumeRequest.volume_id: REQUIRED)"
-        ),
-        cl.controller_expand_volume(expand_req("", GI)).await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
-    let mut e = expand_req("pvc-any", GI);
-    e.capacity_range = None;
-    refused(
-        concat!(
-            "ControllerExpandVolume without capacity_range (CSI spec, ",
-            "ControllerExpandVolumeRequest.capacity_range: REQUIRED)"
-        ),
-        cl.controller_expand_volume(e).await,
-        Code::InvalidArgument,
-        &["capacity_range"],
-    );
-
-    // ControllerGetVolume: volume_id.
-    refused(
-        concat!(
-            "ControllerGetVolume without volume_id (CSI spec, ",
-            "ControllerGetVolumeRequest.volume_id: REQUIRED)"
-        ),
-        cl.controller_get_volume(csi::ControllerGetVolumeRequest::default())
-            .await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
-
-    // CreateSnapshot: name and source_volume_id. DeleteSnapshot: snapshot_id.
-    refused(
-        concat!(
-            "CreateSnapshot without name (CSI spec, ",
-            "CreateSnapshotRequest.name: REQUIRED)"
-        ),
-        cl.create_snapshot(snap_req("", "pvc-any")).await,
-        Code::InvalidArgument,
-        &["name"],
-    );
-    refused(
-        concat!(
-            "CreateSnapshot without source_volume_id (CSI spec, ",
-            "CreateSnapshotRequest.source_volume_id: REQUIRED)"
-        ),
-        cl.create_snapshot(snap_req("snap-1", "")).await,
-        Code::InvalidArgument,
-        &["source_volume_id"],
-    );
-    refused(
-        concat!(
-            "DeleteSnapshot without snapshot_id (CSI spec, ",
-            "DeleteSnapshotRequest.snapshot_id: REQUIRED)"
-        ),
-        cl.delete_snapshot(csi::DeleteSnapshotRequest::default())
-            .await,
-        Code::InvalidArgument,
-        &["snapshot_id"],
     );
 
     assert!(
@@ -1340,17 +1242,10 @@ async fn stack() -> Stack {
     }
 }
 
-struct NodeVol {
-    id: String,
-    ctx: std::collections::HashMap<String, String>,
-    publish: std::collections::HashMap<String, String>,
-    staging: PathBuf,
-    target: PathBuf,
-}
-
 impl Stack {
-    /// CreateVolume + ControllerPublishVolume to node-a, as the provisioner and attacher do.
-    async fn volume(&mut self, name: &str) -> NodeVol {
+    /// CreateVolume + ControllerPublishVolume to node-a, as the provisioner and attacher do:
+    /// the volume with both contexts, at node-a's kubelet paths.
+    async fn volume(&mut self, name: &str) -> ln::Vol {
         let v = create(&mut self.c, name, GI, ctl::rwo()).await;
         let p = ok(
             "ControllerPublishVolume",
@@ -1359,73 +1254,9 @@ impl Stack {
                 .controller_publish_volume(ctl::publish_req(&v, "node-a", ctl::rwo()))
                 .await,
         );
-        NodeVol {
-            staging: self.h.path(&format!(
-                "kubelet/plugins/staging/{}/globalmount",
-                v.volume_id
-            )),
-            target: self
-                .h
-                .path(&format!("kubelet/pods/p1/volumes/{}/mount", v.volume_id)),
-            id: v.volume_id,
-            ctx: v.volume_context,
-            publish: p.publish_context,
-        }
-    }
-
-    fn stage_req(&self, v: &NodeVol) -> csi::NodeStageVolumeRequest {
-        csi::NodeStageVolumeRequest {
-            volume_id: v.id.clone(),
-            publish_context: v.publish.clone(),
-            staging_target_path: v.staging.to_string_lossy().into(),
-            volume_capability: Some(ln::mount_cap("xfs")),
-            volume_context: v.ctx.clone(),
-            ..Default::default()
-        }
-    }
-
-    fn publish_req(&self, v: &NodeVol, readonly: bool) -> csi::NodePublishVolumeRequest {
-        csi::NodePublishVolumeRequest {
-            volume_id: v.id.clone(),
-            publish_context: v.publish.clone(),
-            staging_target_path: v.staging.to_string_lossy().into(),
-            target_path: v.target.to_string_lossy().into(),
-            volume_capability: Some(ln::mount_cap("xfs")),
-            readonly,
-            volume_context: v.ctx.clone(),
-            ..Default::default()
-        }
-    }
-}
-
-fn unstage_req(v: &NodeVol) -> csi::NodeUnstageVolumeRequest {
-    csi::NodeUnstageVolumeRequest {
-        volume_id: v.id.clone(),
-        staging_target_path: v.staging.to_string_lossy().into(),
-    }
-}
-
-fn unpublish_req(v: &NodeVol) -> csi::NodeUnpublishVolumeRequest {
-    csi::NodeUnpublishVolumeRequest {
-        volume_id: v.id.clone(),
-        target_path: v.target.to_string_lossy().into(),
-    }
-}
-
-fn stats_req(v: &NodeVol, path: &str) -> csi::NodeGetVolumeStatsRequest {
-    csi::NodeGetVolumeStatsRequest {
-        volume_id: v.id.clone(),
-        volume_path: path.into(),
-        staging_target_path: v.staging.to_string_lossy().into(),
-    }
-}
-
-fn node_expand_req(v: &NodeVol, path: &str) -> csi::NodeExpandVolumeRequest {
-    csi::NodeExpandVolumeRequest {
-        volume_id: v.id.clone(),
-        volume_path: path.into(),
-        staging_target_path: v.staging.to_string_lossy().into(),
-        ..Default::default()
+        let mut vol = self.h.vol(&v.volume_id, v.volume_context);
+        vol.publish = p.publish_context;
+        vol
     }
 }
 
@@ -1438,136 +1269,33 @@ async fn spec_required_fields_missing_is_invalid_argument_on_every_node_rpc() {
     let mut s = stack().await;
     let v = s.volume("node-fields").await;
     let n = &mut s.h.c.clone();
-    let mut r = s.stage_req(&v);
-    r.volume_id.clear();
-    refused(
-        concat!(
-            "NodeStageVolume without volume_id (CSI spec, ",
-            "NodeStageVolumeRequest.volume_id: REQUIRED)"
-        ),
-        n.node_stage_volume(r).await,
-        Code::InvalidArgument,
-        &["volume_id"],
+    let xfs = ln::mount_cap("xfs");
+    // NodePublishVolume's staging_target_path: REQUIRED with STAGE_UNSTAGE_VOLUME.
+    required!(
+        n.node_stage_volume(v.stage_req(xfs.clone())),
+        volume_id,
+        staging_target_path,
+        volume_capability
     );
-    let mut r = s.stage_req(&v);
-    r.staging_target_path.clear();
-    refused(
-        "NodeStageVolume without staging_target_path (CSI spec: REQUIRED)",
-        n.node_stage_volume(r).await,
-        Code::InvalidArgument,
-        &["staging_target_path"],
+    required!(
+        n.node_unstage_volume(v.unstage_req()),
+        volume_id,
+        staging_target_path
     );
-    let mut r = s.stage_req(&v);
-    r.volume_capability = None;
-    refused(
-        "NodeStageVolume without volume_capability (CSI spec: REQUIRED)",
-        n.node_stage_volume(r).await,
-        Code::InvalidArgument,
-        &["volume_capability"],
+    required!(
+        n.node_publish_volume(v.publish_req(xfs.clone(), false)),
+        volume_id,
+        staging_target_path,
+        target_path,
+        volume_capability,
     );
-
-    let mut r = unstage_req(&v);
-    r.volume_id.clear();
-    refused(
-        concat!(
-            "NodeUnstageVolume without volume_id (CSI spec, ",
-            "NodeUnstageVolumeRequest.volume_id: REQUIRED)"
-        ),
-        n.node_unstage_volume(r).await,
-        Code::InvalidArgument,
-        &["volume_id"],
+    required!(
+        n.node_unpublish_volume(v.unpublish_req()),
+        volume_id,
+        target_path
     );
-    let mut r = unstage_req(&v);
-    r.staging_target_path.clear();
-    refused(
-        "NodeUnstageVolume without staging_target_path (CSI spec: REQUIRED)",
-        n.node_unstage_volume(r).await,
-        Code::InvalidArgument,
-        &["staging_target_path"],
-    );
-
-    let mut r = s.publish_req(&v, false);
-    r.volume_id.clear();
-    refused(
-        concat!(
-            "NodePublishVolume without volume_id (CSI spec, ",
-            "NodePublishVolumeRequest.volume_id: REQUIRED)"
-        ),
-        n.node_publish_volume(r).await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
-    let mut r = s.publish_req(&v, false);
-    r.staging_target_path.clear();
-    refused(
-        concat!(
-            "NodePublishVolume without staging_target_path (CSI spec: ",
-            "REQUIRED with STAGE_UNSTAGE_VOLUME)"
-        ),
-        n.node_publish_volume(r).await,
-        Code::InvalidArgument,
-        &["staging_target_path"],
-    );
-    let mut r = s.publish_req(&v, false);
-    r.target_path.clear();
-    refused(
-        "NodePublishVolume without target_path (CSI spec: REQUIRED)",
-        n.node_publish_volume(r).await,
-        Code::InvalidArgument,
-        &["target_path"],
-    );
-    let mut r = s.publish_req(&v, false);
-    r.volume_capability = None;
-    refused(
-        "NodePublishVolume without volume_capability (CSI spec: REQUIRED)",
-        n.node_publish_volume(r).await,
-        Code::InvalidArgument,
-        &["volume_capability"],
-    );
-
-    let mut r = unpublish_req(&v);
-    r.volume_id.clear();
-    refused(
-        concat!(
-            "NodeUnpublishVolume without volume_id (CSI spec, ",
-            "NodeUnpublishVolumeRequest.volume_id: REQUIRED)"
-        ),
-        n.node_unpublish_volume(r).await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
-    let mut r = unpublish_req(&v);
-    r.target_path.clear();
-    refused(
-        "NodeUnpublishVolume without target_path (CSI spec: REQUIRED)",
-        n.node_unpublish_volume(r).await,
-        Code::InvalidArgument,
-        &["target_path"],
-    );
-
-    let t = v.target.to_string_lossy().to_string();
-    let mut r = stats_req(&v, &t);
-    r.volume_id.clear();
-    refused(
-        concat!(
-            "NodeGetVolumeStats without volume_id (CSI spec, ",
-            "NodeGetVolumeStatsRequest.volume_id: REQUIRED)"
-        ),
-        n.node_get_volume_stats(r).await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
-    let mut r = node_expand_req(&v, &t);
-    r.volume_id.clear();
-    refused(
-        concat!(
-            "NodeExpandVolume without volume_id (CSI spec, ",
-            "NodeExpandVolumeRequest.volume_id: REQUIRED)"
-        ),
-        n.node_expand_volume(r).await,
-        Code::InvalidArgument,
-        &["volume_id"],
-    );
+    required!(n.node_get_volume_stats(v.stats_req(&v.target)), volume_id);
+    required!(n.node_expand_volume(v.expand_req(&v.target)), volume_id);
     assert!(
         ln::mount_at(&v.staging).is_none() && ln::loops_backing_under(&s._loops.root).is_empty(),
         "a refused request attached or mounted nothing"
@@ -1585,7 +1313,6 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
     let mut s = stack().await;
     let v = s.volume("lifecycle").await;
     let mut n = s.h.c.clone();
-    let t = v.target.to_string_lossy().to_string();
 
     // Nothing here yet: unknown → NOT_FOUND for stats/expand, OK for unpublish/unstage.
     refused(
@@ -1593,7 +1320,7 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
             "NodeGetVolumeStats before staging (CSI spec, ",
             "NodeGetVolumeStats Errors: volume does not exist → NOT_FOUND)"
         ),
-        n.node_get_volume_stats(stats_req(&v, &t)).await,
+        n.node_get_volume_stats(v.stats_req(&v.target)).await,
         Code::NotFound,
         &[],
     );
@@ -1602,7 +1329,7 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
             "NodeExpandVolume before staging (CSI spec, NodeExpandVolume ",
             "Errors: volume does not exist → NOT_FOUND)"
         ),
-        n.node_expand_volume(node_expand_req(&v, &t)).await,
+        n.node_expand_volume(v.expand_req(&v.target)).await,
         Code::NotFound,
         &[],
     );
@@ -1612,25 +1339,25 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
             "spec, NodeUnpublishVolume: not published at target_path → 0 ",
             "OK)"
         ),
-        n.node_unpublish_volume(unpublish_req(&v)).await,
+        n.node_unpublish_volume(v.unpublish_req()).await,
     );
     ok(
         concat!(
             "NodeUnstageVolume of a volume never staged here (CSI spec, ",
             "NodeUnstageVolume: not staged at staging_target_path → 0 OK)"
         ),
-        n.node_unstage_volume(unstage_req(&v)).await,
+        n.node_unstage_volume(v.unstage_req()).await,
     );
 
     for i in 0..2 {
         ok(
             &format!("NodeStageVolume #{i} (CSI spec, NodeStageVolume: MUST be idempotent)"),
-            n.node_stage_volume(s.stage_req(&v)).await,
+            n.node_stage_volume(v.stage_req(ln::mount_cap("xfs"))).await,
         );
     }
     let (_, fs, _) = ln::mount_at(&v.staging).expect("staged");
     assert_eq!(fs, "xfs");
-    let mut other = s.stage_req(&v);
+    let mut other = v.stage_req(ln::mount_cap("xfs"));
     other.volume_capability = Some(ln::block_cap());
     refused(
         concat!(
@@ -1652,7 +1379,8 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
                 ),
                 i = i
             ),
-            n.node_publish_volume(s.publish_req(&v, false)).await,
+            n.node_publish_volume(v.publish_req(ln::mount_cap("xfs"), false))
+                .await,
         );
     }
     std::fs::write(v.target.join("data"), b"kept").unwrap();
@@ -1662,14 +1390,15 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
             "NodePublishVolume Errors: published with incompatible readonly ",
             "→ ALREADY_EXISTS)"
         ),
-        n.node_publish_volume(s.publish_req(&v, true)).await,
+        n.node_publish_volume(v.publish_req(ln::mount_cap("xfs"), true))
+            .await,
         Code::AlreadyExists,
         &[],
     );
 
     let st = ok(
         "NodeGetVolumeStats",
-        n.node_get_volume_stats(stats_req(&v, &t)).await,
+        n.node_get_volume_stats(v.stats_req(&v.target)).await,
     );
     assert!(st.usage.iter().any(|u| u.total > 0), "{st:?}");
     refused(
@@ -1677,7 +1406,7 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
             "NodeGetVolumeStats without volume_path (CSI spec, ",
             "NodeGetVolumeStatsRequest.volume_path: REQUIRED)"
         ),
-        n.node_get_volume_stats(stats_req(&v, "")).await,
+        n.node_get_volume_stats(v.stats_req(Path::new(""))).await,
         Code::InvalidArgument,
         &["volume_path"],
     );
@@ -1686,7 +1415,7 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
             "NodeExpandVolume without volume_path (CSI spec, ",
             "NodeExpandVolumeRequest.volume_path: REQUIRED)"
         ),
-        n.node_expand_volume(node_expand_req(&v, "")).await,
+        n.node_expand_volume(v.expand_req(Path::new(""))).await,
         Code::InvalidArgument,
         &["volume_path"],
     );
@@ -1696,8 +1425,7 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
             "NodeGetVolumeStats at a path that does not exist (CSI spec, ",
             "NodeGetVolumeStats Errors: volume_path not found → NOT_FOUND)"
         ),
-        n.node_get_volume_stats(stats_req(&v, &missing.to_string_lossy()))
-            .await,
+        n.node_get_volume_stats(v.stats_req(&missing)).await,
         Code::NotFound,
         &[],
     );
@@ -1712,7 +1440,7 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
         );
     }
     for i in 0..2 {
-        let mut r = node_expand_req(&v, &t);
+        let mut r = v.expand_req(&v.target);
         r.capacity_range = Some(csi::CapacityRange {
             required_bytes: 2 * GI,
             limit_bytes: 0,
@@ -1733,7 +1461,7 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
                 ),
                 i = i
             ),
-            n.node_unpublish_volume(unpublish_req(&v)).await,
+            n.node_unpublish_volume(v.unpublish_req()).await,
         );
     }
     assert!(ln::mount_at(&v.target).is_none());
@@ -1746,7 +1474,7 @@ async fn spec_volume_lifecycle_is_idempotent_through_controller_and_node() {
                 ),
                 i = i
             ),
-            n.node_unstage_volume(unstage_req(&v)).await,
+            n.node_unstage_volume(v.unstage_req()).await,
         );
     }
     assert!(ln::mount_at(&v.staging).is_none());
