@@ -10,6 +10,14 @@ pub const OPERATIONS: &str = "rds_csi_node_operations_total";
 pub const STAGE_DURATION: &str = "rds_csi_node_stage_duration_seconds";
 pub const READ_LATENCY: &str = "rds_csi_node_device_read_latency_seconds";
 pub const RECONCILER_ACTIONS: &str = "rds_csi_node_reconciler_actions_total";
+/// Buckets of [`STAGE_DURATION`], in seconds: 50 ms to two minutes (a connect, device wait
+/// and mkfs of a large volume).
+const STAGE_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+/// Buckets of [`READ_LATENCY`], in seconds: from a healthy 4 KiB read (~100 µs) to the
+/// health read's own deadline.
+const READ_BUCKETS: [f64; 11] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 2.0,
+];
 /// Every metric registered by [`NodeMetrics::new`] (docs are checked against this list).
 pub const NAMES: &[&str] = &[OPERATIONS, STAGE_DURATION, READ_LATENCY, RECONCILER_ACTIONS];
 
@@ -42,47 +50,35 @@ pub fn result_label(code: Option<Code>) -> &'static str {
 
 impl NodeMetrics {
     pub fn new(metrics: &Metrics) -> Self {
-        let operations = IntCounterVec::new(
+        let operations = metrics.add(IntCounterVec::new(
             Opts::new(
                 OPERATIONS,
                 "Node RPCs by operation and result (ok or the gRPC code)",
             ),
             &["op", "result"],
-        )
-        .expect("static metric definition");
-        let stage_duration = Histogram::with_opts(
+        ));
+        let stage_duration = metrics.add(Histogram::with_opts(
             HistogramOpts::new(
                 STAGE_DURATION,
                 "Duration of successful NodeStageVolume calls (connect, wait, probe, mkfs, mount)",
             )
-            .buckets(vec![
-                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-            ]),
-        )
-        .expect("static metric definition");
-        let read_latency = HistogramVec::new(
+            .buckets(STAGE_BUCKETS.to_vec()),
+        ));
+        let read_latency = metrics.add(HistogramVec::new(
             HistogramOpts::new(
                 READ_LATENCY,
                 "Latency of the 4 KiB health read made by NodeGetVolumeStats, by transport",
             )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 2.0,
-            ]),
+            .buckets(READ_BUCKETS.to_vec()),
             &["transport"],
-        )
-        .expect("static metric definition");
-        let reconciler = IntCounterVec::new(
+        ));
+        let reconciler = metrics.add(IntCounterVec::new(
             Opts::new(
                 RECONCILER_ACTIONS,
                 "Reconnect-reconciler actions by action and result",
             ),
             &["action", "result"],
-        )
-        .expect("static metric definition");
-        metrics.register(Box::new(operations.clone()));
-        metrics.register(Box::new(stage_duration.clone()));
-        metrics.register(Box::new(read_latency.clone()));
-        metrics.register(Box::new(reconciler.clone()));
+        ));
         NodeMetrics {
             operations,
             stage_duration,

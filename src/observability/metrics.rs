@@ -65,6 +65,18 @@ impl Metrics {
             .expect("metric registered twice: a programming error");
     }
 
+    /// Registers a metric just defined (from a static definition: an error is a programming
+    /// error) and returns it. Prometheus metrics are handles: the clone returned records into
+    /// the one registered.
+    pub fn add<C: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        defined: prometheus::Result<C>,
+    ) -> C {
+        let c = defined.expect("static metric definition");
+        self.register(Box::new(c.clone()));
+        c
+    }
+
     /// Every `rds_csi_*` metric name registered so far, sorted (the process_* families are
     /// not listed).
     pub fn registered_names(&self) -> Vec<String> {

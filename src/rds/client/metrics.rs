@@ -25,15 +25,14 @@ pub(super) struct RdsMetrics {
 
 impl RdsMetrics {
     pub(super) fn register(metrics: &Metrics) -> Self {
-        let commands = IntCounterVec::new(
+        let commands = metrics.add(IntCounterVec::new(
             Opts::new(
                 COMMANDS_TOTAL,
                 "RouterOS commands sent to the RDS, by kind and result",
             ),
             &["kind", "result"],
-        )
-        .expect("static metric definition");
-        let duration = HistogramVec::new(
+        ));
+        let duration = metrics.add(HistogramVec::new(
             HistogramOpts::new(
                 COMMAND_DURATION,
                 "Time from issuing a RouterOS command to its answer, retries included",
@@ -42,29 +41,25 @@ impl RdsMetrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
             &["kind"],
-        )
-        .expect("static metric definition");
-        let breaker = IntGauge::new(
+        ));
+        let gauge = |name: &str, help: &str| metrics.add(IntGauge::new(name, help));
+        let breaker = gauge(
             BREAKER_STATE,
             "RDS circuit breaker: 0 closed, 1 open (failing fast), 2 half-open (probing)",
-        )
-        .expect("static metric definition");
-        let up = IntGauge::new(
+        );
+        let up = gauge(
             RDS_UP,
             "1 when the last background check of the RDS (SSH, /system identity print) \
              succeeded, 0 when it failed or none has finished yet",
-        )
-        .expect("static metric definition");
-        let pool_size = IntGauge::new(
+        );
+        let pool_size = gauge(
             POOL_SIZE,
             "Size of the RDS pool in bytes, as last read by GetCapacity (0: not read yet)",
-        )
-        .expect("static metric definition");
-        let pool_free = IntGauge::new(
+        );
+        let pool_free = gauge(
             POOL_FREE,
             "Free space of the RDS pool in bytes, as last read by GetCapacity (0: not read yet)",
-        )
-        .expect("static metric definition");
+        );
         // Every series exists from the start, so dashboards and alerts see zeros, not gaps.
         for kind in ["read", "mutation"] {
             duration.with_label_values(&[kind]);
@@ -72,12 +67,6 @@ impl RdsMetrics {
                 commands.with_label_values(&[kind, result]);
             }
         }
-        metrics.register(Box::new(commands.clone()));
-        metrics.register(Box::new(duration.clone()));
-        metrics.register(Box::new(breaker.clone()));
-        metrics.register(Box::new(up.clone()));
-        metrics.register(Box::new(pool_size.clone()));
-        metrics.register(Box::new(pool_free.clone()));
         RdsMetrics {
             commands,
             duration,
