@@ -38,15 +38,20 @@ impl Cursor {
         }
     }
 
+    /// A key (a bare word) and the column it starts at.
+    fn key(&mut self) -> Result<(usize, String), CmdError> {
+        let col = self.col();
+        match self.next() {
+            Some((Tok::Word(w), _)) => Ok((col, w)),
+            _ => Err(syntax(col)),
+        }
+    }
+
     /// `key=value` pairs until the end; keys outside `allowed` end the command.
     pub(super) fn args(&mut self, allowed: &[&str]) -> Result<Vec<(String, Value)>, CmdError> {
         let mut args = Vec::new();
         while !self.done() {
-            let col = self.col();
-            let key = match self.next() {
-                Some((Tok::Word(w), _)) => w,
-                _ => return Err(syntax(col)),
-            };
+            let (col, key) = self.key()?;
             if !allowed.contains(&key.as_str()) {
                 return Err(end_expected(col));
             }
@@ -71,11 +76,7 @@ impl Cursor {
     pub(super) fn conds(&mut self) -> Result<Vec<Cond>, CmdError> {
         let mut conds = Vec::new();
         while !self.done() {
-            let col = self.col();
-            let key = match self.next() {
-                Some((Tok::Word(w), _)) => w,
-                _ => return Err(syntax(col)),
-            };
+            let (col, key) = self.key()?;
             let op = match self.next() {
                 Some((Tok::Eq, _)) => Op::Eq,
                 Some((Tok::Tilde, _)) => Op::Match,
