@@ -104,6 +104,13 @@ mod tests {
         Slot::new(s).unwrap()
     }
 
+    /// The slot `name` and the path of its volume file under [`base`].
+    fn volume(name: &str) -> (Slot, RdsPath) {
+        let s = slot(name);
+        let path = RdsPath::volume_file(&base(), &s).unwrap();
+        (s, path)
+    }
+
     fn export(s: &Slot) -> NvmeExport {
         NvmeExport {
             port: Port::default(),
@@ -131,8 +138,7 @@ mod tests {
     #[test]
     fn commands_render_exactly() {
         let b = base();
-        let s = slot("pvc-1");
-        let path = RdsPath::volume_file(&b, &s).unwrap();
+        let (s, path) = volume("pvc-1");
         assert_eq!(
             Command::create_disk(&path, 1 << 30, &s, &export(&s))
                 .unwrap()
@@ -141,8 +147,7 @@ mod tests {
              slot=\"pvc-1\" nvme-tcp-export=yes nvme-tcp-server-port=\"4420\" \
              nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\""
         );
-        let snap = slot("snap-1");
-        let snap_path = RdsPath::volume_file(&b, &snap).unwrap();
+        let (snap, snap_path) = volume("snap-1");
         assert_eq!(
             Command::copy_disk(&s, &snap_path, &snap, None, None)
                 .unwrap()
@@ -150,8 +155,7 @@ mod tests {
             "/disk add type=file copy-from=[find slot=\"pvc-1\"] \
              file-path=\"/storage-pool/csi/snap-1.img\" slot=\"snap-1\""
         );
-        let clone = slot("pvc-2");
-        let clone_path = RdsPath::volume_file(&b, &clone).unwrap();
+        let (clone, clone_path) = volume("pvc-2");
         assert_eq!(
             Command::copy_disk(
                 &snap,
@@ -201,9 +205,7 @@ mod tests {
 
     #[test]
     fn zero_sizes_are_refused() {
-        let b = base();
-        let s = slot("pvc-1");
-        let path = RdsPath::volume_file(&b, &s).unwrap();
+        let (s, path) = volume("pvc-1");
         assert_eq!(
             Command::create_disk(&path, 0, &s, &export(&s)),
             Err(ValidationError::ZeroSize)
