@@ -8,12 +8,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+use node_io::testing::is_root;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+static SERIAL: Mutex<()> = Mutex::new(());
 
 struct Run {
     out: Output,

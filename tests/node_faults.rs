@@ -33,7 +33,7 @@ fn shut_down(path: &std::path::Path) {
 #[test]
 fn a_filesystem_shut_down_under_the_pod_is_abnormal_and_still_unpublishes_and_unstages() {
     on_loop_node(async |h| {
-        if !have("xfs_io") {
+        if !have_tool("xfs_io") {
             return eprintln!("SKIP: xfs_io is not installed");
         }
         for fs in ["xfs", "ext4"] {
@@ -331,7 +331,7 @@ fn freeze_when_unknown(pid: u32, device: &std::path::Path, slice: std::time::Dur
 fn a_fresh_volume_whose_mkfs_was_cut_short_by_a_killed_node_stages_on_retry() {
     use csi_proto::v1 as csi;
     on_loop_node(async |h| {
-        if !have("blkid") {
+        if !have_tool("blkid") {
             return eprintln!("SKIP: blkid is not installed");
         }
         let mut saw_unknown = false;

@@ -28,24 +28,7 @@ pub const SIZE: u64 = 320 * MIB;
 /// One loop-device test at a time (held across awaits, hence tokio's mutex).
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+pub use node_io::testing::{have_tool, is_root};
 
 /// Why this machine cannot run the loop tests, if it cannot.
 pub fn cannot_run() -> Option<String> {
@@ -59,7 +42,7 @@ pub fn cannot_run() -> Option<String> {
         "xfs_growfs",
         "resize2fs",
     ] {
-        if !have(t) {
+        if !have_tool(t) {
             return Some(format!("{t} is not installed"));
         }
     }
@@ -86,7 +69,7 @@ pub async fn run_here(test: &str) -> bool {
         return true;
     }
     if let Some(why) =
-        cannot_run().or_else(|| (!have("unshare")).then(|| "unshare is not installed".into()))
+        cannot_run().or_else(|| (!have_tool("unshare")).then(|| "unshare is not installed".into()))
     {
         eprintln!("SKIP {test}: {why}");
         return false;
