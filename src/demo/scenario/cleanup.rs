@@ -20,45 +20,39 @@ fn all_ok(errors: Vec<CallError>, done: impl FnOnce() -> String) -> Result<((), 
     }
 }
 
+/// The cleanup step that releases `n` holdings of kind `h`.
+fn step_name(h: Holding, n: usize) -> String {
+    match h {
+        Holding::NodePublished => format!("cleanup: NodeUnpublish ({n} targets)"),
+        Holding::Staged => format!("cleanup: NodeUnstage ({n} volumes, holder scan)"),
+        Holding::ControllerPublished => format!("cleanup: ControllerUnpublish ({n} attachments)"),
+        Holding::Snapshots => format!("cleanup: DeleteSnapshot ({n})"),
+        Holding::Volumes => format!("cleanup: DeleteVolume ({n})"),
+    }
+}
+
 impl Scenario<'_> {
-    pub async fn cleanup(&mut self, r: &mut Report) {
-        let held = |s: &Self, h| s.stack.csi.taken().count(h);
-        let n = held(self, Holding::NodePublished);
-        if n > 0 {
-            r.step(
-                format!("cleanup: NodeUnpublish ({n} targets)"),
-                Kind::Cleanup,
-                async {
-                    let errors = self.csi().release(Holding::NodePublished).await;
-                    all_ok(errors, || {
-                        "targets unmounted / device nodes removed".to_string()
-                    })
-                },
-            )
-            .await;
+    /// Releases every holding of kind `h` in one cleanup step (no step when none is held).
+    async fn release_step(&mut self, r: &mut Report, h: Holding) {
+        let taken = self.stack.csi.taken();
+        let n = taken.count(h);
+        if n == 0 {
+            return;
         }
-        let n = held(self, Holding::Staged);
-        if n > 0 {
-            r.step(
-                format!("cleanup: NodeUnstage ({n} volumes, holder scan)"),
-                Kind::Cleanup,
-                async {
-                    let errors = self.csi().release(Holding::Staged).await;
-                    all_ok(errors, || {
-                        "unmounted; holder scans complete and empty; loop devices detached"
-                            .to_string()
-                    })
-                },
-            )
-            .await;
-        }
-        let n = held(self, Holding::ControllerPublished);
-        if n > 0 {
-            r.step(
-                format!("cleanup: ControllerUnpublish ({n} attachments)"),
-                Kind::Cleanup,
-                async {
-                    let errors = self.csi().release(Holding::ControllerPublished).await;
+        // Snapshots and volumes are named in the step's result (as they were before release).
+        let listed = match h {
+            Holding::Snapshots => taken.snapshots.join(", "),
+            Holding::Volumes => taken.volumes.join(", "),
+            _ => String::new(),
+        };
+        r.step(step_name(h, n), Kind::Cleanup, async {
+            let errors = self.csi().release(h).await;
+            all_ok(errors, || match h {
+                Holding::NodePublished => "targets unmounted / device nodes removed".to_string(),
+                Holding::Staged => {
+                    "unmounted; holder scans complete and empty; loop devices detached".to_string()
+                }
+                Holding::ControllerPublished => {
                     let detached = self
                         .stack
                         .events
@@ -66,36 +60,24 @@ impl Scenario<'_> {
                         .iter()
                         .filter(|r| *r == EventReason::VolumeDetached.as_str())
                         .count();
-                    all_ok(errors, || {
-                        format!("attachment table empty; {detached} VolumeDetached events in all")
-                    })
-                },
-            )
-            .await;
-        }
-        let snaps = self.stack.csi.taken().snapshots.clone();
-        if !snaps.is_empty() {
-            r.step(
-                format!("cleanup: DeleteSnapshot ({})", snaps.len()),
-                Kind::Cleanup,
-                async {
-                    let errors = self.csi().release(Holding::Snapshots).await;
-                    all_ok(errors, || snaps.join(", "))
-                },
-            )
-            .await;
-        }
-        let vols = self.stack.csi.taken().volumes.clone();
-        if !vols.is_empty() {
-            r.step(
-                format!("cleanup: DeleteVolume ({})", vols.len()),
-                Kind::Cleanup,
-                async {
-                    let errors = self.csi().release(Holding::Volumes).await;
-                    all_ok(errors, || vols.join(", "))
-                },
-            )
-            .await;
+                    format!("attachment table empty; {detached} VolumeDetached events in all")
+                }
+                Holding::Snapshots | Holding::Volumes => listed,
+            })
+        })
+        .await;
+    }
+
+    pub async fn cleanup(&mut self, r: &mut Report) {
+        // Latest first.
+        for h in [
+            Holding::NodePublished,
+            Holding::Staged,
+            Holding::ControllerPublished,
+            Holding::Snapshots,
+            Holding::Volumes,
+        ] {
+            self.release_step(r, h).await;
         }
         r.step("the RDS is empty again", Kind::Cleanup, async {
             let left: Vec<String> = self
