@@ -355,14 +355,7 @@ impl CsiClient {
     /// publish_context ControllerPublish gave for that node.
     pub async fn node_stage(&mut self, v: &Volume, node: &str) -> Result<PathBuf, CallError> {
         let staging = self.staging(node, v);
-        push_new(
-            &mut self.taken.staged,
-            Held {
-                node: node.to_owned(),
-                volume_id: v.id.clone(),
-                path: staging.clone(),
-            },
-        );
+        push_new(&mut self.taken.staged, Held::new(node, &v.id, &staging));
         let call = format!("NodeStage {} on {node}", v.id);
         let mut c = self.node(node, &call)?;
         let req = self.request(csi::NodeStageVolumeRequest {
@@ -382,11 +375,7 @@ impl CsiClient {
         let (staging, target) = (self.staging(node, v), self.target(node, v));
         push_new(
             &mut self.taken.node_published,
-            Held {
-                node: node.to_owned(),
-                volume_id: v.id.clone(),
-                path: target.clone(),
-            },
+            Held::new(node, &v.id, &target),
         );
         let call = format!("NodePublish {} on {node}", v.id);
         let mut c = self.node(node, &call)?;
@@ -405,51 +394,52 @@ impl CsiClient {
     }
 
     pub async fn node_unpublish(&mut self, v: &Volume, node: &str) -> Result<(), CallError> {
-        let target = self.target(node, v);
-        self.unpublish_at(node, &v.id, &target).await
-    }
-
-    async fn unpublish_at(
-        &mut self,
-        node: &str,
-        volume_id: &str,
-        target: &Path,
-    ) -> Result<(), CallError> {
-        let call = format!("NodeUnpublish {volume_id} on {node}");
-        let mut c = self.node(node, &call)?;
-        let req = self.request(csi::NodeUnpublishVolumeRequest {
-            volume_id: volume_id.into(),
-            target_path: target.to_string_lossy().into(),
-        });
-        self.answer(call, c.node_unpublish_volume(req)).await?;
-        self.taken
-            .node_published
-            .retain(|h| !(h.node == node && h.volume_id == volume_id && h.path == target));
-        Ok(())
+        let held = Held::new(node, &v.id, &self.target(node, v));
+        self.node_release(Holding::NodePublished, held).await
     }
 
     pub async fn node_unstage(&mut self, v: &Volume, node: &str) -> Result<(), CallError> {
-        let staging = self.staging(node, v);
-        self.unstage_at(node, &v.id, &staging).await
+        let held = Held::new(node, &v.id, &self.staging(node, v));
+        self.node_release(Holding::Staged, held).await
     }
 
-    async fn unstage_at(
-        &mut self,
-        node: &str,
-        volume_id: &str,
-        staging: &Path,
-    ) -> Result<(), CallError> {
-        let call = format!("NodeUnstage {volume_id} on {node}");
+    /// NodeUnpublish (`h` = NodePublished) or NodeUnstage (Staged) of `held`, no longer
+    /// taken once answered.
+    async fn node_release(&mut self, h: Holding, held: Held) -> Result<(), CallError> {
+        let (node, volume_id) = (&held.node, &held.volume_id);
+        let path = held.path.to_string_lossy().into_owned();
+        let staged = h == Holding::Staged;
+        let rpc = if staged {
+            "NodeUnstage"
+        } else {
+            "NodeUnpublish"
+        };
+        let call = format!("{rpc} {volume_id} on {node}");
         let mut c = self.node(node, &call)?;
-        let req = self.request(csi::NodeUnstageVolumeRequest {
-            volume_id: volume_id.into(),
-            staging_target_path: staging.to_string_lossy().into(),
-        });
-        self.answer(call, c.node_unstage_volume(req)).await?;
-        self.taken
-            .staged
-            .retain(|h| !(h.node == node && h.volume_id == volume_id && h.path == staging));
+        if staged {
+            let req = self.request(csi::NodeUnstageVolumeRequest {
+                volume_id: volume_id.clone(),
+                staging_target_path: path,
+            });
+            self.answer(call, c.node_unstage_volume(req)).await?;
+        } else {
+            let req = self.request(csi::NodeUnpublishVolumeRequest {
+                volume_id: volume_id.clone(),
+                target_path: path,
+            });
+            self.answer(call, c.node_unpublish_volume(req)).await?;
+        }
+        self.node_held(h).retain(|x| *x != held);
         Ok(())
+    }
+
+    /// The node-side holdings of kind `h` (NodePublished or Staged).
+    fn node_held(&mut self, h: Holding) -> &mut Vec<Held> {
+        if h == Holding::Staged {
+            &mut self.taken.staged
+        } else {
+            &mut self.taken.node_published
+        }
     }
 
     /// NodeExpandVolume `v` (published on `node`) to at least `bytes`.
@@ -535,16 +525,10 @@ impl CsiClient {
             }
         };
         match h {
-            Holding::NodePublished => {
-                let held = self.taken.node_published.clone();
-                for x in held.iter().rev().filter(|x| of(&x.volume_id)) {
-                    note(self.unpublish_at(&x.node, &x.volume_id, &x.path).await);
-                }
-            }
-            Holding::Staged => {
-                let held = self.taken.staged.clone();
-                for x in held.iter().rev().filter(|x| of(&x.volume_id)) {
-                    note(self.unstage_at(&x.node, &x.volume_id, &x.path).await);
+            Holding::NodePublished | Holding::Staged => {
+                let held = self.node_held(h).clone();
+                for x in held.into_iter().rev().filter(|x| of(&x.volume_id)) {
+                    note(self.node_release(h, x).await);
                 }
             }
             Holding::ControllerPublished => {

@@ -1,6 +1,6 @@
 //! What a scenario's calls took and have not released yet.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A node-side holding: `volume_id` staged or published on `node` at `path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,6 +8,16 @@ pub struct Held {
     pub node: String,
     pub volume_id: String,
     pub path: PathBuf,
+}
+
+impl Held {
+    pub fn new(node: &str, volume_id: &str, path: &Path) -> Self {
+        Held {
+            node: node.to_owned(),
+            volume_id: volume_id.to_owned(),
+            path: path.to_owned(),
+        }
+    }
 }
 
 /// What the calls so far took and have not released, in the order taken. Each is recorded
